@@ -1,0 +1,36 @@
+// What the CPU and the OS support, read once (CPUID + XGETBV on x86, fixed on arm64),
+// and the ISA the kernels use: the best available one, lowered by CLIPKIT_ISA or ck::request_isa.
+#pragma once
+#include "common.h"
+
+namespace ck {
+
+struct CpuFeatures {
+  bool avx2_fma = false;     // AVX2 + FMA, with the OS saving ymm state
+  bool avx512 = false;       // AVX-512 F/BW/DQ/VL, with the OS saving zmm and mask state
+  bool avx512_bf16 = false;  // vdpbf16ps
+  bool neon = false;
+  int physical_cores = 1;
+  int logical_cpus = 1;
+};
+
+const CpuFeatures& cpu_features();
+
+// Best ISA this CPU runs.
+Isa best_isa();
+bool isa_supported(Isa isa);
+
+// The ISA that newly submitted jobs will use. Starts at best_isa(), or at CLIPKIT_ISA when set.
+Isa requested_isa();
+// Returns false (and changes nothing) when the CPU lacks the ISA.
+bool request_isa(Isa isa);
+// Parses "scalar" | "avx2" | "avx512" | "neon"; false if unknown.
+bool parse_isa(const char* name, Isa* out);
+
+// Called by the dispatcher around each job.
+void set_current_isa(Isa isa);
+
+// The error (if any) from reading CLIPKIT_ISA at load: an unknown name or an ISA the CPU lacks.
+const char* isa_env_error();
+
+}  // namespace ck

@@ -1,0 +1,65 @@
+/** Argument checks at the edge: every message names the argument, what was expected and what came. */
+import { rangeError, typeError } from './errors';
+import { DType, Tensor } from './tensor';
+
+export function expectTensor<D extends DType>(name: string, t: unknown, dtype: D): Tensor<D> {
+  if (!(t instanceof Tensor))
+    throw typeError('E_ARG', `Expected a Tensor for ${name} but received ${describe(t)}`);
+  if (t.dtype !== dtype) throw typeError('E_DTYPE', `Expected ${dtype} for ${name} but received ${t.dtype}`);
+  return t as Tensor<D>;
+}
+
+/** `want` may hold -1 for "any size" on an axis. Returns the actual shape. */
+export function expectShape(name: string, t: Tensor<DType>, want: readonly number[]): readonly number[] {
+  const ok = t.shape.length === want.length && want.every((w, i) => w === -1 || w === t.shape[i]);
+  if (!ok)
+    throw rangeError(
+      'E_SHAPE',
+      `Expected ${name} of shape [${want.map((w) => (w === -1 ? '*' : w)).join(', ')}] but received [${t.shape.join(', ')}]`,
+    );
+  return t.shape;
+}
+
+export function expectRankAtLeast(name: string, t: Tensor<DType>, rank: number): void {
+  if (t.shape.length < rank)
+    throw rangeError('E_SHAPE', `Expected ${name} with at least ${rank} dimensions but received [${t.shape.join(', ')}]`);
+}
+
+export function expectFinite(name: string, v: unknown): number {
+  if (typeof v !== 'number') throw typeError('E_ARG', `Expected a finite number for ${name} but received ${describe(v)}`);
+  if (!Number.isFinite(v)) throw rangeError('E_ARG', `Expected a finite number for ${name} but received ${v}`);
+  return v;
+}
+
+export function expectPositive(name: string, v: unknown): number {
+  const n = expectFinite(name, v);
+  if (!(n > 0)) throw rangeError('E_ARG', `Expected a positive number for ${name} but received ${n}`);
+  return n;
+}
+
+export function expectInt(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number') throw typeError('E_ARG', `Expected an integer for ${name} but received ${describe(v)}`);
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw rangeError('E_ARG', `Expected an integer in [${min}, ${max}] for ${name} but received ${v}`);
+  return v;
+}
+
+export function expectOneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
+  if (typeof v !== 'string' || !allowed.includes(v as T))
+    throw rangeError('E_ARG', `Expected one of ${allowed.join(', ')} for ${name} but received ${describe(v)}`);
+  return v as T;
+}
+
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (ArrayBuffer.isView(v)) return `${v.constructor.name} of length ${(v as unknown as { length: number }).length}`;
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  return `${typeof v} ${String(v)}`;
+}
+
+/** Product of a shape's leading axes (all but the last): the number of rows. */
+export function rowsOf(shape: readonly number[]): number {
+  return shape.slice(0, -1).reduce((a, b) => a * b, 1);
+}

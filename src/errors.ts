@@ -1,0 +1,27 @@
+/** Stable error codes carried by every error clipkit throws (`err.code`). */
+export type ErrorCode =
+  | 'E_ARG' // an argument of the wrong kind or value
+  | 'E_SHAPE' // a tensor or buffer of the wrong shape or length
+  | 'E_DTYPE' // a tensor of the wrong element type
+  | 'E_ISA' // an instruction set this CPU lacks
+  | 'E_NATIVE_LOAD' // the native addon could not be loaded
+  | 'E_NATIVE' // a kernel reported a failure
+  | 'E_NOMEM'; // a kernel could not allocate its scratch memory
+
+export class ClipkitError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'ClipkitError';
+    this.code = code;
+  }
+}
+
+function withCode<E extends Error>(err: E, code: ErrorCode): E & { code: ErrorCode } {
+  return Object.assign(err, { code });
+}
+
+/** Wrong kind of value (a string where a tensor belongs, a Float64Array where Float32Array belongs). */
+export const typeError = (code: ErrorCode, message: string) => withCode(new TypeError(message), code);
+/** Right kind, bad value (a length, a shape, a non-finite scale). */
+export const rangeError = (code: ErrorCode, message: string) => withCode(new RangeError(message), code);

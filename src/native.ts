@@ -1,0 +1,96 @@
+/**
+ * Loads the native addon: a prebuilt binary from prebuilds/<platform>-<arch>/ when one matches,
+ * else the source build in build/Release/ (node-gyp-build's order). CLIPKIT_ADDON names a .node file
+ * to load instead. If nothing loads, one E_NATIVE_LOAD error lists what was tried and what to do.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ClipkitError } from './errors';
+
+export interface CpuInfo {
+  isas: string[]; // instruction sets this CPU runs, e.g. ['scalar', 'avx2', 'avx512']
+  best: string;
+  isa: string; // the one new work uses
+  avx512bf16: boolean;
+  physicalCores: number;
+  logicalCpus: number;
+  threads: number;
+  isaEnvError: string | null; // why CLIPKIT_ISA was ignored, if it was
+}
+
+/** What JS hands the addon for a packed GEMM weight: an opaque handle. */
+export type PackedHandle = { readonly __packed: unique symbol };
+
+type Buffers = Record<string, unknown>;
+
+export interface NativeAddon {
+  cpuInfo(): CpuInfo;
+  setIsa(isa: string): void;
+  setThreads(threads: number): void;
+  [op: string]: ((args: Buffers) => Promise<unknown>) | ((...a: any[]) => unknown);
+}
+
+const packageRoot = path.join(__dirname, '..');
+let cached: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (!cached) cached = load();
+  return cached;
+}
+
+function load(): NativeAddon {
+  const tried: string[] = [];
+  const override = process.env.CLIPKIT_ADDON;
+  if (override) {
+    try {
+      return require(path.resolve(override)) as NativeAddon;
+    } catch (err) {
+      tried.push(`CLIPKIT_ADDON=${override}: ${firstLine(err)}`);
+    }
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const gypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
+    return gypBuild(packageRoot);
+  } catch (err) {
+    const prebuildDir = path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`);
+    const buildDir = path.join(packageRoot, 'build', 'Release');
+    tried.push(`prebuilds/${process.platform}-${process.arch}/: ${describeDir(prebuildDir)}`);
+    tried.push(`build/Release/: ${describeDir(buildDir)}`);
+    tried.push(`node-gyp-build: ${firstLine(err)}`);
+  }
+  throw new ClipkitError(
+    'E_NATIVE_LOAD',
+    [
+      `clipkit could not load its native addon for ${process.platform}-${process.arch} (Node ${process.version}, N-API ${process.versions.napi}).`,
+      'Tried:',
+      ...tried.map((t) => `  - ${t}`),
+      'Possible solutions:',
+      '  - Build it from source: `npm rebuild clipkit` (needs cmake >= 3.15 and a C++17 compiler; in a clone: `npm install`).',
+      `  - Use a platform clipkit ships a prebuilt binary for (this package has: ${shippedPlatforms()}).`,
+      '  - Check that npm did not skip install scripts (--ignore-scripts) and that Node was not started with --no-addons.',
+    ].join('\n'),
+  );
+}
+
+function firstLine(err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0];
+}
+
+function describeDir(dir: string): string {
+  try {
+    const nodes = fs.readdirSync(dir).filter((f) => f.endsWith('.node'));
+    return nodes.length ? `has ${nodes.join(', ')} but none loaded` : 'no .node file';
+  } catch {
+    return 'not present';
+  }
+}
+
+function shippedPlatforms(): string {
+  try {
+    const dirs = fs.readdirSync(path.join(packageRoot, 'prebuilds'));
+    return dirs.length ? dirs.join(', ') : 'none';
+  } catch {
+    return 'none';
+  }
+}

@@ -1,0 +1,1 @@
+export { layerNorm } from './layer_norm';

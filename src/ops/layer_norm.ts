@@ -1,0 +1,36 @@
+/** Layer norm over the last axis, optionally fused with the residual add before it. */
+import { expectFinite, expectShape, expectTensor, rowsOf, expectRankAtLeast } from '../check';
+import { native } from '../native';
+import { Tensor } from '../tensor';
+
+export interface LayerNormOptions {
+  eps?: number; // default 1e-5
+  /** Added to x before the norm; the sum is returned as well (the residual stream). */
+  residual?: Tensor;
+}
+
+/** y = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis.        x: [..., D] */
+export async function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor | null, opts?: { eps?: number }): Promise<Tensor>;
+/** With a residual: s = x + residual, returns { sum: s, y: layerNorm(s) }. */
+export async function layerNorm(
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor | null,
+  opts: LayerNormOptions & { residual: Tensor },
+): Promise<{ sum: Tensor; y: Tensor }>;
+export async function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor | null, opts: LayerNormOptions = {}) {
+  expectTensor('x', x, 'float32');
+  expectRankAtLeast('x', x, 1);
+  const dim = x.shape[x.shape.length - 1];
+  const rows = rowsOf(x.shape);
+  expectShape('gamma', expectTensor('gamma', gamma, 'float32'), [dim]);
+  if (beta !== null && beta !== undefined) expectShape('beta', expectTensor('beta', beta, 'float32'), [dim]);
+  const eps = expectFinite('eps', opts.eps ?? 1e-5);
+  const residual = opts.residual;
+  if (residual !== undefined) expectShape('residual', expectTensor('residual', residual, 'float32'), x.shape);
+  const y = new Float32Array(x.size);
+  const sum = residual ? new Float32Array(x.size) : undefined;
+  await native().layerNorm({ x: x.data, residual: residual?.data, gamma: gamma.data, beta: beta?.data, y, sum, rows, dim, eps });
+  const yt = new Tensor(y, x.shape);
+  return sum ? { sum: new Tensor(sum, x.shape), y: yt } : yt;
+}

@@ -1,0 +1,93 @@
+/** Shared test helpers: seeded random inputs, float64 comparisons, and one test per ISA. */
+import * as assert from 'uvu/assert';
+import { availableIsas, setIsa, Isa } from '../src';
+
+/** mulberry32: a small seeded PRNG so failures reproduce. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Uniform in [lo, hi); never all zeros. */
+export function uniform(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
+  return out;
+}
+
+/** Standard normal (Box–Muller) times `scale`, plus `shift`. */
+export function normal(n: number, seed: number, scale = 1, shift = 0): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = 1 - r(), v = r();
+    out[i] = shift + scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  return out;
+}
+
+export interface CloseOptions {
+  atol: number;
+  rtol: number;
+  name: string;
+}
+
+/**
+ * |got - want| <= atol + rtol·|want| elementwise. On failure reports the first mismatches (up to 10)
+ * with their index and both values, and the worst relative error.
+ */
+export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, o: CloseOptions): void {
+  assert.is(got.length, want.length, `${o.name}: length ${got.length} != ${want.length}`);
+  const bad: string[] = [];
+  let nbad = 0;
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i], w = want[i];
+    const ok = Number.isNaN(w) ? Number.isNaN(g) : Math.abs(g - w) <= o.atol + o.rtol * Math.abs(w);
+    if (!ok) {
+      if (bad.length < 10) bad.push(`  [${i}] got ${g} want ${w} (diff ${Math.abs(g - w).toExponential(2)})`);
+      nbad++;
+    }
+  }
+  if (nbad) assert.unreachable(`${o.name}: ${nbad} of ${want.length} values off by more than atol ${o.atol} + rtol ${o.rtol}·|want|\n${bad.join('\n')}`);
+}
+
+/** Largest |got-want| / (|want| + floor) — for stating measured error. */
+export function maxRelError(got: ArrayLike<number>, want: ArrayLike<number>, floor = 1e-6): number {
+  let m = 0;
+  for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + floor));
+  return m;
+}
+
+export const isas: Isa[] = availableIsas();
+
+/** Runs fn with the kernels forced onto `isa`, restoring the best ISA afterwards. */
+export async function onIsa<T>(isa: Isa, fn: () => Promise<T>): Promise<T> {
+  setIsa(isa);
+  try {
+    return await fn();
+  } finally {
+    setIsa(isas[isas.length - 1]);
+  }
+}
+
+/** Awkward sizes: 1, primes, one past and one short of vector widths, and real CLIP sizes. */
+export const AWKWARD = [1, 7, 15, 17, 63, 197, 769];
+
+/** Asserts that the promise rejects with an error of the given class whose message matches. */
+export async function rejects(p: Promise<unknown> | (() => unknown), kind: Function, match: RegExp): Promise<void> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (err) {
+    assert.instance(err, kind, `expected ${kind.name} but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
+    assert.match((err as Error).message, match);
+    return;
+  }
+  assert.unreachable(`expected a ${kind.name} matching ${match}`);
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// Runs every uvu suite under test/ (TypeScript through tsx) in one process and ends with the line
+// "N passed, N failed". Usage: node test/run.js [pattern]   (pattern: a regex on test file paths)
+'use strict';
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+const pattern = process.argv[2] || '\\.test\\.ts$';
+const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
+const child = spawn(process.execPath, [uvu, '-r', 'tsx/cjs', 'test', pattern], {
+  cwd: root,
+  stdio: ['ignore', 'pipe', 'inherit'],
+  env: { ...process.env, FORCE_COLOR: '0' },
+});
+let out = '';
+child.stdout.on('data', (chunk) => {
+  out += chunk;
+  process.stdout.write(chunk);
+});
+child.on('exit', (code, signal) => {
+  const num = (label) => {
+    const m = out.match(new RegExp(`${label}:\\s+(\\d+)`));
+    return m ? Number(m[1]) : null;
+  };
+  const total = num('Total'), passed = num('Passed'), skipped = num('Skipped') || 0;
+  if (total === null || passed === null) {
+    console.log(`\n0 passed, 1 failed (the test process ended ${signal ? `by ${signal}` : `with code ${code}`} before its summary)`);
+    process.exit(1);
+  }
+  const failed = total - passed - skipped;
+  console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+  process.exit(code === 0 && failed === 0 ? 0 : 1);
+});
