@@ -1,0 +1,46 @@
+// GEMM with a fused epilogue: Y[m,n] = X[m,k] · W[n,k]ᵀ (+ bias[n]) then optionally GELU (erf),
+// QuickGELU or + R[m,n]. W is packed once (at model load) into panels for the micro-kernel.
+#pragma once
+#include "common.h"
+
+namespace ck {
+
+enum class Epilogue : int { None = 0, Gelu = 1, QuickGelu = 2, Residual = 3 };
+enum class WeightType : int { F32 = 0, BF16 = 1 };
+
+// W packed for the micro-kernels. Owns its memory (64-byte aligned). Layout is private to gemm*.cpp.
+struct PackedWeight {
+  size_t n = 0, k = 0;          // logical shape of W: [n, k]
+  WeightType type = WeightType::F32;
+  void* data = nullptr;         // packed panels
+  size_t bytes = 0;
+  ~PackedWeight();
+};
+
+// Packs W [n, k] (row-major, row stride ldw >= k) — fp32 or rounded to bf16. Returns CK_ERR_NOMEM
+// if the panels cannot be allocated.
+ck_status pack_weight(const float* w, size_t n, size_t k, size_t ldw, WeightType type, PackedWeight* out);
+
+struct GemmArgs {
+  const float* x;            // [m, k], row stride ldx
+  size_t ldx;
+  const PackedWeight* w;     // [n, k] packed
+  const float* bias;         // [n] or null
+  Epilogue epilogue;
+  const float* residual;     // [m, n], row stride ldr (Epilogue::Residual only); may alias y
+  size_t ldr;
+  float* y;                  // [m, n], row stride ldy
+  size_t ldy;
+  size_t m;
+  float alpha;               // Y = alpha·X·Wᵀ (+ bias ...); 1 for layers
+};
+
+// Multi-threaded on the pool. bf16 weights round X to bf16 too and accumulate in fp32.
+ck_status gemm(const GemmArgs& a);
+
+// Convenience for ops that multiply two activations (logits, attention-free uses): packs B on the fly.
+// C[m,n] = alpha · A[m,k] · op(B), op(B) = Bᵀ when b_is_nk (B stored [n,k]) else B (stored [k,n]).
+ck_status gemm_unpacked(const float* a, size_t lda, const float* b, size_t ldb, bool b_is_nk, float* c, size_t ldc,
+                        size_t m, size_t n, size_t k, float alpha);
+
+}  // namespace ck
