@@ -1,0 +1,56 @@
+/** Row gathers: a text tower's input embeddings, and picking rows out of a hidden state. */
+import { expectInt, expectShape, expectTensor } from '../check';
+import { native } from '../native';
+import { Tensor } from '../tensor';
+
+export interface EmbeddingTables {
+  tokens: Tensor; // [vocab, D]
+  positions?: Tensor; // [maxPositions, D]
+  types?: Tensor; // [nTypes, D] (BERT token types)
+}
+
+export interface EmbeddingOptions {
+  /** Explicit position ids [B, S] (RoBERTa-style offsets past padding); default offset + 0..S-1. */
+  positionIds?: Tensor<'int32'>;
+  positionOffset?: number;
+  /** Token-type ids [B, S]; default type 0. */
+  typeIds?: Tensor<'int32'>;
+}
+
+/** y[b,s] = tokens[ids[b,s]] (+ types[type]) + positions[pos].      ids: [B, S] int32 → [B, S, D] */
+export async function embedding(ids: Tensor<'int32'>, tables: EmbeddingTables, opts: EmbeddingOptions = {}): Promise<Tensor> {
+  expectTensor('ids', ids, 'int32');
+  const [batch, seq] = expectShape('ids', ids, [-1, -1]);
+  const [vocab, dim] = expectShape('tables.tokens', expectTensor('tables.tokens', tables.tokens, 'float32'), [-1, -1]);
+  const args: Record<string, unknown> = { ids: ids.data, tokens: tables.tokens.data, vocab, batch, seq, dim };
+  if (tables.positions) {
+    const [maxPositions] = expectShape('tables.positions', expectTensor('tables.positions', tables.positions, 'float32'), [-1, dim]);
+    Object.assign(args, { positions: tables.positions.data, maxPositions });
+    if (opts.positionIds) {
+      expectShape('positionIds', expectTensor('positionIds', opts.positionIds, 'int32'), [batch, seq]);
+      args.positionIds = opts.positionIds.data;
+    } else args.positionOffset = expectInt('positionOffset', opts.positionOffset ?? 0, 0);
+  }
+  if (tables.types) {
+    const [nTypes] = expectShape('tables.types', expectTensor('tables.types', tables.types, 'float32'), [-1, dim]);
+    Object.assign(args, { types: tables.types.data, nTypes });
+    if (opts.typeIds) {
+      expectShape('typeIds', expectTensor('typeIds', opts.typeIds, 'int32'), [batch, seq]);
+      args.typeIds = opts.typeIds.data;
+    }
+  }
+  const y = new Float32Array(batch * seq * dim);
+  args.y = y;
+  await native().embedding(args);
+  return new Tensor(y, [batch, seq, dim]);
+}
+
+/** y[i] = x[index[i]] over the rows of x [R, D] (e.g. each text's end-of-text row).  → [n, D] */
+export async function gatherRows(x: Tensor, index: ArrayLike<number>): Promise<Tensor> {
+  expectTensor('x', x, 'float32');
+  const [rows, dim] = expectShape('x', x, [-1, -1]);
+  const idx = Int32Array.from(index, (v, i) => expectInt(`index[${i}]`, v, 0, Math.max(0, rows - 1)));
+  const y = new Float32Array(idx.length * dim);
+  await native().gatherRows({ x: x.data, rows, dim, index: idx, y });
+  return new Tensor(y, [idx.length, dim]);
+}
