@@ -69,7 +69,10 @@ class Pool {
     scratch_.resize(n);
     for (auto& s : scratch_)
       if (!s) s.reset(new AlignedBuf[kScratchSlots]);
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    // A new worker starts from the generation current now, not from whatever it reads once it runs:
+    // a parallel region may begin before the thread is scheduled, and it must not be missed.
+    gen_atomic_.store(generation_, std::memory_order_release);
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, g = generation_] { worker_loop(i, g); });
   }
 
   void* scratch(int thread, size_t bytes, int slot) {
@@ -116,10 +119,9 @@ class Pool {
     }
   }
 
-  void worker_loop(int thread) {
+  void worker_loop(int thread, uint64_t seen) {
     t_in_region = true;
     t_thread = thread;
-    uint64_t seen = gen_atomic_.load(std::memory_order_acquire);
     for (;;) {
       // Spin a little: the next parallel region of a forward pass usually follows within microseconds.
       uint64_t g = seen;
