@@ -1,0 +1,64 @@
+// attention({ q, k, v | qkv, keyMask?, out, batch, seq, heads, headDim, qRows, scale, causal }) -> Promise<void>
+// q, k, v: [batch, seq, heads·headDim] each, or qkv: [batch, seq, 3·heads·headDim] (q | k | v).
+// keyMask: Int32Array or Uint8Array [batch, seq]. out: [batch, qRows, heads·headDim].
+#include "addon.h"
+#include "attention.h"
+
+namespace ck_binding {
+
+static Napi::Value Attention(const Napi::CallbackInfo& info) {
+  Args a(info, "attention");
+  const size_t batch = a.size("batch"), seq = a.size("seq"), heads = a.size("heads"), head_dim = a.size("headDim");
+  const size_t q_rows = a.size("qRows");
+  if (q_rows > seq)
+    throw_range(a.env(), "E_ARG", "attention: expected qRows <= seq (" + std::to_string(seq) + ") but received " +
+                                      std::to_string(q_rows));
+  const size_t width = a.product({heads, head_dim});
+  ck::AttentionArgs args{};
+  auto qkv = a.f32_opt("qkv");
+  if (qkv) {
+    const size_t row = a.product({3, width});
+    a.expect_length("qkv", qkv, a.product({batch, seq, row}));
+    args.q = qkv.data;
+    args.k = qkv.data + (seq ? width : 0);
+    args.v = qkv.data + (seq ? 2 * width : 0);
+    args.q_row_stride = args.k_row_stride = args.v_row_stride = row;
+    args.q_batch_stride = args.k_batch_stride = args.v_batch_stride = seq * row;
+  } else {
+    auto q = a.f32("q"), k = a.f32("k"), v = a.f32("v");
+    const size_t n = a.product({batch, seq, width});
+    a.expect_length("q", q, n);
+    a.expect_length("k", k, n);
+    a.expect_length("v", v, n);
+    args.q = q.data, args.k = k.data, args.v = v.data;
+    args.q_row_stride = args.k_row_stride = args.v_row_stride = width;
+    args.q_batch_stride = args.k_batch_stride = args.v_batch_stride = seq * width;
+  }
+  Napi::Value mask = a.value("keyMask");
+  if (!mask.IsUndefined() && !mask.IsNull()) {
+    const bool bytes = mask.IsTypedArray() && mask.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+    if (!bytes && !(mask.IsTypedArray() && mask.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array))
+      throw_type(a.env(), "E_DTYPE", "attention: expected Int32Array or Uint8Array for keyMask");
+    if (bytes) {
+      auto m = a.u8_opt("keyMask");
+      a.expect_length("keyMask", m, a.product({batch, seq}));
+      args.key_mask_u8 = m.data;
+    } else {
+      auto m = a.i32_opt("keyMask");
+      a.expect_length("keyMask", m, a.product({batch, seq}));
+      args.key_mask_i32 = m.data;
+    }
+  }
+  auto out = a.f32("out");
+  a.expect_length("out", out, a.product({batch, q_rows, width}));
+  args.out = out.data;
+  args.out_row_stride = width;
+  args.out_batch_stride = q_rows * width;
+  args.batch = batch, args.seq = seq, args.heads = heads, args.head_dim = head_dim, args.q_rows = q_rows;
+  args.scale = static_cast<float>(a.number("scale"));
+  args.causal = a.flag("causal", false);
+  return queue_job(a, [args] { return ck::attention_f32(args); });
+}
+CK_EXPORT("attention", Attention);
+
+}  // namespace ck_binding

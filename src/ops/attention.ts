@@ -1,0 +1,82 @@
+/**
+ * Fused multi-head attention: out = softmax(scale·Q·Kᵀ + mask)·V per (batch, head), computed with a
+ * streaming softmax over key blocks (the [seq, seq] score matrix is never stored).
+ */
+import { describe, expectInt, expectPositive, expectShape, expectTensor } from '../check';
+import { rangeError, typeError } from '../errors';
+import { native } from '../native';
+import { Tensor } from '../tensor';
+
+export interface AttentionOptions {
+  /** Number of heads; the last axis holds heads·headDim values, head h at [h·headDim, (h+1)·headDim). */
+  heads: number;
+  /** Query i sees keys j <= i only. */
+  causal?: boolean;
+  /**
+   * Key padding mask [batch, seq]: nonzero keeps key j of batch b, 0 drops it (weight exactly 0).
+   * A query row whose keys are all dropped gets an output of 0, not NaN.
+   */
+  keyMask?: Int32Array | Uint8Array | Tensor<'int32'>;
+  /** Compute only the first qRows query rows (1: the class token of a ViT's last layer). Default: seq. */
+  qRows?: number;
+  /** Multiplier of the scores, > 0. Default 1/sqrt(headDim). */
+  scale?: number;
+}
+
+/** Separate projections. q, k, v: [batch, seq, heads·headDim] → [batch, qRows, heads·headDim]. */
+export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Promise<Tensor> {
+  expectTensor('q', q, 'float32');
+  if (q.rank !== 3) throw rangeError('E_SHAPE', `Expected q of shape [batch, seq, heads·headDim] but received [${q.shape.join(', ')}]`);
+  expectShape('k', expectTensor('k', k, 'float32'), q.shape);
+  expectShape('v', expectTensor('v', v, 'float32'), q.shape);
+  const [batch, seq, width] = q.shape;
+  const o = attentionOptions(opts, batch, seq, width, 'q');
+  const out = new Float32Array(batch * o.qRows * width);
+  await native().attention({ q: q.data, k: k.data, v: v.data, out, batch, seq, ...o });
+  return new Tensor(out, [batch, o.qRows, width]);
+}
+
+/**
+ * The packed output of one QKV projection. qkv: [batch, seq, 3·heads·headDim] holding q | k | v
+ * along the last axis → [batch, qRows, heads·headDim]. Read in place (no copies).
+ */
+export async function attentionPacked(qkv: Tensor, opts: AttentionOptions): Promise<Tensor> {
+  expectTensor('qkv', qkv, 'float32');
+  if (qkv.rank !== 3 || qkv.shape[2] % 3 !== 0)
+    throw rangeError('E_SHAPE', `Expected qkv of shape [batch, seq, 3·heads·headDim] but received [${qkv.shape.join(', ')}]`);
+  const [batch, seq, width3] = qkv.shape;
+  const width = width3 / 3;
+  const o = attentionOptions(opts, batch, seq, width, 'qkv');
+  const out = new Float32Array(batch * o.qRows * width);
+  await native().attention({ qkv: qkv.data, out, batch, seq, ...o });
+  return new Tensor(out, [batch, o.qRows, width]);
+}
+
+function attentionOptions(opts: AttentionOptions, batch: number, seq: number, width: number, input: string) {
+  if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object with heads but received ${describe(opts)}`);
+  const heads = expectInt('heads', opts.heads, 1);
+  if (width % heads !== 0)
+    throw rangeError('E_SHAPE', `Expected the last axis of ${input} (${width} per projection) to be a multiple of heads (${heads})`);
+  const headDim = width / heads;
+  const qRows = opts.qRows === undefined ? seq : expectInt('qRows', opts.qRows, Math.min(1, seq), seq);
+  const scale = opts.scale === undefined ? 1 / Math.sqrt(Math.max(headDim, 1)) : expectPositive('scale', opts.scale);
+  if (opts.causal !== undefined && typeof opts.causal !== 'boolean')
+    throw typeError('E_ARG', `Expected a boolean for causal but received ${describe(opts.causal)}`);
+  return { heads, headDim, qRows, scale, causal: opts.causal ?? false, keyMask: keyMaskData(opts.keyMask, batch, seq) };
+}
+
+function keyMaskData(m: AttentionOptions['keyMask'], batch: number, seq: number): Int32Array | Uint8Array | undefined {
+  if (m === undefined || m === null) return undefined;
+  let data: Int32Array | Uint8Array;
+  if (m instanceof Tensor) {
+    expectShape('keyMask', expectTensor('keyMask', m, 'int32'), [batch, seq]);
+    data = m.data;
+  } else if (m instanceof Int32Array || m instanceof Uint8Array) {
+    data = m;
+  } else {
+    throw typeError('E_DTYPE', `Expected Int32Array, Uint8Array or an int32 Tensor for keyMask but received ${describe(m)}`);
+  }
+  if (data.length !== batch * seq)
+    throw rangeError('E_SHAPE', `Expected keyMask of length ${batch * seq} ([batch, seq] = [${batch}, ${seq}]) but received length ${data.length}`);
+  return data;
+}

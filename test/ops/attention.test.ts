@@ -1,0 +1,178 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { attention, attentionPacked, setThreads, Tensor } from '../../src';
+import { native } from '../../src/native';
+import { assertClose, isas, normal, onIsa, rejects, rng } from '../helpers';
+import { attentionRefF64, AttentionRefOptions, packQkv } from '../ref/attention';
+
+const Attention = suite('attention');
+// Bound: float32 dot products over headDim and float32 running sums over up to 769 keys, exp within
+// 2 ulp; outputs are convex combinations of v (|v| ≲ 4). Observed: < 1e-6 absolute for unit-spread q, k;
+// 1.2e-5 with sigma 4, where scores reach ~±100 and their float32 rounding alone is ~1e-5.
+const TOL = { atol: 2e-5, rtol: 1e-4 };
+
+interface Case extends AttentionRefOptions {
+  sigma?: number; // spread of q and k: larger gives peakier softmax rows
+  mask?: 'u8' | 'i32';
+  packed?: boolean;
+}
+
+function inputs(c: Case, seed: number) {
+  const n = c.batch * c.seq * c.heads * c.headDim;
+  const q = normal(n, seed, c.sigma ?? 1), k = normal(n, seed + 1, c.sigma ?? 1), v = normal(n, seed + 2);
+  let keyMask: Uint8Array | Int32Array | undefined;
+  if (c.mask) {
+    // Each batch keeps a random-length prefix (>= 1 key) plus a few random holes.
+    const r = rng(seed + 3);
+    keyMask = c.mask === 'u8' ? new Uint8Array(c.batch * c.seq) : new Int32Array(c.batch * c.seq);
+    for (let b = 0; b < c.batch; b++) {
+      const len = 1 + Math.floor(r() * c.seq);
+      for (let j = 0; j < c.seq; j++) keyMask[b * c.seq + j] = j < len && (j === 0 || r() > 0.1) ? 1 + Math.floor(r() * 3) : 0;
+    }
+  }
+  return { q, k, v, keyMask };
+}
+
+async function run(c: Case, x: ReturnType<typeof inputs>): Promise<Tensor> {
+  const width = c.heads * c.headDim;
+  const opts = { heads: c.heads, causal: c.causal, keyMask: x.keyMask, qRows: c.qRows, scale: c.scale };
+  if (c.packed)
+    return attentionPacked(new Tensor(packQkv(x.q, x.k, x.v, c.batch * c.seq, width), [c.batch, c.seq, 3 * width]), opts);
+  const shape = [c.batch, c.seq, width];
+  return attention(new Tensor(x.q, shape), new Tensor(x.k, shape), new Tensor(x.v, shape), opts);
+}
+
+const name = (c: Case) =>
+  `b${c.batch} s${c.seq} ${c.heads}x${c.headDim}` +
+  (c.packed ? ' packed' : '') + (c.mask ? ` mask:${c.mask}` : '') + (c.causal ? ' causal' : '') +
+  (c.qRows !== undefined ? ` qRows=${c.qRows}` : '') + (c.sigma ? ` sigma=${c.sigma}` : '') + (c.scale ? ` scale=${c.scale}` : '');
+
+const CASES: Case[] = [
+  { batch: 1, seq: 1, heads: 1, headDim: 64 },
+  { batch: 3, seq: 7, heads: 12, headDim: 17 },
+  { batch: 1, seq: 63, heads: 1, headDim: 40, packed: true },
+  { batch: 1, seq: 197, heads: 12, headDim: 64 },
+  { batch: 1, seq: 197, heads: 12, headDim: 64, packed: true, qRows: 1 },
+  { batch: 1, seq: 769, heads: 1, headDim: 64 },
+  { batch: 1, seq: 769, heads: 1, headDim: 40, causal: true, mask: 'u8' },
+  { batch: 3, seq: 52, heads: 8, headDim: 64, mask: 'i32' },
+  { batch: 3, seq: 52, heads: 8, headDim: 64, mask: 'u8', causal: true, packed: true },
+  { batch: 2, seq: 130, heads: 2, headDim: 17, causal: true },
+  { batch: 2, seq: 130, heads: 2, headDim: 17, causal: true, qRows: 5 },
+  { batch: 3, seq: 63, heads: 2, headDim: 40, sigma: 4, mask: 'u8' },
+  { batch: 1, seq: 7, heads: 2, headDim: 8, scale: 0.05 },
+  { batch: 2, seq: 15, heads: 3, headDim: 1, qRows: 3 },
+];
+
+CASES.forEach((c, idx) => {
+  Attention(name(c), async () => {
+    const x = inputs(c, 100 * idx + c.seq);
+    const want = attentionRefF64(x.q, x.k, x.v, { ...c, keyMask: x.keyMask });
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const got = await run(c, x);
+        assert.equal(got.shape, [c.batch, c.qRows ?? c.seq, c.heads * c.headDim]);
+        assertClose(got.data, want, { ...TOL, name: `out (${isa})` });
+      });
+  });
+});
+
+Attention('padding gives bit-identical outputs for the real tokens', async () => {
+  const heads = 8, headDim = 64, width = heads * headDim, padded = 77, lengths = [52, 13, 77, 64, 65];
+  const batch = lengths.length;
+  const q = normal(batch * padded * width, 7), k = normal(batch * padded * width, 8), v = normal(batch * padded * width, 9);
+  const keyMask = new Int32Array(batch * padded);
+  lengths.forEach((len, b) => keyMask.fill(1, b * padded, b * padded + len));
+  const shape = [batch, padded, width];
+  for (const isa of isas)
+    for (const causal of [false, true])
+      await onIsa(isa, async () => {
+        const all = await attention(new Tensor(q, shape), new Tensor(k, shape), new Tensor(v, shape), { heads, keyMask, causal });
+        for (const [b, len] of lengths.entries()) {
+          const part = (x: Float32Array) => new Tensor(x.slice(b * padded * width, (b * padded + len) * width), [1, len, width]);
+          const alone = await attention(part(q), part(k), part(v), { heads, causal });
+          const real = all.data.subarray(b * padded * width, (b * padded + len) * width);
+          for (let i = 0; i < real.length; i++)
+            if (real[i] !== alone.data[i])
+              assert.unreachable(`${isa} causal=${causal} batch ${b} (length ${len}): [${i}] padded ${real[i]} != unpadded ${alone.data[i]}`);
+        }
+      });
+});
+
+Attention('rows whose keys are all masked are 0, not NaN', async () => {
+  const c: Case = { batch: 3, seq: 70, heads: 2, headDim: 17 };
+  const x = inputs(c, 31);
+  const keyMask = new Uint8Array(c.batch * c.seq).fill(1);
+  keyMask.fill(0, 70, 140); // batch 1: every key masked
+  keyMask.fill(0, 140, 141); // batch 2: key 0 masked, so with causal, query 0 sees nothing
+  for (const isa of isas)
+    for (const causal of [false, true])
+      await onIsa(isa, async () => {
+        const got = await run({ ...c, causal }, { ...x, keyMask });
+        const want = attentionRefF64(x.q, x.k, x.v, { ...c, causal, keyMask });
+        assertClose(got.data, want, { ...TOL, name: `out (${isa}, causal=${causal})` });
+        const width = c.heads * c.headDim;
+        assert.ok(got.data.subarray(70 * width, 140 * width).every((y) => y === 0), 'batch 1 is all 0');
+        if (causal) assert.ok(got.data.subarray(140 * width, 141 * width).every((y) => y === 0), 'batch 2 query 0 is 0');
+      });
+});
+
+Attention('1 thread and all threads agree', async () => {
+  const c: Case = { batch: 1, seq: 197, heads: 3, headDim: 64, mask: 'u8' };
+  const x = inputs(c, 5);
+  for (const isa of isas)
+    await onIsa(isa, async () => {
+      try {
+        setThreads(1);
+        const one = await run(c, x);
+        setThreads(0);
+        const all = await run(c, x);
+        assertClose(all.data, one.data, { atol: 1e-6, rtol: 1e-6, name: `threads (${isa})` });
+      } finally {
+        setThreads(0);
+      }
+    });
+});
+
+Attention('bad arguments name the argument', async () => {
+  const t = (shape: number[]) => new Tensor(normal(shape.reduce((a, b) => a * b, 1), 1), shape);
+  const q = t([2, 5, 8]);
+  await rejects(attention(q, t([2, 5, 8]), t([2, 4, 8]), { heads: 2 }), RangeError, /v of shape \[2, 5, 8\]/);
+  await rejects(attention(t([5, 8]), t([5, 8]), t([5, 8]), { heads: 2 }), RangeError, /q of shape \[batch, seq/);
+  await rejects(attention(q, q, q, { heads: 3 }), RangeError, /multiple of heads/);
+  await rejects(attention(q, q, q, { heads: 0 }), RangeError, /heads/);
+  await rejects(attention(q, q, q, {} as never), TypeError, /heads/);
+  await rejects(attention(q, q, q, null as never), TypeError, /options/);
+  for (const scale of [NaN, Infinity, 0, -1]) await rejects(attention(q, q, q, { heads: 2, scale }), RangeError, /scale/);
+  await rejects(attention(q, q, q, { heads: 2, scale: '1' as never }), TypeError, /scale/);
+  await rejects(attention(q, q, q, { heads: 2, qRows: 6 }), RangeError, /qRows/);
+  await rejects(attention(q, q, q, { heads: 2, qRows: 1.5 }), RangeError, /qRows/);
+  await rejects(attention(q, q, q, { heads: 2, causal: 1 as never }), TypeError, /causal/);
+  await rejects(attention(q, q, q, { heads: 2, keyMask: new Float32Array(10) as never }), TypeError, /keyMask/);
+  await rejects(attention(q, q, q, { heads: 2, keyMask: new Int32Array(9) }), RangeError, /keyMask of length 10/);
+  await rejects(attention(q, q, q, { heads: 2, keyMask: new Tensor(new Int32Array(10), [5, 2], 'int32') }), RangeError, /keyMask of shape \[2, 5\]/);
+  await rejects(attention(new Float32Array(80) as never, q, q, { heads: 2 }), TypeError, /Tensor for q/);
+  await rejects(attention(new Tensor(new Int32Array(80), [2, 5, 8], 'int32') as never, q, q, { heads: 2 }), TypeError, /float32 for q/);
+  await rejects(attentionPacked(t([2, 5, 8]), { heads: 2 }), RangeError, /qkv of shape/);
+  // The binding re-checks lengths, so a direct call with inconsistent sizes is an error, not a crash.
+  const f = (n: number) => new Float32Array(n);
+  const call = (o: object) => () => native().attention({ batch: 2, seq: 5, heads: 2, headDim: 4, qRows: 5, scale: 0.5, q: f(80), k: f(80), v: f(80), out: f(80), ...o });
+  await rejects(call({ k: f(79) }), RangeError, /k of length 80/);
+  await rejects(call({ out: f(40) }), RangeError, /out of length 80/);
+  await rejects(call({ qRows: 6 }), RangeError, /qRows/);
+  await rejects(call({ qkv: f(200) }), RangeError, /qkv of length 240/);
+  await rejects(call({ keyMask: new Uint8Array(9) }), RangeError, /keyMask of length 10/);
+  await rejects(call({ keyMask: new Uint16Array(10) }), TypeError, /keyMask/);
+  await rejects(call({ v: new Float64Array(80) }), TypeError, /Float32Array for v/);
+  await rejects(call({ heads: 2 ** 40, headDim: 2 ** 40 }), RangeError, /too large|length/);
+  await rejects(call({ scale: NaN }), RangeError, /scale/);
+});
+
+Attention('empty shapes', async () => {
+  const e = new Tensor(new Float32Array(0), [0, 4, 8]);
+  assert.equal((await attention(e, e, e, { heads: 2 })).shape, [0, 4, 8]);
+  const z = new Tensor(new Float32Array(0), [2, 0, 8]);
+  assert.equal((await attention(z, z, z, { heads: 2 })).shape, [2, 0, 8]);
+});
+
+Attention.run();
