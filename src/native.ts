@@ -30,7 +30,19 @@ export interface NativeAddon {
   [op: string]: ((args: Buffers) => Promise<unknown>) | ((...a: any[]) => unknown);
 }
 
-const packageRoot = path.join(__dirname, '..');
+// The folder holding clipkit's package.json: src/ when run from source, dist/src/ when compiled.
+const packageRoot = findPackageRoot(__dirname);
+
+function findPackageRoot(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    try {
+      if (JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).name === 'clipkit') return dir;
+    } catch {
+      // not here; keep climbing
+    }
+    if (path.dirname(dir) === dir) return path.join(start, '..');
+  }
+}
 let cached: NativeAddon | undefined;
 
 export function native(): NativeAddon {

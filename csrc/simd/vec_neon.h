@@ -31,6 +31,7 @@ struct V {
   static F max(F a, F b) { return vmaxq_f32(a, b); }
   static F min(F a, F b) { return vminq_f32(a, b); }
   static F fmadd(F a, F b, F c) { return vfmaq_f32(c, a, b); }
+  static F fma_exact(F a, F b, F c) { return vfmaq_f32(c, a, b); }
   static F fnmadd(F a, F b, F c) { return vfmsq_f32(c, a, b); }
   static F abs(F a) { return vabsq_f32(a); }
   static F sqrt(F a) { return vsqrtq_f32(a); }

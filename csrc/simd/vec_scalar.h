@@ -19,8 +19,11 @@ struct V {
   static F div(F a, F b) { return a / b; }
   static F max(F a, F b) { return a > b ? a : b; }
   static F min(F a, F b) { return a < b ? a : b; }
-  static F fmadd(F a, F b, F c) { return std::fma(a, b, c); }   // a*b + c
-  static F fnmadd(F a, F b, F c) { return std::fma(-a, b, c); } // c - a*b
+  // Plain multiply-add: the baseline has no FMA instruction, and std::fma would be a library call.
+  static F fmadd(F a, F b, F c) { return a * b + c; }   // a*b + c
+  static F fnmadd(F a, F b, F c) { return c - a * b; } // c - a*b
+  // Fused (one rounding), for the few places whose accuracy depends on it (exact products).
+  static F fma_exact(F a, F b, F c) { return std::fma(a, b, c); }
   static F abs(F a) { return std::fabs(a); }
   static F sqrt(F a) { return std::sqrt(a); }
   static F round(F a) { return std::nearbyint(a); }  // to nearest, ties to even

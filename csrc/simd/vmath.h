@@ -54,11 +54,11 @@ static inline V::F v_erfc_sqrt_half(V::F x) {
   p = V::fmadd(p, u, V::set1(-1.26551223f));
   V::F x2 = V::mul(x, x);
   V::F hi = V::mul(x2, half);                                        // z² rounded (·½ is exact)
-  V::F lo = V::mul(V::fmadd(x, x, V::sub(V::zero(), x2)), half);     // z² - hi, exact
+  V::F lo = V::mul(V::fma_exact(x, x, V::sub(V::zero(), x2)), half);  // z² - hi, exact
   V::F s = V::sub(p, hi);
   V::F err = V::sub(p, V::add(s, hi));                               // (p - hi) - s
   V::F e = v_exp(s);
-  e = V::fmadd(e, V::sub(err, lo), e);                               // · exp(err - lo) ≈ 1 + err - lo
+  e = V::fmadd(e, V::sub(err, lo), e);                                // · exp(err - lo) ≈ 1 + err - lo
   V::F r = V::mul(u, e);
   return V::select(V::lt(x, V::zero()), V::sub(V::set1(2.0f), r), r);
 }

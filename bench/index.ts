@@ -1,0 +1,113 @@
+/**
+ * Kernel microbenchmarks: every case from the per-op bench files, timed on the native pool, with the
+ * machine's peaks measured in the same run. Prints a table, or one JSON object per line with --json:
+ * { op, shape, isa, threads, median_ms, gflops | gbps, peak, ratio }.
+ *
+ * Timing: a case runs `repeat` times inside one native job (so the hand-off to the pool is amortised);
+ * repeat is chosen so one sample takes ≥ 25 ms; the median of `samples` samples is reported.
+ */
+import { cpuInfo, setIsa, setThreads, Isa } from '../src/runtime';
+import { BenchCase, BenchRow } from './case';
+import { elementwiseCases } from './elementwise.bench';
+import { Peaks } from './peak';
+
+export interface BenchOptions {
+  op?: string; // run only cases whose op equals this (or starts with it followed by "_")
+  threads?: number; // 0 = physical cores
+  isa?: Isa;
+  samples?: number;
+  minSampleMs?: number;
+  onRow?: (row: BenchRow) => void;
+}
+
+async function allCases(): Promise<BenchCase[]> {
+  const cases = [...elementwiseCases()];
+  // Kernels whose bench files exist in this build (each exports a function returning BenchCase[]).
+  for (const [file, fn] of [
+    ['./gemm.bench', 'gemmCases'],
+    ['./attention.bench', 'benchCases'],
+    ['./patch_embed.bench', 'patchEmbedCases'],
+  ] as const) {
+    let mod: Record<string, () => BenchCase[] | Promise<BenchCase[]>>;
+    try {
+      mod = require(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && String((err as Error).message).includes(file.slice(2))) continue;
+      throw err;
+    }
+    if (typeof mod[fn] === 'function') cases.push(...(await mod[fn]()));
+  }
+  return cases;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+export function matchesOp(caseOp: string, op?: string): boolean {
+  return !op || caseOp === op || caseOp.startsWith(op + '_');
+}
+
+export async function listOps(): Promise<string[]> {
+  return [...new Set((await allCases()).map((c) => c.op))];
+}
+
+export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
+  if (opts.isa) setIsa(opts.isa);
+  setThreads(opts.threads ?? 0);
+  const info = cpuInfo();
+  const peaks = new Peaks();
+  const cases = (await allCases()).filter((c) => matchesOp(c.op, opts.op));
+  const rows: BenchRow[] = [];
+  const samples = opts.samples ?? 7, minMs = opts.minSampleMs ?? 25;
+  for (const c of cases) {
+    // Warm up (first touch, packing caches) and size the repeat count.
+    let t0 = performance.now();
+    await c.run(1);
+    let once = performance.now() - t0;
+    t0 = performance.now();
+    await c.run(1);
+    once = Math.min(once, performance.now() - t0);
+    const repeat = Math.max(1, Math.min(100000, Math.ceil(minMs / Math.max(once, 1e-3))));
+    const times: number[] = [];
+    for (let s = 0; s < samples; s++) {
+      const t = performance.now();
+      await c.run(repeat);
+      times.push((performance.now() - t) / repeat);
+    }
+    const ms = median(times);
+    const kind = c.peak ?? (c.flops ? 'fma' : 'bandwidth');
+    let peak: number;
+    if (kind === 'bandwidth') peak = await peaks.bandwidthGbps(c.bytes ?? 0);
+    else if (kind === 'bf16') peak = (await peaks.bf16Gflops()) ?? (await peaks.fmaGflops());
+    else peak = await peaks.fmaGflops();
+    const row: BenchRow = { op: c.op, shape: c.shape, isa: info.isa, threads: info.threads, median_ms: round(ms, 4), peak: round(peak, 1), peak_kind: kind, ratio: 0 };
+    if (c.flops) row.gflops = round(c.flops / ms / 1e6, 1);
+    if (c.bytes && !c.flops) row.gbps = round(c.bytes / ms / 1e6, 1);
+    row.ratio = round((row.gflops ?? row.gbps ?? 0) / peak, 3);
+    rows.push(row);
+    opts.onRow?.(row);
+  }
+  return rows;
+}
+
+const round = (x: number, digits: number) => Number(x.toFixed(digits));
+
+/** A fixed-width table of rows, for terminals and BENCHMARKS.md. */
+export function formatTable(rows: BenchRow[]): string {
+  const head = ['op', 'shape', 'isa', 'threads', 'median ms', 'rate', 'peak', 'ratio'];
+  const body = rows.map((r) => [
+    r.op,
+    r.shape,
+    r.isa,
+    String(r.threads),
+    r.median_ms.toFixed(4),
+    r.gflops !== undefined ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`,
+    `${r.peak} ${r.peak_kind === 'bandwidth' ? 'GB/s' : 'GFLOP/s'} (${r.peak_kind})`,
+    `${(r.ratio * 100).toFixed(1)} %`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i])).join(' | ') + ' |';
+  return [line(head), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...body.map(line)].join('\n');
+}

@@ -1,0 +1,62 @@
+/**
+ * The kernels run on the native pool, never on the JS thread: while a large GEMM runs, timers keep
+ * firing on time. The event-loop delay is sampled with a 1 ms interval timer (lateness of each tick).
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { linear, packWeight, Tensor } from '../../src';
+import { uniform } from '../helpers';
+
+const EventLoop = suite('event loop');
+
+/** Runs `work` while measuring how late a 1 ms interval fires; returns the lateness percentiles in ms. */
+async function lateness(work: () => Promise<unknown>): Promise<{ p50: number; p99: number; max: number; ticks: number }> {
+  const late: number[] = [];
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    late.push(Math.max(0, now - last - 1));
+    last = now;
+  }, 1);
+  try {
+    await work();
+  } finally {
+    clearInterval(timer);
+  }
+  late.sort((a, b) => a - b);
+  const at = (q: number) => late[Math.min(late.length - 1, Math.floor(q * late.length))] ?? Infinity;
+  return { p50: at(0.5), p99: at(0.99), max: late[late.length - 1] ?? Infinity, ticks: late.length };
+}
+
+EventLoop('the probe sees a blocked loop (so the next check can fail)', async () => {
+  const r = await lateness(async () => {
+    await new Promise((res) => setTimeout(res, 20));
+    const end = performance.now() + 150;
+    while (performance.now() < end); // block the JS thread for 150 ms
+    await new Promise((res) => setTimeout(res, 20));
+  });
+  assert.ok(r.max >= 120, `a 150 ms block should show as ≥ 120 ms lateness, saw ${r.max.toFixed(1)} ms`);
+});
+
+EventLoop('a large GEMM leaves the event loop responsive', async () => {
+  const n = 1536, k = 1536, m = 1576; // 7.4 GFLOP per call
+  const w = await packWeight(new Tensor(uniform(n * k, 1), [n, k]));
+  const x = new Tensor(uniform(m * k, 2), [m, k]);
+  let calls = 0;
+  const t0 = performance.now();
+  const r = await lateness(async () => {
+    while (performance.now() - t0 < 1500 || calls < 3) {
+      await linear(x, w);
+      calls++;
+    }
+  });
+  const busy = performance.now() - t0;
+  // Every tick should be on time; with the pool's threads on every core the OS may still preempt the
+  // JS thread for a scheduler slice now and then, hence a max bound well above p50 and far below a GEMM.
+  assert.ok(r.ticks > busy / 4, `only ${r.ticks} timer ticks in ${busy.toFixed(0)} ms`);
+  assert.ok(r.p50 < 2, `median lateness ${r.p50.toFixed(2)} ms`);
+  assert.ok(r.p99 < 25, `p99 lateness ${r.p99.toFixed(2)} ms`);
+  assert.ok(r.max < 60, `max lateness ${r.max.toFixed(2)} ms (one GEMM call takes ${(busy / calls).toFixed(0)} ms)`);
+});
+
+EventLoop.run();
