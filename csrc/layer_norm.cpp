@@ -43,47 +43,54 @@ static void layer_norm_rows(const LayerNormArgs& a, size_t r0, size_t r1) {
     float* s = a.sum ? a.sum + r * d : (res ? a.y + r * d : nullptr);  // where s lives if not x itself
     float* y = a.y + r * d;
 
-    // Pass 1: s = x (+ residual), and its sum.
-    V::F acc0 = V::zero(), acc1 = V::zero();
+    // Pass 1: s = x (+ residual), and its sum (four independent accumulators hide the add latency).
+    V::F acc[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
     size_t i = 0;
     if (res) {
       for (; i < dv; i += V::W) {
         V::F v = V::add(V::load(x + i), V::load(res + i));
         V::store(s + i, v);
-        acc0 = V::add(acc0, v);
+        acc[(i / V::W) & 3] = V::add(acc[(i / V::W) & 3], v);
       }
       if (tail) {
         V::F v = V::add(V::load_tail(x + i, tail), V::load_tail(res + i, tail));
         V::store_tail(s + i, v, tail);
-        acc1 = V::add(acc1, v);
+        acc[0] = V::add(acc[0], v);
       }
     } else {
       if (s) std::memmove(s, x, d * sizeof(float));
-      for (; i + 2 * V::W <= dv; i += 2 * V::W) {
-        acc0 = V::add(acc0, V::load(x + i));
-        acc1 = V::add(acc1, V::load(x + i + V::W));
+      for (; i + 4 * V::W <= dv; i += 4 * V::W) {
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) acc[u] = V::add(acc[u], V::load(x + i + u * V::W));
       }
-      for (; i < dv; i += V::W) acc0 = V::add(acc0, V::load(x + i));
-      if (tail) acc1 = V::add(acc1, V::load_tail(x + i, tail));
+      for (; i < dv; i += V::W) acc[0] = V::add(acc[0], V::load(x + i));
+      if (tail) acc[1] = V::add(acc[1], V::load_tail(x + i, tail));
     }
     const float* src = res ? s : x;
-    const float mean0 = V::reduce_add(V::add(acc0, acc1)) / static_cast<float>(d);
+    const float mean0 = V::reduce_add(V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3]))) / static_cast<float>(d);
 
     // Pass 2: centred sums around the first estimate. sum(c) corrects the float rounding of mean0
     // (large mean, small spread), sum(c²) gives the variance.
     const V::F vm0 = V::set1(mean0);
-    V::F c0 = V::zero(), q0 = V::zero();
-    for (i = 0; i < dv; i += V::W) {
+    V::F c0 = V::zero(), c1 = V::zero(), q0 = V::zero(), q1 = V::zero();
+    for (i = 0; i + 2 * V::W <= dv; i += 2 * V::W) {
+      V::F a = V::sub(V::load(src + i), vm0), b = V::sub(V::load(src + i + V::W), vm0);
+      c0 = V::add(c0, a);
+      c1 = V::add(c1, b);
+      q0 = V::fmadd(a, a, q0);
+      q1 = V::fmadd(b, b, q1);
+    }
+    for (; i < dv; i += V::W) {
       V::F c = V::sub(V::load(src + i), vm0);
       c0 = V::add(c0, c);
       q0 = V::fmadd(c, c, q0);
     }
     if (tail) {
       V::F c = V::first(V::sub(V::load_tail(src + i, tail), vm0), tail);  // lanes past the row stay 0
-      c0 = V::add(c0, c);
-      q0 = V::fmadd(c, c, q0);
+      c1 = V::add(c1, c);
+      q1 = V::fmadd(c, c, q1);
     }
-    const double csum = V::reduce_add(c0), qsum = V::reduce_add(q0);
+    const double csum = V::reduce_add(V::add(c0, c1)), qsum = V::reduce_add(V::add(q0, q1));
     const double dm = csum / static_cast<double>(d);
     const float mean = static_cast<float>(mean0 + dm);
     const double var = std::max(0.0, qsum / static_cast<double>(d) - dm * dm);
