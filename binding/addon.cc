@@ -2,6 +2,8 @@
 #include "addon.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cmath>
 #include <exception>
 #include <memory>
@@ -129,7 +131,20 @@ struct Job;
 void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Job* job);
 using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Job, settle>;
 
+enum class JobState { Queued, Running, Done };
+
+// A job's life with respect to its environment's teardown (process exit, worker.terminate()): the
+// environment's typed arrays are about to be freed and its thread-safe functions closed. Each job
+// registers a cleanup hook after creating its thread-safe function, so the hook runs first (hooks run
+// in reverse order): it marks the job abandoned and waits while its kernel runs. An abandoned job is
+// not run if still queued and never calls back into the closed environment.
+std::mutex g_jobs_mu;
+std::condition_variable g_jobs_cv;
+
 struct Job {
+  JobState state = JobState::Queued;  // guarded by g_jobs_mu
+  bool abandoned = false;             // guarded by g_jobs_mu
+  Napi::Env env;
   Napi::Promise::Deferred deferred;
   std::vector<Napi::Reference<Napi::Value>> keep;
   std::function<ck::ck_status()> run;
@@ -137,11 +152,19 @@ struct Job {
   ck::ck_status status = ck::CK_OK;
   std::string op;
   Tsfn tsfn;
-  explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  explicit Job(Napi::Env e) : env(e), deferred(Napi::Promise::Deferred::New(e)) {}
 };
+
+void abandon_job(void* arg) {
+  Job* job = static_cast<Job*>(arg);
+  std::unique_lock<std::mutex> lock(g_jobs_mu);
+  job->abandoned = true;
+  g_jobs_cv.wait(lock, [&] { return job->state != JobState::Running; });
+}
 
 void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Job* job) {
   std::unique_ptr<Job> owned(job);
+  if (env != nullptr) napi_remove_env_cleanup_hook(env, abandon_job, job);
   if (env == nullptr) {
     // The environment is being torn down: nothing can be settled; drop references without touching JS.
     for (auto& r : owned->keep) r.SuppressDestruct();
@@ -197,17 +220,38 @@ Napi::Value queue_job(Args& args, std::function<ck::ck_status()> run, std::funct
   job->tsfn = Tsfn::New(env, std::string("clipkit.") + args.op(), 0, 1);
   Napi::Promise promise = job->deferred.Promise();
   Job* raw = job.release();
+  napi_add_env_cleanup_hook(env, abandon_job, raw);
   ck::submit(ck::requested_isa(), requested_threads(), [raw] {
-    try {
-      raw->status = raw->run();
-    } catch (const std::bad_alloc&) {
-      raw->status = ck::CK_ERR_NOMEM;
-    } catch (...) {
-      raw->status = ck::CK_ERR_ARG;
+    {
+      std::lock_guard<std::mutex> lock(g_jobs_mu);
+      if (!raw->abandoned) raw->state = JobState::Running;
+    }
+    if (raw->state == JobState::Running) {
+      try {
+        raw->status = raw->run();
+      } catch (const std::bad_alloc&) {
+        raw->status = ck::CK_ERR_NOMEM;
+      } catch (...) {
+        raw->status = ck::CK_ERR_ARG;
+      }
+    }
+    // Hand the job back under the lock, so a teardown hook cannot close the thread-safe function
+    // between the check and the call (the queue is unbounded: the call never waits for JS).
+    std::unique_lock<std::mutex> lock(g_jobs_mu);
+    raw->state = JobState::Done;
+    if (raw->abandoned) {
+      // The environment is gone: drop the job without touching its handles.
+      for (auto& r : raw->keep) r.SuppressDestruct();
+      lock.unlock();
+      g_jobs_cv.notify_all();
+      delete raw;
+      return;
     }
     Tsfn tsfn = raw->tsfn;
     tsfn.BlockingCall(raw);
     tsfn.Release();
+    lock.unlock();
+    g_jobs_cv.notify_all();
   });
   return promise;
 }
