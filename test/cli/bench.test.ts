@@ -1,0 +1,43 @@
+/** `clipkit bench`: JSON lines with the documented fields, --op filtering, and a clear error for an unknown op. */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+
+const Bench = suite('clipkit bench');
+const root = path.join(__dirname, '..', '..');
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', path.join(root, 'src', 'cli.ts'), ...args], { cwd: root, encoding: 'utf8', timeout: 300_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+Bench('--op layer_norm --json prints one object per case with the documented fields', () => {
+  const r = cli('bench', '--op', 'layer_norm', '--json', '--samples', '1');
+  assert.is(r.status, 0, r.stderr);
+  const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(rows.length >= 3, r.stdout);
+  for (const row of rows) {
+    assert.ok(row.op === 'layer_norm' || row.op === 'layer_norm_residual', row.op);
+    for (const key of ['shape', 'isa', 'threads', 'median_ms', 'gbps', 'peak', 'ratio']) assert.ok(key in row, `missing ${key}`);
+    assert.ok(row.median_ms > 0 && row.gbps > 0 && row.peak > 0);
+    assert.ok(Math.abs(row.ratio - row.gbps / row.peak) < 0.01, JSON.stringify(row));
+  }
+});
+
+Bench('--list-ops names the kernels; an unknown --op is refused', () => {
+  const list = cli('bench', '--list-ops');
+  assert.is(list.status, 0, list.stderr);
+  for (const op of ['layer_norm', 'gelu', 'softmax', 'embedding']) assert.match(list.stdout, new RegExp(`^${op}$`, 'm'));
+  const bad = cli('bench', '--op', 'nope');
+  assert.is(bad.status, 2);
+  assert.match(bad.stderr, /no kernel named nope; known: /);
+});
+
+Bench('--help describes the options', () => {
+  const r = cli('bench', '--help');
+  assert.is(r.status, 0);
+  for (const flag of ['--op', '--json', '--threads', '--isa']) assert.match(r.stdout, new RegExp(flag));
+});
+
+Bench.run();
