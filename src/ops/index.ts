@@ -4,3 +4,7 @@ export { softmax } from './softmax';
 export { l2Normalize } from './l2_normalize';
 export { embedding, gatherRows } from './embedding';
 export { attention, attentionPacked } from './attention';
+export { packWeight, linear, PackedWeight } from './gemm';
+export type { WeightDType, Activation, LinearOptions } from './gemm';
+export { matmul } from './matmul';
+export type { MatmulOptions } from './matmul';

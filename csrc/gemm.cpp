@@ -1,0 +1,278 @@
+// gemm: Y[m,n] = alpha · X[m,k] · W[n,k]ᵀ (+ bias) then GELU / QuickGELU, or + R. fp32 in, fp32
+// accumulation, BLIS-style:
+//   - W is packed once into 16-column panels [panel][k][16] (pack_weight), the same layout for every
+//     ISA, so a weight packed under one ISA runs under any other.
+//   - The driver (portable) walks M in MC-row blocks and K in KC blocks. For each M block it packs X
+//     into MR-row micro-panels [k][MR] (one shared buffer, the threads split the packing), then the
+//     threads split the N tiles (and the M micro-panels when there are fewer N tiles than threads) and
+//     run the micro-kernel over (K block, N tile, M micro-panel): a KC×NR B panel stays in L1 while
+//     the MC×KC A block is reused from L2.
+//   - Only the MR×NR micro-kernel is ISA-specific (written once against V, tile chosen per pass):
+//       gemm_f32_ukr_avx512_12x32  24 zmm accumulators, 2 B loads + 12 broadcasts per k
+//       gemm_f32_ukr_avx2_6x16     12 ymm accumulators, 2 B loads + 6 broadcasts per k
+//       gemm_f32_ukr_scalar_4x16   reference speed
+//   - Partial sums across K blocks live in Y; the epilogue (bias, residual, alpha) is applied on the
+//     first K block and the activation on the last (gemm_epilogue.h), so R may alias Y.
+// Scratch: the driver uses slot 2 of the calling thread's scratch, gemm_unpacked also slot 3.
+#ifndef CK_ISA_PASS
+#include "gemm.h"
+
+#include <cstdlib>
+
+#include "gemm_kernel.h"
+
+#define CK_SIMD_SELF "gemm.cpp"
+#include "isa_passes.h"
+
+namespace ck {
+
+namespace {
+
+constexpr size_t kKC = 256;                    // K block: a 256×16 fp32 B panel is 16 KiB (half of L1D)
+constexpr size_t kMC = 240;                    // M block: a 240×256 fp32 A block is 240 KiB (in L2)
+constexpr size_t kABudget = size_t(4) << 20;   // packed-A bytes per pass over K (bounds scratch for huge K)
+constexpr int kSlotA = 2, kSlotB = 3;
+
+size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+const IsaTable<const GemmKernel*> kGemmF32 = {&pass_scalar::kGemmF32Kernel, CK_X86_OR_NULL(&pass_avx2::kGemmF32Kernel),
+                                              CK_X86_OR_NULL(&pass_avx512::kGemmF32Kernel),
+                                              CK_NEON_OR_NULL(&pass_neon::kGemmF32Kernel)};
+
+// The pool index of the thread running this call (0 for a job, the worker's index when nested).
+int calling_thread() {
+  int me = 0;
+  pool().parallel_for(1, [&](size_t, int t) { me = t; });
+  return me;
+}
+
+void* aligned_bytes(size_t bytes) { return std::aligned_alloc(64, round_up(bytes ? bytes : 1, 64)); }
+
+// Copies W [n,k] (b_is_nk) or B [k,n] into fp32 panels [panel][k][16], zero past n.
+void pack_panels_f32(const float* b, size_t ldb, bool b_is_nk, size_t n, size_t k, float* out) {
+  const size_t panels = (n + kPanelCols - 1) / kPanelCols;
+  pool().parallel_for(panels, [&](size_t p, int) {
+    float* dst = out + p * k * kPanelCols;
+    const size_t c0 = p * kPanelCols, cols = std::min(kPanelCols, n - c0);
+    if (cols < kPanelCols) std::memset(dst, 0, k * kPanelCols * sizeof(float));
+    if (b_is_nk) {
+      for (size_t c = 0; c < cols; ++c) {
+        const float* src = b + (c0 + c) * ldb;
+        for (size_t kk = 0; kk < k; ++kk) dst[kk * kPanelCols + c] = src[kk];
+      }
+    } else {
+      for (size_t kk = 0; kk < k; ++kk) std::memcpy(dst + kk * kPanelCols, b + kk * ldb + c0, cols * sizeof(float));
+    }
+  });
+}
+
+// bf16 panels [panel][k/2][16][2], zero past n and at the odd-k pad.
+void pack_panels_bf16(const float* w, size_t ldw, size_t n, size_t k, uint16_t* out) {
+  const size_t panels = (n + kPanelCols - 1) / kPanelCols, kp = (k + 1) / 2;
+  pool().parallel_for(panels, [&](size_t p, int) {
+    uint16_t* dst = out + p * kp * kPanelCols * 2;
+    std::memset(dst, 0, kp * kPanelCols * 2 * sizeof(uint16_t));
+    const size_t c0 = p * kPanelCols, cols = std::min(kPanelCols, n - c0);
+    for (size_t c = 0; c < cols; ++c) {
+      const float* src = w + (c0 + c) * ldw;
+      for (size_t kk = 0; kk < k; ++kk) dst[(kk / 2) * kPanelCols * 2 + c * 2 + (kk & 1)] = f32_to_bf16_bits(src[kk]);
+    }
+  });
+}
+
+}  // namespace
+
+PackedWeight::~PackedWeight() { std::free(data); }
+
+ck_status pack_weight(const float* w, size_t n, size_t k, size_t ldw, WeightType type, PackedWeight* out) {
+  if (!out || (!w && n && k) || ldw < k) return CK_ERR_ARG;
+  const size_t panels = (n + kPanelCols - 1) / kPanelCols;
+  const size_t elem = type == WeightType::BF16 ? 2 : 4;
+  const size_t kpad = type == WeightType::BF16 ? round_up(k, 2) : k;
+  size_t bytes;
+  if (!mul_ok(panels * kPanelCols, kpad, &bytes) || !mul_ok(bytes, elem, &bytes)) return CK_ERR_NOMEM;
+  void* data = aligned_bytes(bytes);
+  if (!data) return CK_ERR_NOMEM;
+  if (type == WeightType::BF16) pack_panels_bf16(w, ldw, n, k, static_cast<uint16_t*>(data));
+  else pack_panels_f32(w, ldw, true, n, k, static_cast<float*>(data));
+  std::free(out->data);
+  out->n = n;
+  out->k = k;
+  out->type = type;
+  out->data = data;
+  out->bytes = bytes;
+  return CK_OK;
+}
+
+ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const GemmArgs& a) {
+  const size_t m = a.m, n = w.n, K = w.k;
+  if (m == 0 || n == 0) return CK_OK;
+  if (!a.x || !a.y || !w.data || a.ldy < n || a.ldx < K) return CK_ERR_ARG;
+  if (a.epilogue == Epilogue::Residual && (!a.residual || a.ldr < n)) return CK_ERR_ARG;
+  const size_t mr = kern.mr, nr = kern.nr;
+
+  // K blocks of equal size (multiples of k_align); K = 0 still runs one empty block for the epilogue.
+  size_t nkb = std::max<size_t>(1, (K + kKC - 1) / kKC);
+  const size_t kc = round_up((K + nkb - 1) / nkb, kern.k_align);
+  if (kc) nkb = std::max<size_t>(1, (K + kc - 1) / kc);
+  const size_t a_panel_bytes = kc * kern.a_bytes_per_k;
+  const size_t mc = std::max(mr, kMC / mr * mr);
+  const size_t n_tiles = (n + nr - 1) / nr;
+  const int me = calling_thread();
+  const size_t threads = static_cast<size_t>(pool().threads());
+
+  for (size_t ic = 0; ic < m; ic += mc) {
+    const size_t mb = std::min(mc, m - ic), mp = (mb + mr - 1) / mr;
+    const size_t group = a_panel_bytes ? std::max<size_t>(1, kABudget / (mp * a_panel_bytes)) : nkb;
+    for (size_t g0 = 0; g0 < nkb; g0 += group) {
+      const size_t g1 = std::min(nkb, g0 + group);
+      char* abuf = static_cast<char*>(pool().scratch(me, std::max<size_t>(64, (g1 - g0) * mp * a_panel_bytes), kSlotA));
+      if (!abuf) return CK_ERR_NOMEM;
+
+      // Pack this M block's rows for K blocks [g0, g1): micro-panel (kb, p) at ((kb-g0)·mp + p).
+      pool().parallel_ranges((g1 - g0) * mp, [&](size_t begin, size_t end, int) {
+        for (size_t i = begin; i < end; ++i) {
+          const size_t kb = g0 + i / mp, p = i % mp;
+          const size_t k0 = kb * kc, kcb = std::min(kc, K - k0), r0 = ic + p * mr;
+          kern.pack_a(a.x + r0 * a.ldx + k0, a.ldx, std::min(mr, m - r0), kcb, abuf + i * a_panel_bytes);
+        }
+      });
+
+      // Threads take contiguous ranges of N tiles, and of M micro-panels when N tiles are too few.
+      const size_t tn = std::min(threads, n_tiles);
+      const size_t tm = std::max<size_t>(1, std::min(threads / tn, mp));
+      pool().parallel_for(tn * tm, [&](size_t task, int) {
+        const size_t tj = task % tn, ti = task / tn;
+        const size_t j0 = n_tiles * tj / tn, j1 = n_tiles * (tj + 1) / tn;
+        const size_t p0 = mp * ti / tm, p1 = mp * (ti + 1) / tm;
+        for (size_t kb = g0; kb < g1; ++kb) {
+          const size_t k0 = kb * kc, kcb = std::min(kc, K - k0);
+          GemmTileEpilogue e{nullptr, nullptr, a.ldr, a.alpha, a.epilogue, kb == 0, kb == nkb - 1};
+          const char* apanels = abuf + (kb - g0) * mp * a_panel_bytes;
+          for (size_t j = j0; j < j1; ++j) {
+            const size_t col0 = j * nr;
+            const int nv = static_cast<int>(std::min(nr, n - col0));
+            const char* b = static_cast<const char*>(w.data) + (col0 / kPanelCols) * w.panel_bytes + k0 * w.k_row_bytes;
+            e.bias = e.first && a.bias ? a.bias + col0 : nullptr;
+            for (size_t p = p0; p < p1; ++p) {
+              const size_t r0 = ic + p * mr;
+              e.residual = e.first && a.epilogue == Epilogue::Residual ? a.residual + r0 * a.ldr + col0 : nullptr;
+              kern.ukr(kcb, apanels + p * a_panel_bytes, b, w.panel_bytes, a.y + r0 * a.ldy + col0, a.ldy,
+                       static_cast<int>(std::min(mr, m - r0)), nv, e);
+            }
+          }
+        }
+      });
+    }
+  }
+  return CK_OK;
+}
+
+ck_status gemm(const GemmArgs& a) {
+  if (!a.w) return CK_ERR_ARG;
+  const PackedWeight& pw = *a.w;
+  const bool bf16 = pw.type == WeightType::BF16;
+  const size_t panels = (pw.n + kPanelCols - 1) / kPanelCols;
+  const size_t elem = bf16 ? 2 : 4;
+  const size_t kpad = bf16 ? round_up(pw.k, 2) : pw.k;
+  GemmWeightView view{pw.n, pw.k, pw.data, kpad * kPanelCols * elem, kPanelCols * elem};
+  if (panels * view.panel_bytes > pw.bytes) return CK_ERR_ARG;
+  const GemmKernel& kern = bf16 ? gemm_bf16_kernel(current_isa()) : *kGemmF32.pick();
+  return gemm_driver(kern, view, a);
+}
+
+ck_status gemm_unpacked(const float* a, size_t lda, const float* b, size_t ldb, bool b_is_nk, float* c, size_t ldc,
+                        size_t m, size_t n, size_t k, float alpha) {
+  if (m == 0 || n == 0) return CK_OK;
+  if (!a || !c || (!b && k) || ldb < (b_is_nk ? k : n)) return CK_ERR_ARG;
+  const size_t panels = (n + kPanelCols - 1) / kPanelCols;
+  size_t bytes;
+  if (!mul_ok(panels * kPanelCols * sizeof(float), k, &bytes)) return CK_ERR_NOMEM;
+  float* packed = static_cast<float*>(pool().scratch(calling_thread(), std::max<size_t>(64, bytes), kSlotB));
+  if (!packed) return CK_ERR_NOMEM;
+  if (k) pack_panels_f32(b, ldb, b_is_nk, n, k, packed);
+  GemmWeightView view{n, k, packed, k * kPanelCols * sizeof(float), kPanelCols * sizeof(float)};
+  GemmArgs args{a, lda, nullptr, nullptr, Epilogue::None, nullptr, 0, c, ldc, m, alpha};
+  return gemm_driver(*kGemmF32.pick(), view, args);
+}
+
+}  // namespace ck
+
+#else  // ---- SIMD body, compiled once per ISA ----
+
+#include "gemm_epilogue.h"
+
+// Register tile per ISA: MR rows × NV vectors (NR = NV·V::W columns, a multiple of 16).
+#if defined(CK_PASS_AVX512)
+constexpr int kGemmMR = 12, kGemmNV = 2;
+#define CK_GEMM_F32_NAME "gemm_f32_ukr_avx512_12x32"
+#elif defined(CK_PASS_AVX2)
+constexpr int kGemmMR = 6, kGemmNV = 2;
+#define CK_GEMM_F32_NAME "gemm_f32_ukr_avx2_6x16"
+#elif defined(CK_PASS_NEON)
+constexpr int kGemmMR = 6, kGemmNV = 4;
+#define CK_GEMM_F32_NAME "gemm_f32_ukr_neon_6x16"
+#else
+constexpr int kGemmMR = 4, kGemmNV = 16 / V::W;
+#define CK_GEMM_F32_NAME "gemm_f32_ukr_scalar_4x16"
+#endif
+
+// A micro-panel [kc][MR]: out[k·MR + r] = x[r, k], zero rows past `rows`.
+static void gemm_f32_pack_a(const float* x, size_t ldx, size_t rows, size_t kc, void* out_) {
+  float* out = static_cast<float*>(out_);
+  if (rows == kGemmMR) {
+    const float* xr[kGemmMR];
+    for (int r = 0; r < kGemmMR; ++r) xr[r] = x + r * ldx;
+    for (size_t k = 0; k < kc; ++k) {
+#pragma GCC unroll 16
+      for (int r = 0; r < kGemmMR; ++r) out[k * kGemmMR + r] = xr[r][k];
+    }
+  } else {
+    for (size_t k = 0; k < kc; ++k)
+      for (int r = 0; r < kGemmMR; ++r) out[k * kGemmMR + r] = static_cast<size_t>(r) < rows ? x[r * ldx + k] : 0.0f;
+  }
+}
+
+template <int MR, int NV>
+static void gemm_f32_ukr(size_t kc, const void* a_, const void* b_, size_t b_panel_bytes, float* c, size_t ldc, int mv,
+                         int nv, const GemmTileEpilogue& e) {
+  constexpr int NR = NV * V::W;
+  constexpr int NP = NR / 16;  // 16-column panels per tile
+  static_assert(NR % 16 == 0, "the tile spans whole panels");
+  const float* a = static_cast<const float*>(a_);
+  const float* b[NP];
+  for (int i = 0; i < NP; ++i)  // a panel past the N edge is never stored: read the first one instead
+    b[i] = static_cast<const float*>(
+        static_cast<const void*>(static_cast<const char*>(b_) + (nv > 16 * i ? i * b_panel_bytes : 0)));
+
+  V::F acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+
+#pragma GCC unroll 4
+  for (size_t k = 0; k < kc; ++k) {
+    V::F bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b[v * V::W / 16] + k * 16 + v * V::W % 16);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const V::F ar = V::set1(a[k * MR + r]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(ar, bv[v], acc[r][v]);
+    }
+  }
+  gemm_store_tile<MR, NV>(acc, c, ldc, mv, nv, e);
+}
+
+static const GemmKernel kGemmF32Kernel = {kGemmMR,
+                                          kGemmNV * V::W,
+                                          1,
+                                          kGemmMR * sizeof(float),
+                                          gemm_f32_pack_a,
+                                          gemm_f32_ukr<kGemmMR, kGemmNV>,
+                                          CK_GEMM_F32_NAME};
+#undef CK_GEMM_F32_NAME
+
+#endif

@@ -1,0 +1,184 @@
+// gemm with bf16 weights (the opt-in fast mode): W packed to bf16 (round to nearest even) as
+// [panel][k/2][16][2] (k pairs adjacent, odd k padded with zero), X rounded to bf16 while it is
+// packed, products accumulated in fp32. The result is the fp32-accumulated product of the
+// bf16-rounded inputs. Driver, blocking and epilogue are gemm.cpp's; this file supplies the kernels:
+//   gemm_bf16_ukr_avx512bf16_12x32  vdpbf16ps on k pairs; A packed as bf16 pairs [k/2][12][2]
+//   gemm_bf16_ukr_avx512_12x32      widening: a bf16 pair in each 32-bit lane becomes two fp32 vectors
+//   gemm_bf16_ukr_avx2_6x16         (shift left 16 for the even k, mask the low half for the odd k),
+//   gemm_bf16_ukr_scalar_4x16       then two FMAs with A packed as bf16-rounded fp32 [k][MR]
+#ifndef CK_ISA_PASS
+#include "cpu_features.h"
+#include "gemm_kernel.h"
+
+#define CK_SIMD_SELF "gemm_bf16.cpp"
+#include "isa_passes.h"
+
+namespace ck {
+
+static const IsaTable<const GemmKernel*> kGemmBf16 = {
+    &pass_scalar::kGemmBf16Kernel, CK_X86_OR_NULL(&pass_avx2::kGemmBf16Kernel),
+    CK_X86_OR_NULL(&pass_avx512::kGemmBf16Kernel), CK_NEON_OR_NULL(&pass_neon::kGemmBf16Kernel)};
+
+const GemmKernel& gemm_bf16_kernel(Isa isa) {
+#if defined(CK_X86)
+  if (isa == Isa::Avx512 && cpu_features().avx512 && cpu_features().avx512_bf16) return pass_avx512::kGemmBf16DotKernel;
+#endif
+  return *kGemmBf16.pick(isa);
+}
+
+}  // namespace ck
+
+#else  // ---- SIMD body, compiled once per ISA ----
+
+#include "gemm_epilogue.h"
+
+#if defined(CK_PASS_AVX512)
+constexpr int kBf16MR = 12, kBf16NV = 2;
+#define CK_GEMM_BF16_NAME "gemm_bf16_ukr_avx512_12x32"
+#elif defined(CK_PASS_AVX2)
+constexpr int kBf16MR = 6, kBf16NV = 2;
+#define CK_GEMM_BF16_NAME "gemm_bf16_ukr_avx2_6x16"
+#elif defined(CK_PASS_NEON)
+constexpr int kBf16MR = 6, kBf16NV = 4;
+#define CK_GEMM_BF16_NAME "gemm_bf16_ukr_neon_6x16"
+#else
+constexpr int kBf16MR = 4, kBf16NV = 16 / V::W;
+#define CK_GEMM_BF16_NAME "gemm_bf16_ukr_scalar_4x16"
+#endif
+
+static inline float bf16_bits_to_f32(uint32_t h) {
+  const uint32_t b = h << 16;
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+// V::W columns of one k pair ([col][2] bf16 at p) widened to fp32: the even k and the odd k.
+static inline void bf16_pairs_widen(const uint16_t* p, V::F& even, V::F& odd) {
+#if defined(CK_PASS_AVX2)
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  even = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  odd = _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+#elif defined(CK_PASS_AVX512)
+  const __m512i w = _mm512_loadu_si512(p);
+  even = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+  odd = _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+#else
+  float e[V::W], o[V::W];
+  for (int i = 0; i < V::W; ++i) {
+    e[i] = bf16_bits_to_f32(p[2 * i]);
+    o[i] = bf16_bits_to_f32(p[2 * i + 1]);
+  }
+  even = V::load(e);
+  odd = V::load(o);
+#endif
+}
+
+// A micro-panel for the widening kernel: bf16-rounded fp32 [kc rounded up to even][MR], zero padded.
+static void gemm_bf16_pack_a(const float* x, size_t ldx, size_t rows, size_t kc, void* out_) {
+  float* out = static_cast<float*>(out_);
+  const size_t kpad = (kc + 1) & ~size_t(1);
+  for (size_t k = 0; k < kpad; ++k)
+    for (int r = 0; r < kBf16MR; ++r)
+      out[k * kBf16MR + r] =
+          static_cast<size_t>(r) < rows && k < kc ? bf16_bits_to_f32(f32_to_bf16_bits(x[r * ldx + k])) : 0.0f;
+}
+
+template <int MR, int NV>
+static void gemm_bf16_ukr(size_t kc, const void* a_, const void* b_, size_t b_panel_bytes, float* c, size_t ldc, int mv,
+                          int nv, const GemmTileEpilogue& e) {
+  constexpr int NR = NV * V::W;
+  constexpr int NP = NR / 16;
+  static_assert(NR % 16 == 0, "the tile spans whole panels");
+  const float* a = static_cast<const float*>(a_);
+  const uint16_t* b[NP];
+  for (int i = 0; i < NP; ++i)
+    b[i] = static_cast<const uint16_t*>(
+        static_cast<const void*>(static_cast<const char*>(b_) + (nv > 16 * i ? i * b_panel_bytes : 0)));
+
+  V::F acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+
+  const size_t kp = (kc + 1) / 2;
+#pragma GCC unroll 2
+  for (size_t j = 0; j < kp; ++j) {
+    V::F be[NV], bo[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) bf16_pairs_widen(b[v * V::W / 16] + j * 32 + (v * V::W % 16) * 2, be[v], bo[v]);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const V::F a0 = V::set1(a[(2 * j) * MR + r]), a1 = V::set1(a[(2 * j + 1) * MR + r]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(a1, bo[v], V::fmadd(a0, be[v], acc[r][v]));
+    }
+  }
+  gemm_store_tile<MR, NV>(acc, c, ldc, mv, nv, e);
+}
+
+static const GemmKernel kGemmBf16Kernel = {kBf16MR,
+                                           kBf16NV * V::W,
+                                           2,
+                                           kBf16MR * sizeof(float),
+                                           gemm_bf16_pack_a,
+                                           gemm_bf16_ukr<kBf16MR, kBf16NV>,
+                                           CK_GEMM_BF16_NAME};
+#undef CK_GEMM_BF16_NAME
+
+#if defined(CK_PASS_AVX512)
+// vdpbf16ps: acc[i] += a[2i]·b[2i] + a[2i+1]·b[2i+1] on bf16 pairs. Only dispatched to when the CPU
+// reports AVX512-BF16 (gemm_bf16_kernel). Same 12×32 tile, A as bf16 pairs [k/2][12][2].
+constexpr int kBf16DotMR = 12;
+
+static void gemm_bf16_pack_a_pairs(const float* x, size_t ldx, size_t rows, size_t kc, void* out_) {
+  uint16_t* out = static_cast<uint16_t*>(out_);
+  const size_t kp = (kc + 1) / 2;
+  for (size_t j = 0; j < kp; ++j)
+    for (int r = 0; r < kBf16DotMR; ++r)
+      for (size_t h = 0; h < 2; ++h) {
+        const size_t k = 2 * j + h;
+        out[(j * kBf16DotMR + r) * 2 + h] =
+            static_cast<size_t>(r) < rows && k < kc ? f32_to_bf16_bits(x[r * ldx + k]) : uint16_t(0);
+      }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"))) static void
+gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a_, const void* b_, size_t b_panel_bytes, float* c, size_t ldc,
+                               int mv, int nv, const GemmTileEpilogue& e) {
+  constexpr int MR = kBf16DotMR;
+  const uint16_t* a = static_cast<const uint16_t*>(a_);
+  const uint16_t* b0 = static_cast<const uint16_t*>(b_);
+  const uint16_t* b1 = static_cast<const uint16_t*>(
+      static_cast<const void*>(static_cast<const char*>(b_) + (nv > 16 ? b_panel_bytes : 0)));
+  V::F acc[MR][2];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  const size_t kp = (kc + 1) / 2;
+#pragma GCC unroll 2
+  for (size_t j = 0; j < kp; ++j) {
+    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0 + j * 32);
+    const __m512bh w1 = (__m512bh)_mm512_loadu_si512(b1 + j * 32);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + (j * MR + r) * 2, 4);
+      const __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, w0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, w1);
+    }
+  }
+  gemm_store_tile<MR, 2>(acc, c, ldc, mv, nv, e);
+}
+
+static const GemmKernel kGemmBf16DotKernel = {kBf16DotMR,
+                                              32,
+                                              2,
+                                              kBf16DotMR * sizeof(uint16_t),
+                                              gemm_bf16_pack_a_pairs,
+                                              gemm_bf16_ukr_avx512bf16_12x32,
+                                              "gemm_bf16_ukr_avx512bf16_12x32"};
+#endif
+
+#endif

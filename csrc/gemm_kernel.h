@@ -1,0 +1,67 @@
+// Internal to gemm*.cpp: what an ISA pass hands the portable GEMM driver (BLIS split). The driver
+// (gemm.cpp) does the cache blocking, the packing schedule and the threading; a pass supplies the
+// MR×NR register tile: a routine that packs up to MR rows of X for one K block, and the micro-kernel.
+#pragma once
+#include <cstring>
+
+#include "gemm.h"
+
+namespace ck {
+
+// Packed weights are panels of 16 columns whatever the ISA: [panel][k][16] fp32, or
+// [panel][k/2][16][2] bf16 (k pairs adjacent, odd k padded with zero), each panel zero-padded past n.
+constexpr size_t kPanelCols = 16;
+
+// What the micro-kernel does when it stores its tile. The tile's partial sums over K blocks live in Y:
+//   first K block:  Y  = alpha·acc + bias + R      (R read before Y is written, so R may alias Y)
+//   later blocks:   Y += alpha·acc
+//   last K block:   Y  = act(Y) for GELU / QuickGELU
+struct GemmTileEpilogue {
+  const float* bias;      // at the tile's first column, or null
+  const float* residual;  // at the tile's first element, or null
+  size_t ldr;
+  float alpha;
+  Epilogue act;
+  bool first, last;
+};
+
+// Packs rows [0, rows) (rows <= mr) × [0, kc) of x (already offset to the block) into one A
+// micro-panel, zero-filling rows past `rows` and the k padding. Layout is the kernel's own.
+using GemmPackA = void (*)(const float* x, size_t ldx, size_t rows, size_t kc, void* out);
+
+// C[0:mv, 0:nv] (tile at c, row stride ldc) ⊕= A-panel · B-tile over kc. b points at the tile's
+// first panel at the K block's first k; the next panel is b + b_panel_bytes (read only if nv > 16).
+using GemmUkr = void (*)(size_t kc, const void* a, const void* b, size_t b_panel_bytes, float* c, size_t ldc, int mv,
+                         int nv, const GemmTileEpilogue& e);
+
+struct GemmKernel {
+  int mr, nr;             // register tile; nr is a multiple of kPanelCols
+  int k_align;            // K blocks start at multiples of this (2 for bf16 pairs)
+  size_t a_bytes_per_k;   // bytes of one k row of an A micro-panel (mr · element size)
+  GemmPackA pack_a;
+  GemmUkr ukr;
+  const char* name;       // e.g. gemm_f32_ukr_avx2_6x16
+};
+
+// Per pass, the kernel for bf16 weights (gemm_bf16.cpp); by ISA.
+const GemmKernel& gemm_bf16_kernel(Isa isa);
+
+// The driver over an already packed B (a PackedWeight or gemm_unpacked's scratch panels).
+struct GemmWeightView {
+  size_t n, k;
+  const void* data;
+  size_t panel_bytes;     // bytes between consecutive 16-column panels
+  size_t k_row_bytes;     // bytes of one k step inside a panel (16 · element size)
+};
+ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const GemmArgs& a);
+
+// Rounds to the nearest bfloat16 (ties to even; NaN stays a quiet NaN) and returns its bits.
+inline uint16_t f32_to_bf16_bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  if ((b & 0x7F800000u) == 0x7F800000u && (b & 0x7FFFFFu)) return static_cast<uint16_t>((b | 0x00400000u) >> 16);
+  b += 0x7FFFu + ((b >> 16) & 1u);
+  return static_cast<uint16_t>(b >> 16);
+}
+
+}  // namespace ck

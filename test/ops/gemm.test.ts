@@ -1,0 +1,158 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { linear, matmul, packWeight, PackedWeight, setThreads, Tensor } from '../../src';
+import { native } from '../../src/native';
+import { isas, normal, onIsa, rejects, uniform } from '../helpers';
+import { assertScaledClose, gemmRefF64, RefEpilogue, transpose } from '../ref/gemm';
+
+const Gemm = suite('gemm');
+
+// Bound: |y - ref| <= TOL(k)·scale + 1e-6·|ref|, scale = |alpha|·Σ|x·w| + |bias| + |residual| (the summed
+// terms). fp32 products, fp32 accumulation in KC=256 blocks: the worst case is ~k·2^-24, random signs
+// give ~√k·2^-24; we allow 4·√k·2^-24 (observed max ~1·√k·2^-24). GELU / QuickGELU (slope <= 1.13)
+// add their own ~2e-7 relative error, covered by the 1e-6·|ref| term.
+const tolF32 = (k: number) => 4 * Math.sqrt(Math.max(k, 1)) * 2 ** -24;
+
+interface Case {
+  m: number;
+  n: number;
+  k: number;
+  epilogue: RefEpilogue;
+  bias: boolean;
+  alpha: number;
+}
+
+const EPILOGUES: RefEpilogue[] = ['none', 'gelu', 'quick_gelu', 'residual'];
+const NK: [number, number][] = [[1, 1], [7, 17], [17, 7], [63, 63], [769, 17], [17, 769], [63, 769], [769, 63]];
+const cases: Case[] = [];
+let idx = 0;
+for (const m of [1, 7, 63, 197])
+  for (const [n, k] of NK) {
+    cases.push({ m, n, k, epilogue: EPILOGUES[idx % 4], bias: idx % 3 !== 1, alpha: [1, 0.37, -1.5][idx % 3] });
+    idx++;
+  }
+// Real CLIP shapes: ViT-B/16 QKV (197×768→2304), text MLP up (52×512→2048), ViT MLP down (197×3072→768).
+cases.push({ m: 197, n: 2304, k: 768, epilogue: 'none', bias: true, alpha: 1 });
+cases.push({ m: 52, n: 2048, k: 512, epilogue: 'quick_gelu', bias: true, alpha: 1 });
+cases.push({ m: 197, n: 768, k: 3072, epilogue: 'residual', bias: true, alpha: 1 });
+
+for (const c of cases) {
+  const name = `${c.m}x${c.k}->${c.n} ${c.epilogue}${c.bias ? ' +bias' : ''}${c.alpha !== 1 ? ` alpha=${c.alpha}` : ''}`;
+  Gemm(name, async () => {
+    const seed = c.m * 7919 + c.n * 104729 + c.k;
+    const x = normal(c.m * c.k, seed), w = normal(c.n * c.k, seed + 1, 1 / Math.sqrt(c.k));
+    const bias = c.bias ? uniform(c.n, seed + 2) : undefined;
+    const residual = c.epilogue === 'residual' ? normal(c.m * c.n, seed + 3) : undefined;
+    const ref = gemmRefF64(x, w, c.m, c.n, c.k, { bias, epilogue: c.epilogue, residual, alpha: c.alpha });
+    const packed = await packWeight(new Tensor(w, [c.n, c.k]));
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const y = await linear(new Tensor(x, [c.m, c.k]), packed, {
+          bias: bias && new Tensor(bias, [c.n]),
+          activation: c.epilogue === 'gelu' || c.epilogue === 'quick_gelu' ? c.epilogue : undefined,
+          residual: residual && new Tensor(residual, [c.m, c.n]),
+          alpha: c.alpha,
+        });
+        assert.equal(y.shape, [c.m, c.n]);
+        assertScaledClose(y.data, ref.y, ref.scale, tolF32(c.k), 1e-6, `y (${isa})`);
+      });
+  });
+}
+
+Gemm('leading axes are flattened: x [2, 3, 17] -> [2, 3, 9]', async () => {
+  const x = normal(2 * 3 * 17, 11), w = normal(9 * 17, 12);
+  const y = await linear(new Tensor(x, [2, 3, 17]), await packWeight(new Tensor(w, [9, 17])));
+  assert.equal(y.shape, [2, 3, 9]);
+  const ref = gemmRefF64(x, w, 6, 9, 17);
+  assertScaledClose(y.data, ref.y, ref.scale, tolF32(17), 0, 'y');
+});
+
+Gemm('residual may be the output (in-place residual stream)', async () => {
+  const m = 63, n = 769, k = 63;
+  const x = normal(m * k, 21), w = normal(n * k, 22), b = uniform(n, 23), h = normal(m * n, 24);
+  const ref = gemmRefF64(x, w, m, n, k, { bias: b, epilogue: 'residual', residual: h, alpha: 0.5 });
+  const packed = await packWeight(new Tensor(w, [n, k]));
+  for (const isa of isas)
+    await onIsa(isa, async () => {
+      const stream = new Tensor(new Float32Array(h), [m, n]);
+      const out = await linear(new Tensor(x, [m, k]), packed, { bias: new Tensor(b, [n]), residual: stream, out: stream, alpha: 0.5 });
+      assert.ok(out === stream);
+      assertScaledClose(stream.data, ref.y, ref.scale, tolF32(k), 0, `stream (${isa})`);
+    });
+});
+
+Gemm('k = 0 gives the bias; m = 0 gives an empty result', async () => {
+  const packed = await packWeight(new Tensor(new Float32Array(0), [5, 0]));
+  const b = uniform(5, 31);
+  const y = await linear(new Tensor(new Float32Array(0), [3, 0]), packed, { bias: new Tensor(b, [5]), activation: 'gelu' });
+  const ref = gemmRefF64([], [], 3, 5, 0, { bias: b, epilogue: 'gelu' });
+  assertScaledClose(y.data, ref.y, ref.scale, 0, 1e-6, 'y');
+  const empty = await linear(new Tensor(new Float32Array(0), [0, 7]), await packWeight(new Tensor(normal(21, 32), [3, 7])));
+  assert.equal(empty.shape, [0, 3]);
+});
+
+Gemm('1 thread and all threads give identical results; a weight packed under one ISA runs under all', async () => {
+  const m = 197, n = 769, k = 300;
+  const x = normal(m * k, 41), w = normal(n * k, 42, 0.1), b = uniform(n, 43);
+  const packed = await onIsa(isas[0], () => packWeight(new Tensor(w, [n, k])));
+  for (const isa of isas)
+    await onIsa(isa, async () => {
+      try {
+        setThreads(1);
+        const y1 = await linear(new Tensor(x, [m, k]), packed, { bias: new Tensor(b, [n]), activation: 'gelu' });
+        setThreads(0);
+        const yn = await linear(new Tensor(x, [m, k]), packed, { bias: new Tensor(b, [n]), activation: 'gelu' });
+        // Each element is summed in the same order whatever the split: bitwise equal.
+        assert.ok(y1.data.every((v, i) => Object.is(v, yn.data[i])), `1 vs N threads differ (${isa})`);
+      } finally {
+        setThreads(0);
+      }
+    });
+});
+
+for (const [m, n, k] of [[1, 1, 1], [7, 17, 63], [63, 7, 769], [197, 63, 17], [52, 130, 512]] as const)
+  Gemm(`matmul ${m}x${k} · ${k}x${n} (both layouts of b)`, async () => {
+    const a = normal(m * k, m + n + k), bkn = normal(k * n, m * n * k + 1);
+    const bnk = transpose(bkn, k, n);
+    const ref = gemmRefF64(a, bnk, m, n, k, { alpha: 0.25 });
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const c1 = await matmul(new Tensor(a, [m, k]), new Tensor(bkn, [k, n]), { alpha: 0.25 });
+        const c2 = await matmul(new Tensor(a, [m, k]), new Tensor(bnk, [n, k]), { transposeB: true, alpha: 0.25 });
+        assert.equal(c1.shape, [m, n]);
+        assertScaledClose(c1.data, ref.y, ref.scale, tolF32(k), 0, `b [k,n] (${isa})`);
+        assertScaledClose(c2.data, ref.y, ref.scale, tolF32(k), 0, `b [n,k] (${isa})`);
+      });
+  });
+
+Gemm('bad arguments name the argument', async () => {
+  const w = await packWeight(new Tensor(normal(12, 1), [3, 4]));
+  const x = new Tensor(normal(8, 2), [2, 4]);
+  await rejects(linear(new Tensor(normal(6, 3), [2, 3]), w), RangeError, /last dimension 4/);
+  await rejects(linear(new Tensor(new Int32Array(8), [2, 4], 'int32') as never, w), TypeError, /float32 for x/);
+  await rejects(linear(new Float32Array(8) as never, w), TypeError, /Tensor for x/);
+  await rejects(linear(x, {} as never), TypeError, /PackedWeight .* for w/);
+  await rejects(linear(x, w, { bias: new Tensor(normal(4, 4), [4]) }), RangeError, /bias of shape \[3\]/);
+  await rejects(linear(x, w, { alpha: NaN }), RangeError, /finite number for alpha/);
+  await rejects(linear(x, w, { activation: 'relu' as never }), RangeError, /activation/);
+  await rejects(linear(x, w, { residual: new Tensor(normal(6, 5), [2, 3]), activation: 'gelu' }), RangeError, /either activation or residual/);
+  await rejects(linear(x, w, { residual: new Tensor(normal(4, 5), [2, 2]) }), RangeError, /residual of shape \[2, 3\]/);
+  await rejects(linear(x, w, { out: new Tensor(x.data.subarray(0, 6), [2, 3]) }), RangeError, /out not to share storage with x/);
+  await rejects(packWeight(new Tensor(normal(4, 6), [4])), RangeError, /w of shape \[\*, \*\]/);
+  await rejects(packWeight(new Tensor(normal(4, 6), [2, 2]), { dtype: 'float16' as never }), RangeError, /dtype/);
+  await rejects(matmul(x, new Tensor(normal(6, 7), [3, 2])), RangeError, /b of shape \[4, \*\]/);
+  // A forged PackedWeight (right class, wrong handle) reaches the binding, which rejects the handle.
+  const forged = Object.assign(Object.create(PackedWeight.prototype), { handle: { n: 3 }, n: 3, k: 4, dtype: 'float32' });
+  await rejects(linear(x, forged), TypeError, /packed weight/);
+  // The binding re-checks lengths on its own.
+  const g = native().gemm as (a: object) => Promise<void>;
+  await rejects(() => g({ x: x.data, m: 2, k: 4, w: w.handle, y: new Float32Array(5) }), RangeError, /y of length 6/);
+  await rejects(() => g({ x: x.data.subarray(1), m: 2, k: 4, w: w.handle, y: new Float32Array(6) }), RangeError, /x of length 8/);
+  await rejects(() => g({ x: x.data, m: 2, k: 5, w: w.handle, y: new Float32Array(6) }), RangeError, /k 4/);
+  await rejects(() => g({ x: x.data, m: 2, k: 4, w: w.handle, y: new Float32Array(6), epilogue: 'residual' }), TypeError, /residual/);
+  await rejects(() => g({ x: x.data, m: 2 ** 62, k: 4, w: w.handle, y: new Float32Array(6) }), RangeError, /./);
+  await rejects(() => g({ x: x.data, m: 2, k: 4, w: {}, y: new Float32Array(6) }), TypeError, /packed weight/);
+  await rejects(() => g({ x: x.data, m: 2, k: 4, w: w.handle, y: new Float32Array(6), alpha: Infinity }), RangeError, /alpha/);
+});
+
+Gemm.run();
