@@ -8,3 +8,5 @@ export { packWeight, linear, PackedWeight } from './gemm';
 export type { WeightDType, Activation, LinearOptions } from './gemm';
 export { matmul } from './matmul';
 export type { MatmulOptions } from './matmul';
+export { patchEmbed, packPatchWeight } from './patch_embed';
+export type { PatchEmbedWeights } from './patch_embed';
