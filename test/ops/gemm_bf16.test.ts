@@ -1,0 +1,65 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { linear, packWeight, Tensor } from '../../src';
+import { isas, normal, onIsa, uniform } from '../helpers';
+import { assertScaledClose, gemmRefF64, RefEpilogue, roundBf16 } from '../ref/gemm';
+
+const Bf16 = suite('gemm_bf16');
+
+// Two bounds, both relative to scale = |alpha|·Σ|x·w| + |bias| + |residual|:
+//  - against the float64 product of the bf16-ROUNDED inputs: the fp32 accumulation only, 4·√k·2^-24
+//    (the same bound as the fp32 GEMM);
+//  - against the float64 product of the UNROUNDED inputs: each product x·w is off by at most
+//    (1 + 2^-9)² - 1 ≈ 2^-8 relative, so |err| <= 2^-8·scale (+ the fp32 part); observed ~2^-11.
+const tolRounded = (k: number) => 4 * Math.sqrt(Math.max(k, 1)) * 2 ** -24;
+const TOL_UNROUNDED = 2 ** -8;
+
+const CASES: [number, number, number, RefEpilogue][] = [
+  [1, 1, 1, 'none'],
+  [7, 17, 7, 'gelu'],
+  [63, 7, 17, 'quick_gelu'],
+  [197, 63, 63, 'residual'],
+  [7, 769, 63, 'none'],
+  [63, 17, 769, 'gelu'],
+  [1, 63, 769, 'residual'],
+  [197, 769, 17, 'quick_gelu'],
+  [52, 2048, 512, 'quick_gelu'],
+];
+
+for (const [m, n, k, epilogue] of CASES)
+  Bf16(`${m}x${k}->${n} ${epilogue}`, async () => {
+    const seed = m * 131 + n * 17 + k;
+    const x = normal(m * k, seed), w = normal(n * k, seed + 1, 1 / Math.sqrt(k)), bias = uniform(n, seed + 2);
+    const residual = epilogue === 'residual' ? normal(m * n, seed + 3) : undefined;
+    const alpha = m === 7 ? 0.37 : 1;
+    const o = { bias, epilogue, residual, alpha };
+    const rounded = gemmRefF64(roundBf16(x), roundBf16(w), m, n, k, o);
+    const exact = gemmRefF64(x, w, m, n, k, o);
+    const packed = await packWeight(new Tensor(w, [n, k]), { dtype: 'bfloat16' });
+    assert.is(packed.dtype, 'bfloat16');
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const y = await linear(new Tensor(x, [m, k]), packed, {
+          bias: new Tensor(bias, [n]),
+          activation: epilogue === 'gelu' || epilogue === 'quick_gelu' ? epilogue : undefined,
+          residual: residual && new Tensor(residual, [m, n]),
+          alpha,
+        });
+        assertScaledClose(y.data, rounded.y, rounded.scale, tolRounded(k), 1e-6, `vs rounded inputs (${isa})`);
+        assertScaledClose(y.data, exact.y, exact.scale, TOL_UNROUNDED, 1e-6, `vs unrounded inputs (${isa})`);
+      });
+  });
+
+Bf16('inputs round to nearest bf16, ties to even', async () => {
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to 1 (even). 1 + 3·2^-8 ties to 1 + 2^-6 (even).
+  // 1 + 2^-8 + 2^-20 is just above halfway: rounds up to 1 + 2^-7.
+  const x = new Float32Array([1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20]);
+  const w = await packWeight(new Tensor(new Float32Array([1 + 2 ** -8]), [1, 1]), { dtype: 'bfloat16' });
+  for (const isa of isas)
+    await onIsa(isa, async () => {
+      const y = await linear(new Tensor(x, [3, 1]), w);
+      assert.equal(Array.from(y.data), [1, 1 + 2 ** -6, 1 + 2 ** -7], isa);
+    });
+});
+
+Bf16.run();
