@@ -8,5 +8,8 @@ export { packWeight, linear, PackedWeight } from './gemm';
 export type { WeightDType, Activation, LinearOptions } from './gemm';
 export { matmul } from './matmul';
 export type { MatmulOptions } from './matmul';
+export { logits } from './logits';
+export { infonce, infonceLoss } from './infonce';
+export type { InfonceResult } from './infonce';
 export { patchEmbed, packPatchWeight } from './patch_embed';
 export type { PatchEmbedWeights } from './patch_embed';

@@ -1,0 +1,122 @@
+/**
+ * Attention, normalised logits and InfoNCE at CLIP shapes.
+ * Run alone: npx tsx bench/attention.bench.ts [--threads N] [--isa avx2] [--filter text]
+ * prints one line per case (op, isa, threads, shape, median ms, GFLOP/s, % of the FMA peak measured
+ * in the same run); `benchCases()` feeds the same cases to the bench CLI.
+ * FLOPs counted: attention 4·batch·heads·qRows·seq·headDim (Q·Kᵀ and P·V over every key, masked or
+ * not; a causal mask halves it; the softmax's exps are not counted), logits 2·n·m·d (the GEMM),
+ * InfoNCE 6·n²·d (its three GEMMs).
+ */
+import { native } from '../src/native';
+import { cpuInfo, setIsa, setThreads, Isa } from '../src/runtime';
+import type { BenchCase } from './case';
+import { Peaks } from './peak';
+
+function filled(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) a[i] = ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  return a;
+}
+
+interface AttnShape {
+  batch: number;
+  seq: number;
+  heads: number;
+  headDim: number;
+  packed?: boolean;
+  pad?: boolean; // a key-padding mask with real lengths spread over 25–100 % of seq
+  causal?: boolean;
+  qRows?: number;
+}
+
+function attentionCase(s: AttnShape): BenchCase {
+  const { batch, seq, heads, headDim } = s;
+  const width = heads * headDim, qRows = s.qRows ?? seq;
+  const inputs = s.packed
+    ? { qkv: filled(batch * seq * 3 * width, 1) }
+    : { q: filled(batch * seq * width, 1), k: filled(batch * seq * width, 2), v: filled(batch * seq * width, 3) };
+  let keyMask: Int32Array | undefined;
+  if (s.pad) {
+    keyMask = new Int32Array(batch * seq);
+    for (let b = 0; b < batch; b++) keyMask.fill(1, b * seq, b * seq + Math.max(1, Math.round(seq * (0.25 + (0.75 * (b + 1)) / batch))));
+  }
+  const out = new Float32Array(batch * qRows * width);
+  const args = { ...inputs, keyMask, out, batch, seq, heads, headDim, qRows, scale: 1 / Math.sqrt(headDim), causal: !!s.causal };
+  const tags = [s.packed && 'packed qkv', s.pad && 'padding mask', s.causal && 'causal', s.qRows && `qRows ${s.qRows}`].filter(Boolean);
+  return {
+    op: 'attention',
+    shape: `b${batch} s${seq} ${heads}x${headDim}${tags.length ? ` (${tags.join(', ')})` : ''}`,
+    flops: 4 * batch * heads * qRows * seq * headDim * (s.causal ? 0.5 : 1),
+    run: (repeat) => native().attention({ ...args, repeat }) as Promise<void>,
+  };
+}
+
+export function benchCases(): BenchCase[] {
+  const n = 1024, d = 512;
+  const a = filled(n * d, 5), b = filled(n * d, 6);
+  const logits = new Float32Array(n * n), dLogits = new Float32Array(n * n), dA = new Float32Array(n * d), dB = new Float32Array(n * d);
+  return [
+    attentionCase({ batch: 1, seq: 197, heads: 12, headDim: 64 }),
+    attentionCase({ batch: 1, seq: 197, heads: 12, headDim: 64, packed: true }),
+    attentionCase({ batch: 8, seq: 197, heads: 12, headDim: 64 }),
+    attentionCase({ batch: 8, seq: 197, heads: 12, headDim: 64, packed: true }),
+    attentionCase({ batch: 1, seq: 197, heads: 12, headDim: 64, packed: true, qRows: 1 }),
+    attentionCase({ batch: 8, seq: 52, heads: 8, headDim: 64, pad: true }),
+    attentionCase({ batch: 8, seq: 52, heads: 8, headDim: 64, pad: true, causal: true }),
+    attentionCase({ batch: 1, seq: 769, heads: 12, headDim: 64 }),
+    {
+      op: 'logits',
+      shape: `${n}x${n} d${d}`,
+      flops: 2 * n * n * d,
+      run: (repeat) => native().logits({ a, b, out: logits, n, m: n, dim: d, scale: 100, repeat }) as Promise<void>,
+    },
+    {
+      op: 'infonce',
+      shape: `n${n} d${d} (loss and every gradient)`,
+      flops: 6 * n * n * d,
+      run: (repeat) => native().infonce({ a, b, logits, dLogits, dA, dB, n, dim: d, scale: 100, repeat }) as Promise<void>,
+    },
+  ];
+}
+
+async function timeCase(c: BenchCase, samples = 9, minMs = 25): Promise<number> {
+  await c.run(1); // warm-up: first touch, scratch allocation
+  let t0 = performance.now();
+  await c.run(1);
+  const once = performance.now() - t0;
+  const repeat = Math.max(1, Math.min(10000, Math.ceil(minMs / Math.max(once, 1e-3))));
+  const times: number[] = [];
+  for (let s = 0; s < samples; s++) {
+    t0 = performance.now();
+    await c.run(repeat);
+    times.push((performance.now() - t0) / repeat);
+  }
+  times.sort((x, y) => x - y);
+  return times[samples >> 1];
+}
+
+async function main() {
+  const argv = process.argv.slice(2);
+  const arg = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  if (arg('--isa')) setIsa(arg('--isa') as Isa);
+  const info = cpuInfo();
+  const threadList = arg('--threads') !== undefined ? [Number(arg('--threads'))] : [1, info.physicalCores];
+  const peaks = new Peaks();
+  for (const threads of threadList) {
+    setThreads(threads);
+    const peak = await peaks.fmaGflops();
+    for (const c of benchCases()) {
+      if (arg('--filter') && !`${c.op} ${c.shape}`.includes(arg('--filter')!)) continue;
+      const ms = await timeCase(c);
+      const gflops = c.flops! / ms / 1e6;
+      const ratio = (100 * gflops) / peak;
+      console.log(
+        `${c.op.padEnd(9)} ${cpuInfo().isa.padEnd(6)} t=${threads}  ${c.shape.padEnd(42)} ${ms.toFixed(3).padStart(8)} ms ${gflops.toFixed(1).padStart(7)} GFLOP/s  ${ratio.toFixed(0).padStart(3)} % of ${peak.toFixed(0)} (FMA peak, ${threads} thread${threads > 1 ? 's' : ''})`,
+      );
+    }
+  }
+  setThreads(0);
+}
+
+if (require.main === module) main();
