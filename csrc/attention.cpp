@@ -30,6 +30,7 @@ namespace attention_detail {
 constexpr int kMR = 6;          // keys (Q·Kᵀ) or queries (P·V) per register tile
 constexpr size_t kBk = 64;      // keys per block; fixed so block boundaries never depend on seq
 constexpr size_t kBqMax = 64;   // query rows per block at most
+constexpr size_t kBqCausal = 16;  // with a causal mask: small blocks see few keys past their rows
 constexpr size_t kBqGrain = 16; // query blocks are multiples of this (two AVX2 vectors of lanes)
 
 // How a call is cut into tasks: each task is one (batch, head) and `blocks_per_task` query blocks.
@@ -59,9 +60,10 @@ ck_status attention_f32(const AttentionArgs& a) {
   if (!std::isfinite(a.scale)) return CK_ERR_ARG;
 
   Plan plan;
-  const size_t n_blocks = (a.q_rows + kBqMax - 1) / kBqMax;
+  const size_t bq_max = a.causal ? kBqCausal : kBqMax;
+  const size_t n_blocks = (a.q_rows + bq_max - 1) / bq_max;
   const size_t rows_per_block = (a.q_rows + n_blocks - 1) / n_blocks;
-  plan.bq = std::min(kBqMax, (rows_per_block + kBqGrain - 1) / kBqGrain * kBqGrain);
+  plan.bq = std::min(bq_max, (rows_per_block + kBqGrain - 1) / kBqGrain * kBqGrain);
   plan.q_blocks = (a.q_rows + plan.bq - 1) / plan.bq;
   // Split a head's query blocks over tasks only when (batch, head) pairs alone cannot keep every
   // thread busy (~4 tasks per thread); each task re-packs its head's K and V.
@@ -166,6 +168,42 @@ static void attn_pv_any(int rows, const float* pt, size_t qs, size_t nk, const f
   }
 }
 
+// Qᵀ[c, r] = scale·Q_r[c] for rows r < rows (row stride `stride`) and c < d; lanes [rows, nq) are 0.
+static void attn_pack_qt(const float* q, size_t stride, size_t rows, size_t d, float scale, float* qt, size_t qs, size_t nq) {
+  size_t r = 0;
+#if defined(CK_PASS_AVX2) || defined(CK_PASS_AVX512)
+  // 8×8 register transposes (both passes have AVX2).
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (; r + 8 <= rows; r += 8) {
+    size_t c = 0;
+    for (; c + 8 <= d; c += 8) {
+      __m256 x[8], t[8];
+      for (int i = 0; i < 8; ++i) x[i] = _mm256_mul_ps(_mm256_loadu_ps(q + (r + i) * stride + c), vs);
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(x[i], x[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(x[i], x[i + 1]);
+      }
+      for (int i = 0; i < 8; i += 4) {
+        x[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        x[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        x[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        x[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+      }
+      for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_ps(qt + (c + i) * qs + r, _mm256_permute2f128_ps(x[i], x[i + 4], 0x20));
+        _mm256_storeu_ps(qt + (c + i + 4) * qs + r, _mm256_permute2f128_ps(x[i], x[i + 4], 0x31));
+      }
+    }
+    for (; c < d; ++c)
+      for (size_t i = 0; i < 8; ++i) qt[c * qs + r + i] = q[(r + i) * stride + c] * scale;
+  }
+#endif
+  for (; r < rows; ++r)
+    for (size_t c = 0; c < d; ++c) qt[c * qs + r] = q[r * stride + c] * scale;
+  if (nq > rows)
+    for (size_t c = 0; c < d; ++c) std::memset(qt + c * qs + rows, 0, (nq - rows) * sizeof(float));
+}
+
 static ck_status attention_task(const AttentionArgs& a, const attention_detail::Plan& plan, size_t task, int thread) {
   using namespace attention_detail;
   static_assert(kMR == 6, "attn_qk_any / attn_pv_any dispatch up to 6");
@@ -225,12 +263,7 @@ static ck_status attention_task(const AttentionArgs& a, const attention_detail::
   for (size_t i0 = row_begin; i0 < row_end; i0 += plan.bq) {
     const size_t rows = std::min(plan.bq, row_end - i0);
     const size_t nq = (rows + 2 * V::W - 1) / (2 * V::W) * (2 * V::W);
-    for (size_t r = 0; r < rows; ++r) {
-      const float* qr = qbase + (i0 + r) * a.q_row_stride;
-      for (size_t c = 0; c < d; ++c) qt[c * qs + r] = qr[c] * a.scale;
-    }
-    if (nq > rows)
-      for (size_t c = 0; c < d; ++c) std::memset(qt + c * qs + rows, 0, (nq - rows) * sizeof(float));
+    attn_pack_qt(qbase + i0 * a.q_row_stride, a.q_row_stride, rows, d, a.scale, qt, qs, nq);
     std::memset(o, 0, rows * dp * sizeof(float));
     for (size_t i = 0; i < nq; ++i) {
       m[i] = kNegInf;
