@@ -75,10 +75,17 @@ ck_status attention_f32(const AttentionArgs& a) {
   plan.tasks_per_head = (plan.q_blocks + plan.blocks_per_task - 1) / plan.blocks_per_task;
 
   AttentionTaskFn fn = kAttention.pick();
+  const size_t tasks = heads_total * plan.tasks_per_head;
+  // Below ~2 MFLOP (a class-token-only layer, tiny batches) waking the other workers costs more
+  // than it saves: run every task on this thread.
+  const double flops = 4.0 * static_cast<double>(heads_total) * a.q_rows * a.seq * a.head_dim;
+  const bool inline_all = flops < 2e6;
   std::atomic<int> status{CK_OK};
-  pool().parallel_for(heads_total * plan.tasks_per_head, [&](size_t t, int thread) {
-    ck_status s = fn(a, plan, t, thread);
-    if (s != CK_OK) status.store(s);
+  pool().parallel_for(inline_all ? 1 : tasks, [&](size_t task, int thread) {
+    for (size_t t = inline_all ? 0 : task, end = inline_all ? tasks : task + 1; t < end; ++t) {
+      ck_status s = fn(a, plan, t, thread);
+      if (s != CK_OK) status.store(s);
+    }
   });
   return static_cast<ck_status>(status.load());
 }
