@@ -107,10 +107,9 @@ async function main() {
   if (arg('--isa')) setIsa(arg('--isa') as Isa);
   const info = cpuInfo();
   const threadList = arg('--threads') !== undefined ? [Number(arg('--threads'))] : [1, info.physicalCores];
-  const peaks = new Peaks();
   for (const threads of threadList) {
     setThreads(threads);
-    const peak = await peaks.fmaGflops();
+    const peak = await new Peaks().fmaGflops(); // probed on every thread of the pool
     for (const c of benchCases()) {
       if (arg('--filter') && !`${c.op} ${c.shape}`.includes(arg('--filter')!)) continue;
       const ms = await timeCase(c);
