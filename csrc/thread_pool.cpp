@@ -45,6 +45,12 @@ constexpr int kScratchSlots = 4;
 thread_local bool t_in_region = false;
 thread_local int t_thread = 0;  // this thread's index in the pool (0: the dispatcher)
 
+// Parallel regions. A region's tasks are claimed one at a time through `claim_`, which holds the
+// region's generation (high 32 bits) and the next task index (low 32 bits); a claim is a CAS that
+// fails once the generation has moved on. So a worker that wakes late (descheduled on a busy machine)
+// can never run a task of a finished region, and the caller never waits for it: it waits only for
+// the tasks actually claimed to finish. The descriptor of region g lives in slots_[g & 1]; it is
+// written before claim_ publishes g, and only read by a claimer whose CAS proves g is still current.
 class Pool {
  public:
   ~Pool() { resize(1); }
@@ -57,22 +63,16 @@ class Pool {
     if (n == threads()) return;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-      stop_atomic_.store(true);
-      ++generation_;
+      stop_.store(true);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
-    stop_ = false;
-    stop_atomic_.store(false);
+    stop_.store(false);
     scratch_.resize(n);
     for (auto& s : scratch_)
       if (!s) s.reset(new AlignedBuf[kScratchSlots]);
-    // A new worker starts from the generation current now, not from whatever it reads once it runs:
-    // a parallel region may begin before the thread is scheduled, and it must not be missed.
-    gen_atomic_.store(generation_, std::memory_order_release);
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, g = generation_] { worker_loop(i, g); });
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
   }
 
   void* scratch(int thread, size_t bytes, int slot) {
@@ -82,25 +82,26 @@ class Pool {
 
   void run(size_t n_tasks, const std::function<void(size_t, int)>& fn) {
     if (n_tasks == 0) return;
-    if (t_in_region || workers_.empty() || n_tasks == 1) {
+    if (t_in_region || workers_.empty() || n_tasks == 1 || n_tasks > 0xFFFFFFFFu) {
       for (size_t i = 0; i < n_tasks; ++i) fn(i, t_thread);
       return;
     }
-    fn_ = &fn;
-    n_tasks_ = n_tasks;
-    next_.store(0, std::memory_order_relaxed);
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++generation_;
-      gen_atomic_.store(generation_, std::memory_order_release);
-    }
+    const uint64_t g = ++generation_counter_ & 0xFFFFFFFFu;
+    Region& r = slots_[g & 1];
+    r.fn.store(&fn, std::memory_order_relaxed);
+    r.n.store(n_tasks, std::memory_order_relaxed);
+    r.done.store(0, std::memory_order_relaxed);
+    claim_.store(g << 32, std::memory_order_release);
+    { std::lock_guard<std::mutex> lock(mu_); }  // a sleeper checks claim_ under mu_: no lost wake-up
     cv_.notify_all();
     t_in_region = true;
-    take_tasks(0);
+    take_tasks(g, 0);
     t_in_region = false;
-    while (pending_.load(std::memory_order_acquire) != 0) CK_PAUSE();
-    fn_ = nullptr;
+    // Wait for tasks other threads claimed; yield now and then so a preempted worker can finish.
+    for (int spin = 0; r.done.load(std::memory_order_acquire) != n_tasks; ++spin) {
+      if (spin < 4000) CK_PAUSE();
+      else std::this_thread::yield();
+    }
   }
 
   void ensure_scratch() {
@@ -111,52 +112,58 @@ class Pool {
   }
 
  private:
-  void take_tasks(int thread) {
+  struct Region {
+    std::atomic<const std::function<void(size_t, int)>*> fn{nullptr};
+    std::atomic<size_t> n{0};
+    std::atomic<size_t> done{0};
+  };
+
+  // Claims and runs tasks of region g until none are left or the region is over.
+  void take_tasks(uint64_t g, int thread) {
+    Region& r = slots_[g & 1];
     for (;;) {
-      size_t i = next_.fetch_add(1, std::memory_order_relaxed);
-      if (i >= n_tasks_) break;
-      (*fn_)(i, thread);
+      uint64_t c = claim_.load(std::memory_order_acquire);
+      if ((c >> 32) != g) return;
+      const size_t n = r.n.load(std::memory_order_relaxed);
+      const auto* fn = r.fn.load(std::memory_order_relaxed);
+      const size_t i = c & 0xFFFFFFFFu;
+      if (i >= n) return;
+      if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) continue;
+      (*fn)(i, thread);
+      r.done.fetch_add(1, std::memory_order_release);
     }
   }
 
-  void worker_loop(int thread, uint64_t seen) {
+  void worker_loop(int thread) {
     t_in_region = true;
     t_thread = thread;
+    uint64_t seen = claim_.load(std::memory_order_acquire) >> 32;
     for (;;) {
-      // Spin a little: the next parallel region of a forward pass usually follows within microseconds.
+      // Spin a little (the next region of a forward pass usually follows within microseconds), then sleep.
       uint64_t g = seen;
-      for (int spin = 0; spin < 20000; ++spin) {
-        g = gen_atomic_.load(std::memory_order_acquire);
-        if (g != seen || stop_flag()) break;
+      for (int spin = 0; spin < 4000 && g == seen && !stop_.load(std::memory_order_relaxed); ++spin) {
         CK_PAUSE();
+        g = claim_.load(std::memory_order_acquire) >> 32;
       }
       if (g == seen) {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return generation_ != seen || stop_; });
-        if (stop_) return;
-        g = generation_;
+        cv_.wait(lock, [&] { return stop_.load() || (claim_.load(std::memory_order_acquire) >> 32) != seen; });
+        g = claim_.load(std::memory_order_acquire) >> 32;
       }
-      if (stop_flag()) return;
+      if (stop_.load(std::memory_order_acquire)) return;
       seen = g;
-      take_tasks(thread);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      take_tasks(g, thread);
     }
   }
-
-  bool stop_flag() const { return stop_atomic_.load(std::memory_order_acquire); }
 
   std::vector<std::thread> workers_;
   std::vector<std::unique_ptr<AlignedBuf[]>> scratch_;
   std::mutex mu_;
   std::condition_variable cv_;
-  uint64_t generation_ = 0;
-  std::atomic<uint64_t> gen_atomic_{0};
-  bool stop_ = false;
-  std::atomic<bool> stop_atomic_{false};
-  const std::function<void(size_t, int)>* fn_ = nullptr;
-  size_t n_tasks_ = 0;
-  std::atomic<size_t> next_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};    // set under mu_
+  uint64_t generation_counter_ = 0;  // dispatcher only
+  std::atomic<uint64_t> claim_{0};
+  Region slots_[2];
 };
 
 struct Job {
