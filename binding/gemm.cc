@@ -1,5 +1,5 @@
 // packWeight({ w, n, k, dtype }) -> Promise<handle>
-// gemm({ x, m, k, w: handle, bias?, epilogue, residual?, y, alpha? }) -> Promise<void>
+// gemm({ x, m, k, w: handle, bias?, epilogue, residual?, y, alpha?, repeat? }) -> Promise<void>
 #include <memory>
 
 #include "packed_weight.h"

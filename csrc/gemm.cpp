@@ -245,6 +245,11 @@ static void gemm_f32_ukr(size_t kc, const void* a_, const void* b_, size_t b_pan
     b[i] = static_cast<const float*>(
         static_cast<const void*>(static_cast<const char*>(b_) + (nv > 16 * i ? i * b_panel_bytes : 0)));
 
+  // The epilogue reads the C tile (partial sums, residual): start fetching it now.
+  for (int r = 0; r < mv; ++r) {
+    __builtin_prefetch(c + r * ldc);
+    __builtin_prefetch(c + r * ldc + NR - 1);
+  }
   V::F acc[MR][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)

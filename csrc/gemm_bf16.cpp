@@ -96,6 +96,10 @@ static void gemm_bf16_ukr(size_t kc, const void* a_, const void* b_, size_t b_pa
     b[i] = static_cast<const uint16_t*>(
         static_cast<const void*>(static_cast<const char*>(b_) + (nv > 16 * i ? i * b_panel_bytes : 0)));
 
+  for (int r = 0; r < mv; ++r) {  // the epilogue's C tile
+    __builtin_prefetch(c + r * ldc);
+    __builtin_prefetch(c + r * ldc + NR - 1);
+  }
   V::F acc[MR][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
