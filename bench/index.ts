@@ -4,12 +4,15 @@
  * { op, shape, isa, threads, median_ms, gflops | gbps, peak, ratio }.
  *
  * Timing: a case runs `repeat` times inside one native job (so the hand-off to the pool is amortised);
- * repeat is chosen so one sample takes ≥ 25 ms; the median of `samples` samples is reported.
+ * repeat is chosen so one sample takes ≥ 25 ms; the median of `samples` samples is reported. Each
+ * sample is followed by a ~20 ms probe of the peak (FMA, bf16 or copy bandwidth at the case's working
+ * set), and `ratio` is the median of the per-sample ratios: on a shared machine whose speed drifts by
+ * 2× within seconds, a peak measured once would not describe the moment the case ran.
  */
 import { cpuInfo, setIsa, setThreads, Isa } from '../src/runtime';
 import { BenchCase, BenchRow } from './case';
 import { elementwiseCases } from './elementwise.bench';
-import { Peaks } from './peak';
+import { probeOnce } from './peak';
 
 export interface BenchOptions {
   op?: string; // run only cases whose op equals this (or starts with it followed by "_")
@@ -57,7 +60,6 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
   if (opts.isa) setIsa(opts.isa);
   setThreads(opts.threads ?? 0);
   const info = cpuInfo();
-  const peaks = new Peaks();
   const cases = (await allCases()).filter((c) => matchesOp(c.op, opts.op));
   const rows: BenchRow[] = [];
   const samples = opts.samples ?? 7, minMs = opts.minSampleMs ?? 25;
@@ -70,22 +72,26 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
     await c.run(1);
     once = Math.min(once, performance.now() - t0);
     const repeat = Math.max(1, Math.min(100000, Math.ceil(minMs / Math.max(once, 1e-3))));
-    const times: number[] = [];
+    // The machine's speed drifts (shared hosts): each sample is paired with a short probe of the peak
+    // taken right after it, and the ratio is the median of the per-sample ratios.
+    const kind = c.peak ?? (c.flops ? 'fma' : 'bandwidth');
+    const times: number[] = [], peaksSeen: number[] = [], ratios: number[] = [];
     for (let s = 0; s < samples; s++) {
       const t = performance.now();
       await c.run(repeat);
-      times.push((performance.now() - t) / repeat);
+      const ms = (performance.now() - t) / repeat;
+      let peak = kind === 'bf16' ? await probeOnce('bf16') : null;
+      if (peak === null) peak = (await probeOnce(kind === 'bandwidth' ? 'bandwidth' : 'fma', c.bytes ?? 0))!;
+      const rate = c.flops ? c.flops / ms / 1e6 : (c.bytes ?? 0) / ms / 1e6;
+      times.push(ms);
+      peaksSeen.push(peak);
+      ratios.push(rate / peak);
     }
     const ms = median(times);
-    const kind = c.peak ?? (c.flops ? 'fma' : 'bandwidth');
-    let peak: number;
-    if (kind === 'bandwidth') peak = await peaks.bandwidthGbps(c.bytes ?? 0);
-    else if (kind === 'bf16') peak = (await peaks.bf16Gflops()) ?? (await peaks.fmaGflops());
-    else peak = await peaks.fmaGflops();
-    const row: BenchRow = { op: c.op, shape: c.shape, isa: info.isa, threads: info.threads, median_ms: round(ms, 4), peak: round(peak, 1), peak_kind: kind, ratio: 0 };
+    const peak = median(peaksSeen);
+    const row: BenchRow = { op: c.op, shape: c.shape, isa: info.isa, threads: info.threads, median_ms: round(ms, 4), peak: round(peak, 1), peak_kind: kind, ratio: round(median(ratios), 3) };
     if (c.flops) row.gflops = round(c.flops / ms / 1e6, 1);
     if (c.bytes && !c.flops) row.gbps = round(c.bytes / ms / 1e6, 1);
-    row.ratio = round((row.gflops ?? row.gbps ?? 0) / peak, 3);
     rows.push(row);
     opts.onRow?.(row);
   }
