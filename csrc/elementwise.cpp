@@ -45,14 +45,26 @@ ck_status add_f32(const float* a, const float* b, size_t b_period, float* y, siz
 
 #else  // ---- SIMD body, compiled once per ISA ----
 
-static inline V::F apply(Unary op, V::F v) { return op == Unary::Gelu ? v_gelu(v) : v_quick_gelu(v); }
+// Four vectors at a time: the activations are long dependency chains (see vmath.h).
+template <int N>
+static inline void apply_n(Unary op, V::F (&v)[N]) {
+  if (op == Unary::Gelu) v_gelu_n<N>(v);
+  else v_quick_gelu_n<N>(v);
+}
 
 static void unary_span(Unary op, const float* x, float* y, size_t n) {
   size_t i = 0;
-  for (; i + V::W <= n; i += V::W) V::store(y + i, apply(op, V::load(x + i)));
-  if (i < n) {
-    const int t = static_cast<int>(n - i);
-    V::store_tail(y + i, apply(op, V::load_tail(x + i, t)), t);
+  for (; i + 4 * V::W <= n; i += 4 * V::W) {
+    V::F v[4];
+    for (int j = 0; j < 4; ++j) v[j] = V::load(x + i + j * V::W);
+    apply_n<4>(op, v);
+    for (int j = 0; j < 4; ++j) V::store(y + i + j * V::W, v[j]);
+  }
+  for (; i < n; i += V::W) {
+    const int t = static_cast<int>(std::min<size_t>(V::W, n - i));
+    V::F v[1] = {V::load_tail(x + i, t)};
+    apply_n<1>(op, v);
+    V::store_tail(y + i, v[0], t);
   }
 }
 

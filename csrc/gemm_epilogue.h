@@ -11,12 +11,14 @@ static inline void gemm_store_tile(V::F (&acc)[MR][NV], float* c, size_t ldc, in
     if (r >= mv) break;
     float* cr = c + r * ldc;
     const float* rr = e.residual ? e.residual + r * e.ldr : nullptr;
+    V::F val[NV];
+    int nvec = 0;  // vectors of this row inside the tile's columns
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       const int c0 = v * V::W;
       const int cnt = nv - c0;
       if (cnt <= 0) break;
-      V::F init, val;
+      V::F init;
       if (cnt >= V::W) {
         if (e.first) {
           init = e.bias ? V::load(e.bias + c0) : V::zero();
@@ -32,13 +34,19 @@ static inline void gemm_store_tile(V::F (&acc)[MR][NV], float* c, size_t ldc, in
           init = V::load_tail(cr + c0, cnt);
         }
       }
-      val = V::fmadd(alpha, acc[r][v], init);
-      if (e.last) {
-        if (e.act == Epilogue::Gelu) val = v_gelu(val);
-        else if (e.act == Epilogue::QuickGelu) val = v_quick_gelu(val);
-      }
-      if (cnt >= V::W) V::store(cr + c0, val);
-      else V::store_tail(cr + c0, val, cnt);
+      val[v] = V::fmadd(alpha, acc[r][v], init);
+      nvec = v + 1;
+    }
+    // The activation runs on the row's vectors together (independent chains, see vmath.h); lanes
+    // past nv hold values that are never stored.
+    if (e.last && e.act == Epilogue::Gelu) v_gelu_n<NV>(val);
+    else if (e.last && e.act == Epilogue::QuickGelu) v_quick_gelu_n<NV>(val);
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      if (v >= nvec) break;
+      const int c0 = v * V::W, cnt = nv - c0;
+      if (cnt >= V::W) V::store(cr + c0, val[v]);
+      else V::store_tail(cr + c0, val[v], cnt);
     }
   }
 }

@@ -136,7 +136,7 @@ static float dpbf16_chains(size_t iters) {
   }
   __m512 s = acc[0];
   for (int j = 1; j < kChains; ++j) s = _mm512_add_ps(s, acc[j]);
-  return _mm512_reduce_add_ps(s);
+  return V::reduce_add(s);
 }
 #endif
 

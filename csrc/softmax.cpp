@@ -48,8 +48,18 @@ static void softmax_rows(const float* xs, float* ys, size_t d, size_t r0, size_t
     }
     const V::F vm = V::set1(m);
     V::F vsum = V::zero();
-    for (i = 0; i < dv; i += V::W) {
-      V::F e = v_exp(V::fmadd(V::load(x + i), vs, V::sub(V::zero(), vm)));
+    const V::F neg_m = V::sub(V::zero(), vm);
+    for (i = 0; i + 4 * V::W <= dv; i += 4 * V::W) {  // four exp chains at once (see vmath.h)
+      V::F e[4];
+      for (int j = 0; j < 4; ++j) e[j] = V::fmadd(V::load(x + i + j * V::W), vs, neg_m);
+      v_exp_n<4>(e);
+      for (int j = 0; j < 4; ++j) {
+        V::store(y + i + j * V::W, e[j]);
+        vsum = V::add(vsum, e[j]);
+      }
+    }
+    for (; i < dv; i += V::W) {
+      V::F e = v_exp(V::fmadd(V::load(x + i), vs, neg_m));
       V::store(y + i, e);
       vsum = V::add(vsum, e);
     }
