@@ -311,7 +311,21 @@ static ck_status attention_task(const AttentionArgs& a, const attention_detail::
         const V::F m_sub = V::select(V::lt(neg_inf, mx), mx, V::zero());
         const V::F al = v_exp(V::sub(m_old, m_sub));  // 0 on a lane's first visible block
         V::F sum = V::zero();
-        for (size_t j = 0; j < nk; ++j) {
+        size_t j = 0;
+        for (; j + 4 <= nk; j += 4) {  // four keys' exp chains at once (see vmath.h)
+          V::F p[4];
+          for (int u = 0; u < 4; ++u) {
+            V::F x = V::load(st + (j + u) * qs + i);
+            if (diagonal) x = V::select(V::lt(qv, V::set1(kpos[j + u])), neg_inf, x);
+            p[u] = V::sub(x, m_sub);
+          }
+          v_exp_n<4>(p);
+          for (int u = 0; u < 4; ++u) {
+            V::store(st + (j + u) * qs + i, p[u]);
+            sum = V::add(sum, p[u]);
+          }
+        }
+        for (; j < nk; ++j) {
           V::F x = V::load(st + j * qs + i);
           if (diagonal) x = V::select(V::lt(qv, V::set1(kpos[j])), neg_inf, x);
           const V::F p = v_exp(V::sub(x, m_sub));
