@@ -29,7 +29,7 @@ async function allCases(): Promise<BenchCase[]> {
   for (const [file, fn] of [
     ['./gemm.bench', 'gemmCases'],
     ['./attention.bench', 'benchCases'],
-    ['./patch_embed.bench', 'patchEmbedCases'],
+    ['./gemm.bench', 'patchEmbedCases'],
   ] as const) {
     let mod: Record<string, () => BenchCase[] | Promise<BenchCase[]>>;
     try {

@@ -72,29 +72,31 @@ static void layer_norm_rows(const LayerNormArgs& a, size_t r0, size_t r1) {
     // Pass 2: centred sums around the first estimate. sum(c) corrects the float rounding of mean0
     // (large mean, small spread), sum(c²) gives the variance.
     const V::F vm0 = V::set1(mean0);
-    V::F c0 = V::zero(), c1 = V::zero(), q0 = V::zero(), q1 = V::zero();
-    for (i = 0; i + 2 * V::W <= dv; i += 2 * V::W) {
-      V::F a = V::sub(V::load(src + i), vm0), b = V::sub(V::load(src + i + V::W), vm0);
-      c0 = V::add(c0, a);
-      c1 = V::add(c1, b);
-      q0 = V::fmadd(a, a, q0);
-      q1 = V::fmadd(b, b, q1);
+    // Four chains of each sum: one chain would be bound by the add/FMA latency, not by the loads.
+    V::F c[4] = {V::zero(), V::zero(), V::zero(), V::zero()}, q[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+    for (i = 0; i + 4 * V::W <= dv; i += 4 * V::W) {
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        V::F t = V::sub(V::load(src + i + u * V::W), vm0);
+        c[u] = V::add(c[u], t);
+        q[u] = V::fmadd(t, t, q[u]);
+      }
     }
     for (; i < dv; i += V::W) {
-      V::F c = V::sub(V::load(src + i), vm0);
-      c0 = V::add(c0, c);
-      q0 = V::fmadd(c, c, q0);
+      V::F t = V::sub(V::load(src + i), vm0);
+      c[0] = V::add(c[0], t);
+      q[0] = V::fmadd(t, t, q[0]);
     }
     if (tail) {
-      V::F c = V::first(V::sub(V::load_tail(src + i, tail), vm0), tail);  // lanes past the row stay 0
-      c1 = V::add(c1, c);
-      q1 = V::fmadd(c, c, q1);
+      V::F t = V::first(V::sub(V::load_tail(src + i, tail), vm0), tail);  // lanes past the row stay 0
+      c[1] = V::add(c[1], t);
+      q[1] = V::fmadd(t, t, q[1]);
     }
-    const double csum = V::reduce_add(V::add(c0, c1)), qsum = V::reduce_add(V::add(q0, q1));
-    const double dm = csum / static_cast<double>(d);
-    const float mean = static_cast<float>(mean0 + dm);
-    const double var = std::max(0.0, qsum / static_cast<double>(d) - dm * dm);
-    const float rstd = static_cast<float>(1.0 / std::sqrt(var + a.eps));
+    const float inv_d = 1.0f / static_cast<float>(d);
+    const float dm = V::reduce_add(V::add(V::add(c[0], c[1]), V::add(c[2], c[3]))) * inv_d;
+    const float mean = mean0 + dm;
+    const float var = std::max(0.0f, V::reduce_add(V::add(V::add(q[0], q[1]), V::add(q[2], q[3]))) * inv_d - dm * dm);
+    const float rstd = 1.0f / std::sqrt(var + a.eps);
     const V::F vmean = V::set1(mean);
 
     // Pass 3: y = (s - mean) * rstd * gamma + beta.
