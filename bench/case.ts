@@ -6,7 +6,8 @@ export interface BenchCase {
   flops?: number;
   /** Bytes read + written per repetition (memory-bound ops): reported as GB/s. */
   bytes?: number;
-  /** Which measured peak the rate is divided by; default: fma when flops is set, else bandwidth. */
+  /** Which measured peak the rate is divided by; default: fma when flops is set, else bandwidth
+   *  (memory bandwidth; the copy bandwidth at the case's size is reported beside it). */
   peak?: 'fma' | 'bf16' | 'bandwidth';
   /** Runs the op `repeat` times (inside one native job where the op supports it). */
   run: (repeat: number) => Promise<void>;
@@ -23,4 +24,7 @@ export interface BenchRow {
   peak: number; // GFLOP/s or GB/s measured by the probe in this run
   peak_kind: 'fma' | 'bf16' | 'bandwidth';
   ratio: number; // achieved rate / peak
+  /** Memory-bound ops: copy bandwidth at the case's working-set size, and the rate over it. */
+  cache_peak?: number;
+  cache_ratio?: number;
 }

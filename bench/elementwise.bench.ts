@@ -29,6 +29,22 @@ export function elementwiseCases(): BenchCase[] {
     cases.push({ op: 'gelu', shape: `${tokens}x${4 * dim} (${label})`, bytes: 32 * n, run: (repeat) => native().unary({ op: 'gelu', x: h, y: hy, repeat }) as Promise<void> });
     cases.push({ op: 'quick_gelu', shape: `${tokens}x${4 * dim} (${label})`, bytes: 32 * n, run: (repeat) => native().unary({ op: 'quick_gelu', x: h, y: hy, repeat }) as Promise<void> });
   }
+  // Past every cache: 64 images' residual stream (39 MB per tensor), where memory bandwidth is the bar.
+  {
+    const tokens = 197 * 64, dim = 768, n = tokens * dim;
+    const x = filled(n, 11), r = filled(n, 12), g = filled(dim, 13), b = filled(dim, 14), y = new Float32Array(n), s = new Float32Array(n);
+    const shape = `${tokens}x${dim} (vit-b/16 b64)`;
+    cases.push({ op: 'layer_norm', shape, bytes: 8 * n, run: (repeat) => native().layerNorm({ x, gamma: g, beta: b, y, rows: tokens, dim, eps: 1e-5, repeat }) as Promise<void> });
+    cases.push({
+      op: 'layer_norm_residual',
+      shape,
+      bytes: 16 * n,
+      run: (repeat) => native().layerNorm({ x, residual: r, gamma: g, beta: b, y, sum: s, rows: tokens, dim, eps: 1e-5, repeat }) as Promise<void>,
+    });
+    cases.push({ op: 'add', shape, bytes: 12 * n, run: (repeat) => native().add({ a: x, b: r, y, repeat }) as Promise<void> });
+    cases.push({ op: 'quick_gelu', shape, bytes: 8 * n, run: (repeat) => native().unary({ op: 'quick_gelu', x, y, repeat }) as Promise<void> });
+    cases.push({ op: 'gelu', shape, bytes: 8 * n, run: (repeat) => native().unary({ op: 'gelu', x, y, repeat }) as Promise<void> });
+  }
   // Attention-probability-sized softmax: 12 heads × 197 × 197.
   {
     const rows = 12 * 197, dim = 197, x = filled(rows * dim, 6), y = new Float32Array(rows * dim);

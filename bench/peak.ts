@@ -19,7 +19,7 @@ async function best(kind: 'fma' | 'bf16' | 'bandwidth', extra: Record<string, nu
 export async function probeOnce(kind: 'fma' | 'bf16' | 'bandwidth', bytes = 0): Promise<number | null> {
   if (kind === 'bandwidth') {
     const size = 2 ** Math.ceil(Math.log2(Math.max(bytes / 2, 1 << 16)));
-    const reps = Math.max(3, Math.min(200, Math.round((64 << 20) / size)));
+    const reps = Math.max(2, Math.min(200, Math.round((64 << 20) / size)));
     return best('bandwidth', { bytes: size, reps }, 1);
   }
   return best(kind, { iters: kind === 'fma' ? 4_000_000 : 2_000_000 }, 1);
