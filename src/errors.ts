@@ -6,7 +6,11 @@ export type ErrorCode =
   | 'E_ISA' // an instruction set this CPU lacks
   | 'E_NATIVE_LOAD' // the native addon could not be loaded
   | 'E_NATIVE' // a kernel reported a failure
-  | 'E_NOMEM'; // a kernel could not allocate its scratch memory
+  | 'E_NOMEM' // a kernel could not allocate its scratch memory
+  | 'E_IO' // a file could not be opened or read
+  | 'E_FORMAT' // a file's contents are malformed (truncated, corrupt, hostile, missing a required field)
+  | 'E_UNSUPPORTED' // a well-formed file asks for something clipkit does not implement (model type, activation)
+  | 'E_WEIGHTS'; // a checkpoint lacks a parameter the model needs
 
 export class ClipkitError extends Error {
   readonly code: ErrorCode;
