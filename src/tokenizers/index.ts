@@ -1,0 +1,92 @@
+/**
+ * loadTokenizer(dir): the tokenizer of a Hugging Face model folder, chosen by
+ * `tokenizer_config.json`'s `tokenizer_class` (or, without one, by the files present).
+ *
+ *   const tok = loadTokenizer('models/openai_clip_tiny');
+ *   const { ids, lengths } = tok.encode(['a photo of a cat']);  // ids: Int32Array [1*77]
+ *
+ * An unknown class is refused (E_UNSUPPORTED): guessing would silently give wrong tokens.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe } from '../check';
+import { ClipkitError, typeError } from '../errors';
+import { BertWordPieceTokenizer } from './bert_wordpiece';
+import { ClipBpeTokenizer } from './clip_bpe';
+import { Tokenizer } from './types';
+
+export { BertWordPieceTokenizer } from './bert_wordpiece';
+export { ClipBpeTokenizer } from './clip_bpe';
+export { fixText } from './ftfy';
+export type { Encoded, Tokenizer } from './types';
+
+type Builder = (dir: string, contextLength: number | undefined) => Tokenizer;
+
+const BUILDERS: ReadonlyMap<string, Builder> = new Map<string, Builder>([
+  ['BertTokenizer', bertFromDir],
+  ['BertTokenizerFast', bertFromDir],
+  ['CLIPTokenizer', clipFromDir],
+  ['CLIPTokenizerFast', clipFromDir],
+]);
+
+export interface LoadTokenizerOptions {
+  /** Overrides the context length (default: Chinese-CLIP 52, OpenAI CLIP 77). */
+  contextLength?: number;
+}
+
+export function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Tokenizer {
+  if (typeof dir !== 'string') throw typeError('E_ARG', `Expected a folder path string for dir but received ${describe(dir)}`);
+  const cls = tokenizerClass(dir);
+  const build = BUILDERS.get(cls);
+  if (!build)
+    throw new ClipkitError('E_UNSUPPORTED', `Unsupported tokenizer_class ${JSON.stringify(cls)} in ${join(dir, 'tokenizer_config.json')}: expected one of ${[...BUILDERS.keys()].join(', ')}`);
+  return build(dir, options.contextLength);
+}
+
+function tokenizerClass(dir: string): string {
+  const configPath = join(dir, 'tokenizer_config.json');
+  if (existsSync(configPath)) {
+    const config = readJson(configPath);
+    const cls = (config as { tokenizer_class?: unknown }).tokenizer_class;
+    if (cls !== undefined && cls !== null) {
+      if (typeof cls !== 'string') throw new ClipkitError('E_FORMAT', `Expected a string tokenizer_class in ${configPath} but received ${describe(cls)}`);
+      return cls;
+    }
+  }
+  if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) return 'CLIPTokenizer';
+  if (existsSync(join(dir, 'bpe_simple_vocab_16e6.txt.gz'))) return 'CLIPTokenizer';
+  if (existsSync(join(dir, 'vocab.txt'))) return 'BertTokenizer';
+  throw new ClipkitError('E_IO', `Expected tokenizer files in ${dir} (tokenizer_config.json, vocab.txt, or vocab.json + merges.txt) but found none`);
+}
+
+function bertFromDir(dir: string, contextLength = 52): Tokenizer {
+  return BertWordPieceTokenizer.fromVocabTxt(readText(join(dir, 'vocab.txt')), contextLength);
+}
+
+function clipFromDir(dir: string, contextLength = 77): Tokenizer {
+  const vocab = join(dir, 'vocab.json'), merges = join(dir, 'merges.txt'), gz = join(dir, 'bpe_simple_vocab_16e6.txt.gz');
+  if (!existsSync(vocab) && existsSync(gz)) return ClipBpeTokenizer.fromGzip(readBytes(gz), contextLength);
+  return ClipBpeTokenizer.fromVocabMerges(readText(vocab), readText(merges), contextLength);
+}
+
+function readBytes(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ClipkitError('E_IO', `Could not read ${path}: ${(e as Error).message}`);
+  }
+}
+
+const readText = (path: string) => readBytes(path).toString('utf8');
+
+function readJson(path: string): object {
+  let v: unknown;
+  try {
+    v = JSON.parse(readText(path));
+  } catch (e) {
+    if (e instanceof ClipkitError) throw e;
+    throw new ClipkitError('E_FORMAT', `Expected JSON in ${path} but parsing failed: ${(e as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ClipkitError('E_FORMAT', `Expected a JSON object in ${path}`);
+  return v;
+}

@@ -1,0 +1,38 @@
+/** What every clipkit tokenizer returns and offers. */
+import { describe } from '../check';
+import { typeError } from '../errors';
+
+export interface Encoded {
+  ids: Int32Array; // [n, contextLength], padded with padId
+  lengths: Int32Array; // [n]: real tokens per row, start/end (or [CLS]/[SEP]) included
+}
+
+export interface Tokenizer {
+  /** Which reference this reproduces: 'chinese_clip_bert_wordpiece' | 'openai_clip_bpe'. */
+  readonly kind: string;
+  readonly contextLength: number;
+  readonly padId: number;
+  encode(texts: readonly string[]): Encoded;
+  /** encode(texts).ids. For OpenAI CLIP, id 0 is a real token ('!'): take lengths from encode(). */
+  tokenize(texts: readonly string[]): Int32Array;
+}
+
+/** Checks `texts` is an array of strings, naming the first bad element. */
+export function expectTexts(texts: unknown): readonly string[] {
+  if (!Array.isArray(texts)) throw typeError('E_ARG', `Expected an array of strings for texts but received ${describe(texts)}`);
+  for (let i = 0; i < texts.length; i++)
+    if (typeof texts[i] !== 'string')
+      throw typeError('E_ARG', `Expected a string for texts[${i}] but received ${describe(texts[i])}`);
+  return texts as string[];
+}
+
+/** Packs rows of ids into [n, contextLength], padding with padId. Rows must already fit. */
+export function packRows(rows: readonly number[][], contextLength: number, padId: number): Encoded {
+  const ids = new Int32Array(rows.length * contextLength).fill(padId);
+  const lengths = new Int32Array(rows.length);
+  rows.forEach((row, i) => {
+    ids.set(row, i * contextLength);
+    lengths[i] = row.length;
+  });
+  return { ids, lengths };
+}

@@ -1,0 +1,42 @@
+/** Paths and case files of the tokenizer fixtures (test/fixtures/tokenizer). */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const DIR = join(__dirname, '..', 'fixtures', 'tokenizer');
+export const path = (...parts: string[]) => join(DIR, ...parts);
+export const readJson = <T>(...parts: string[]): T => JSON.parse(readFileSync(path(...parts), 'utf8')) as T;
+
+export interface CnCase {
+  id: string;
+  text: string;
+  ids: number[];
+  num_tokens: number;
+  wordpieces: string[];
+  wordpiece_ids: number[];
+  truncated: boolean;
+  has_unk: boolean;
+}
+
+export interface OaCase {
+  id: string;
+  text: string;
+  ids: number[];
+  num_tokens: number;
+  bpe_ids: number[];
+  bpe_tokens: string[];
+  cleaned_text: string;
+  pre_tokens: string[];
+  truncated: boolean;
+  ftfy_changed: boolean;
+}
+
+export const cnCases = () => readJson<{ context_length: number; cases: CnCase[] }>('chinese_clip_tokenizer_cases.json');
+export const oaCases = () => readJson<{ context_length: number; cases: OaCase[] }>('openai_clip_tokenizer_cases.json');
+
+/** First index where two sequences differ, with both values, or '' when equal. */
+export function firstDiff(got: ArrayLike<unknown>, want: ArrayLike<unknown>): string {
+  const n = Math.max(got.length, want.length);
+  for (let i = 0; i < n; i++)
+    if (got[i] !== want[i]) return `[${i}] got ${JSON.stringify(got[i])} want ${JSON.stringify(want[i])} (lengths ${got.length}/${want.length})`;
+  return '';
+}
