@@ -5,7 +5,7 @@
  * MAX_HEADER_BYTES, the JSON must be valid UTF-8 with no duplicate keys, and every entry's
  * `data_offsets` must lie inside the data section, match `shape` × element size and not overlap any
  * other entry. The data section is then read once into one Buffer and tensors are views into it:
- * an F32 tensor at a 4-byte-aligned offset is a Float32Array over the file's bytes (no copy);
+ * an F32 tensor at a 4-byte-aligned data offset is a Float32Array over those bytes (no copy);
  * F16 and BF16 are widened to float32 on first use, bit-exactly (subnormals, ±inf, NaN payloads).
  *
  * Every problem with a file throws ClipkitError E_FORMAT (or E_IO when the file cannot be read),
@@ -102,7 +102,7 @@ function readOpen(fd: number, file: string): SafetensorsFile {
   const header = parseHeader(headerBytes, file, dataLen);
 
   // One allocation of exactly the data section's size (bounded by the real file), read once.
-  // allocUnsafeSlow gives a Buffer of its own at offset 0, so in-file alignment carries over.
+  // allocUnsafeSlow gives a Buffer of its own at offset 0: a tensor is aligned when its data offset is.
   const data = Buffer.allocUnsafeSlow(dataLen);
   readExactly(fd, data, dataStart, file);
 

@@ -18,9 +18,9 @@ export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
 
 /**
  * A valid file: tensors packed in the given order, the header padded with spaces to a multiple of
- * `align` bytes (8 in the standard; 1 or an odd `extraPad` gives misaligned data on purpose).
+ * `align` bytes (8 in the standard).
  */
-export function safetensorsBytes(tensors: RawTensor[], o: { metadata?: Record<string, string>; align?: number; extraPad?: number } = {}): Buffer {
+export function safetensorsBytes(tensors: RawTensor[], o: { metadata?: Record<string, string>; align?: number } = {}): Buffer {
   const header: Record<string, unknown> = {};
   if (o.metadata) header.__metadata__ = o.metadata;
   let offset = 0;
@@ -31,7 +31,6 @@ export function safetensorsBytes(tensors: RawTensor[], o: { metadata?: Record<st
   let json = JSON.stringify(header);
   const align = o.align ?? 8;
   while ((8 + Buffer.byteLength(json)) % align !== 0) json += ' ';
-  json += ' '.repeat(o.extraPad ?? 0);
   return rawFile(Buffer.from(json, 'utf8'), Buffer.concat(tensors.map((t) => t.bytes)));
 }
 
