@@ -6,7 +6,8 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
-const pattern = process.argv[2] || '\\.test\\.ts$';
+// Only *.test.ts files are suites; a pattern given on the command line narrows them further.
+const pattern = process.argv[2] ? `^(?=.*(?:${process.argv[2]})).*\\.test\\.ts$` : '\\.test\\.ts$';
 const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
 const child = spawn(process.execPath, [uvu, '-r', 'tsx/cjs', 'test', pattern], {
   cwd: root,
