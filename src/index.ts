@@ -16,3 +16,5 @@ export type { SafetensorsFile, SafetensorsTensor, SafetensorsCheckpoint } from '
 export { readClipConfig, readPreprocessConfig, MODEL_TYPES } from './models/config';
 export type { ClipConfig, ModelType } from './models/config';
 export { loadClipWeights } from './models/weights';
+export { loadModel, ClipModel } from './models';
+export type { LoadModelOptions, EncodeOptions, ModelInfo } from './models';

@@ -1,0 +1,100 @@
+/**
+ * Pieces the towers share: packed linear layers (with q, k, v fused into one GEMM), the pre-LN
+ * transformer block of the ViT and the CLIP text tower, row picking, and grouping texts by length.
+ */
+import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
+import { layerNorm } from '../ops/layer_norm';
+import { gatherRows } from '../ops/embedding';
+import { Tensor } from '../tensor';
+import { HiddenAct } from './config';
+import { Linear, Norm, PreNormLayer } from './weights';
+
+/** A linear layer whose weight is packed for `linear`. */
+export interface PackedLinear {
+  weight: PackedWeight;
+  bias?: Tensor;
+}
+
+export async function packLinear(l: Linear, dtype: WeightDType): Promise<PackedLinear> {
+  return { weight: await packWeight(l.weight, { dtype }), bias: l.bias };
+}
+
+/** q, k, v [W, W] each → one packed [3W, W] weight and a [3W] bias: one GEMM gives q | k | v per row. */
+export async function packQkv(q: Linear, k: Linear, v: Linear, dtype: WeightDType): Promise<PackedLinear> {
+  const [n, width] = q.weight.shape;
+  const w = new Float32Array(3 * n * width);
+  const b = new Float32Array(3 * n);
+  [q, k, v].forEach((l, i) => {
+    w.set(l.weight.data, i * n * width);
+    b.set(l.bias.data, i * n);
+  });
+  return { weight: await packWeight(new Tensor(w, [3 * n, width]), { dtype }), bias: new Tensor(b, [3 * n]) };
+}
+
+/** A pre-LayerNorm layer with packed weights. */
+export interface PackedPreNormLayer {
+  layerNorm1: Norm;
+  qkv: PackedLinear;
+  out: PackedLinear;
+  layerNorm2: Norm;
+  fc1: PackedLinear;
+  fc2: PackedLinear;
+}
+
+export async function packPreNormLayer(l: PreNormLayer, dtype: WeightDType): Promise<PackedPreNormLayer> {
+  return {
+    layerNorm1: l.layerNorm1,
+    qkv: await packQkv(l.q, l.k, l.v, dtype),
+    out: await packLinear(l.out, dtype),
+    layerNorm2: l.layerNorm2,
+    fc1: await packLinear(l.fc1, dtype),
+    fc2: await packLinear(l.fc2, dtype),
+  };
+}
+
+/** How a tower runs its layers. */
+export interface BlockSettings {
+  heads: number;
+  eps: number;
+  act: HiddenAct;
+}
+
+/**
+ * The MLP half of a pre-LN block, in place on the residual stream x [..., W]:
+ * x += fc2(act(fc1(layer_norm2(x)))).
+ */
+export async function preNormMlp(x: Tensor, l: PackedPreNormLayer, s: BlockSettings): Promise<void> {
+  const h = await layerNorm(x, l.layerNorm2.weight, l.layerNorm2.bias, { eps: s.eps });
+  const f = await linear(h, l.fc1.weight, { bias: l.fc1.bias, activation: s.act });
+  await linear(f, l.fc2.weight, { bias: l.fc2.bias, residual: x, out: x });
+}
+
+/** The attention input of a pre-LN block: packed q | k | v [B, S, 3W] of layer_norm1(x). */
+export async function preNormQkv(x: Tensor, l: PackedPreNormLayer, s: BlockSettings): Promise<Tensor> {
+  const h = await layerNorm(x, l.layerNorm1.weight, l.layerNorm1.bias, { eps: s.eps });
+  return linear(h, l.qkv.weight, { bias: l.qkv.bias });
+}
+
+/** Row `rows[b]` of each batch element of x [B, S, W] → [B, W]. */
+export function pickRows(x: Tensor, rows: ArrayLike<number>): Promise<Tensor> {
+  const [batch, seq, width] = x.shape;
+  return gatherRows(x.reshape([batch * seq, width]), Array.from({ length: batch }, (_, b) => b * seq + rows[b]));
+}
+
+/**
+ * Indices of the inputs grouped into batches of at most `batchSize`, by length (sorted, stable),
+ * so each batch runs padded only to its own longest member.
+ */
+export function groupByLength(lengths: ArrayLike<number>, batchSize: number): number[][] {
+  const order = Array.from({ length: lengths.length }, (_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+  const groups: number[][] = [];
+  for (let i = 0; i < order.length; i += batchSize) groups.push(order.slice(i, i + batchSize));
+  return groups;
+}
+
+/** Rows `group` of ids [n, context], cut to the first `seq` columns, padded with `pad` past each length. */
+export function sliceIds(ids: Int32Array, context: number, group: readonly number[], seq: number): Int32Array {
+  const out = new Int32Array(group.length * seq);
+  group.forEach((g, r) => out.set(ids.subarray(g * context, g * context + seq), r * seq));
+  return out;
+}

@@ -1,0 +1,104 @@
+/**
+ * The OpenAI CLIP text tower: causal, pre-LayerNorm, pooled at the end-of-text row.
+ *
+ *   x = token[ids] + position[0..L-1]
+ *   per layer (causal attention):  x += out_proj(MHA(layer_norm1(x)));  x += fc2(act(fc1(layer_norm2(x))))
+ *   pooled = final_layer_norm(x[:, eot]);  text_embeds = pooled · text_projectionᵀ
+ *
+ * Attention is causal, so nothing after the end-of-text position influences its row: each text runs
+ * only up to it (grouped by that length; a group's shorter members need no mask). The last layer's
+ * out_proj, MLP and final norm run on the end-of-text rows alone.
+ */
+import { attentionPacked } from '../ops/attention';
+import { embedding } from '../ops/embedding';
+import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
+import { layerNorm } from '../ops/layer_norm';
+import { Tensor } from '../tensor';
+import { BlockSettings, groupByLength, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, sliceIds } from './blocks';
+import { TextOutput } from './bert';
+import { ClipTextConfig } from './config';
+import { ClipTextWeights } from './weights';
+
+export class ClipTextTower {
+  private constructor(
+    readonly config: ClipTextConfig,
+    private readonly w: ClipTextWeights,
+    private readonly layers: PackedPreNormLayer[],
+    private readonly projection: PackedWeight,
+  ) {}
+
+  static async load(w: ClipTextWeights, config: ClipTextConfig, dtype: WeightDType = 'float32'): Promise<ClipTextTower> {
+    const layers: PackedPreNormLayer[] = [];
+    for (const l of w.layers) layers.push(await packPreNormLayer(l, dtype));
+    return new ClipTextTower(config, w, layers, await packWeight(w.projection, { dtype }));
+  }
+
+  /**
+   * The pooled position of each row, as transformers picks it: argmax(ids) (first on ties) when
+   * eos_token_id is 2 (older OpenAI configs); otherwise the first position holding eos_token_id,
+   * falling back to argmax when a row has none.
+   */
+  eotPositions(ids: Int32Array, n: number, context: number): Int32Array {
+    const eos = this.config.eosTokenId;
+    const out = new Int32Array(n);
+    for (let r = 0; r < n; r++) {
+      const row = ids.subarray(r * context, (r + 1) * context);
+      let p = eos === 2 ? -1 : row.indexOf(eos);
+      if (p < 0) {
+        p = 0;
+        for (let j = 1; j < context; j++) if (row[j] > row[p]) p = j;
+      }
+      out[r] = p;
+    }
+    return out;
+  }
+
+  private get settings(): BlockSettings {
+    const c = this.config;
+    return { heads: c.numAttentionHeads, eps: c.layerNormEps, act: c.hiddenAct };
+  }
+
+  /**
+   * ids [n, context] → pooled and embeds of each row, in input order, in groups of at most
+   * `batchSize`; `padTo` (tests) runs every group at that length instead of up to its end tokens.
+   */
+  async encode(ids: Int32Array, n: number, context: number, batchSize: number, padTo?: number): Promise<TextOutput> {
+    const eot = this.eotPositions(ids, n, context);
+    const width = this.config.hiddenSize, proj = this.projection.n;
+    const pooled = new Float32Array(n * width), embeds = new Float32Array(n * proj);
+    for (const group of groupByLength(eot, batchSize)) {
+      const seq = padTo ?? 1 + Math.max(...group.map((g) => eot[g]));
+      const out = await this.encodeGroup(sliceIds(ids, context, group, seq), group.map((g) => eot[g]), seq);
+      group.forEach((g, r) => {
+        pooled.set(out.pooled.data.subarray(r * width, (r + 1) * width), g * width);
+        embeds.set(out.embeds.data.subarray(r * proj, (r + 1) * proj), g * proj);
+      });
+    }
+    return { pooled: new Tensor(pooled, [n, width]), embeds: new Tensor(embeds, [n, proj]) };
+  }
+
+  /** One batch: ids [B, seq], pooled at row eot[b]. */
+  private async encodeGroup(ids: Int32Array, eot: number[], seq: number): Promise<TextOutput> {
+    const s = this.settings, w = this.w, batch = eot.length;
+    let x = await embedding(new Tensor(ids, [batch, seq], 'int32'), { tokens: w.tokenEmbedding, positions: w.positionEmbedding });
+
+    const last = this.layers.length - 1;
+    for (let i = 0; i < last; i++) {
+      const l = this.layers[i];
+      const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads, causal: true });
+      await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
+      await preNormMlp(x, l, s);
+    }
+    if (last >= 0) {
+      const l = this.layers[last];
+      const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads, causal: true });
+      x = await pickRows(x, eot); // end-of-text rows only: [B, W]
+      await linear(await pickRows(a, eot), l.out.weight, { bias: l.out.bias, residual: x, out: x });
+      await preNormMlp(x, l, s);
+    } else {
+      x = await pickRows(x, eot);
+    }
+    const pooled = await layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: s.eps });
+    return { pooled, embeds: await linear(pooled, this.projection) };
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * The image tower of both families: a pre-LayerNorm ViT (CLIPVisionTransformer).
+ *
+ *   x = patchEmbed(pixels)                      conv (stride = patch) + class token + positions
+ *   x = pre_layrnorm(x)
+ *   per layer:  x += out_proj(MHA(layer_norm1(x)));  x += fc2(act(fc1(layer_norm2(x))))
+ *   pooled = post_layernorm(x[:, 0]);  image_embeds = pooled · visual_projectionᵀ
+ *
+ * Only the class row leaves the tower, so the last layer computes attention for query row 0 alone
+ * (keys and values still come from every row) and runs its out_proj, MLP and norms on that row.
+ */
+import { attentionPacked } from '../ops/attention';
+import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
+import { layerNorm } from '../ops/layer_norm';
+import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
+import { Tensor } from '../tensor';
+import { BlockSettings, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv } from './blocks';
+import { VisionConfig } from './config';
+import { Norm, VisionWeights } from './weights';
+
+export interface VisionOutput {
+  /** post_layernorm of the class row [B, W]. */
+  pooled: Tensor;
+  /** pooled · visual_projectionᵀ [B, E], not normalised. */
+  embeds: Tensor;
+}
+
+export class VisionTower {
+  private constructor(
+    readonly config: VisionConfig,
+    private readonly embed: PatchEmbedWeights,
+    private readonly preLayerNorm: Norm,
+    private readonly layers: PackedPreNormLayer[],
+    private readonly postLayerNorm: Norm,
+    private readonly projection: PackedWeight,
+  ) {}
+
+  /** Packs every weight once (fp32, or bf16 for the fast mode). */
+  static async load(w: VisionWeights, config: VisionConfig, dtype: WeightDType = 'float32'): Promise<VisionTower> {
+    const embed: PatchEmbedWeights = {
+      weight: await packPatchWeight(w.patchEmbedding, { dtype }),
+      patch: config.patchSize,
+      classEmbedding: w.classEmbedding,
+      positionEmbedding: w.positionEmbedding,
+    };
+    const layers: PackedPreNormLayer[] = [];
+    for (const l of w.layers) layers.push(await packPreNormLayer(l, dtype));
+    return new VisionTower(config, embed, w.preLayerNorm, layers, w.postLayerNorm, await packWeight(w.projection, { dtype }));
+  }
+
+  private get settings(): BlockSettings {
+    const c = this.config;
+    return { heads: c.numAttentionHeads, eps: c.layerNormEps, act: c.hiddenAct };
+  }
+
+  /** pixels [B, C, S, S], preprocessed at the model's resolution. */
+  async encode(pixels: Tensor): Promise<VisionOutput> {
+    const s = this.settings;
+    const batch = pixels.shape[0];
+    const tokens = await patchEmbed(pixels, this.embed);
+    let x = await layerNorm(tokens, this.preLayerNorm.weight, this.preLayerNorm.bias, { eps: s.eps });
+
+    const last = this.layers.length - 1;
+    for (let i = 0; i < last; i++) {
+      const l = this.layers[i];
+      const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads });
+      await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
+      await preNormMlp(x, l, s);
+    }
+
+    // The class row only, from here on: [B, W].
+    let cls: Tensor;
+    if (last >= 0) {
+      const l = this.layers[last];
+      const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads, qRows: 1 });
+      cls = await pickRows(x, new Int32Array(batch));
+      await linear(a.reshape(cls.shape), l.out.weight, { bias: l.out.bias, residual: cls, out: cls });
+      await preNormMlp(cls, l, s);
+    } else {
+      cls = await pickRows(x, new Int32Array(batch));
+    }
+    x = cls;
+
+    const pooled = await layerNorm(x, this.postLayerNorm.weight, this.postLayerNorm.bias, { eps: s.eps });
+    const embeds = await linear(pooled, this.projection);
+    return { pooled, embeds };
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * loadModel on the two tiny models against their float64 reference forward passes.
+ *
+ * Tolerances (fp32): the reference is float64 stored as float32, so each stored value is already
+ * within half an ulp (≤ 2.4e-7 at |x| < 4); our float32 path adds rounding from ~10 dependent ops
+ * per layer (dot products of length ≤ 512, layer norms, softmax), measured at ≤ 2.2e-6 abs for
+ * embeddings of magnitude up to 3.7. We assert |got - want| ≤ 1e-5 + 1e-5·|want| elementwise (≈ 5x
+ * margin, and still ~1e5 times tighter than any real bug, which moves values by O(0.1)) and a row
+ * cosine ≥ 0.99999. bf16 mode rounds weights and activations to 8 significant bits (rel. 2^-9 ≈
+ * 2e-3) per GEMM: measured max abs 0.022 and cosine ≥ 0.99997; we assert cosine ≥ 0.9999 and
+ * |diff| ≤ 0.06 + 0.02·|want|.
+ */
+import { writeFileSync, mkdtempSync, copyFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ClipkitError } from '../../src/errors';
+import { ClipModel, loadModel } from '../../src/models';
+import { logits } from '../../src';
+import { assertClose } from '../helpers';
+import { cnCases, oaCases } from '../tokenizers/fixtures';
+import { compare, concat, modelDir, reference, Reference, TinyName, tokenizerDir } from './reference';
+
+const FP32 = { atol: 1e-5, rtol: 1e-5, cos: 0.99999 };
+const BF16 = { atol: 0.06, rtol: 0.02, cos: 0.9999 };
+const PROJ = 64, WIDTH = 128;
+
+function check(got: Float32Array, want: Float32Array, dim: number, tol: typeof FP32, name: string): void {
+  const e = compare(got, want, dim);
+  assert.ok(e.minCos >= tol.cos, `${name}: cosine ${e.minCos} < ${tol.cos}`);
+  assertClose(got, want, { atol: tol.atol, rtol: tol.rtol, name });
+}
+
+const refJson = (name: TinyName) => JSON.parse(readFileSync(join(modelDir(name), '..', `${name}.reference.json`), 'utf8')) as { texts: string[] };
+
+for (const name of ['chinese_clip_tiny', 'openai_clip_tiny'] as const) {
+  const test = suite<{ ref: Reference; m: ClipModel; m1: ClipModel }>(name);
+  test.before(async (ctx) => {
+    ctx.ref = reference(name);
+    ctx.m = await loadModel(modelDir(name), { batchSize: 4, tokenizerDir: tokenizerDir(name) });
+    ctx.m1 = await loadModel(modelDir(name), { batchSize: 1 });
+  });
+
+  test('config', ({ m, ref }) => {
+    assert.is(m.config.modelType, name === 'chinese_clip_tiny' ? 'chinese_clip' : 'clip');
+    assert.is(m.config.projectionDim, PROJ);
+    assert.is(m.config.imageSize, name === 'chinese_clip_tiny' ? 96 : 224);
+    assert.is(m.config.contextLength, name === 'chinese_clip_tiny' ? 52 : 77);
+    assert.is(m.config.logitScale, ref.get('logit_scale')[0]);
+  });
+
+  test('image tower: pixel_values → pooled_output and image_embeds', async ({ m, ref }) => {
+    const out = await m.visionForward(ref.get('vision.pixel_values'), 4);
+    check(out.pooled.data, ref.get('vision.pooled_output'), WIDTH, FP32, 'pooled_output');
+    check(out.embeds.data, ref.get('image_embeds'), PROJ, FP32, 'image_embeds');
+    const unit = concat(await m.encodePixels(ref.get('vision.pixel_values'), 4));
+    check(unit, ref.get('image_embeds_normalized'), PROJ, FP32, 'image_embeds_normalized');
+    const raw = concat(await m.encodePixels(ref.get('vision.pixel_values'), 4, { normalize: false }));
+    assert.equal(raw, out.embeds.data);
+  });
+
+  test('text tower: input_ids → pooled_output and text_embeds', async ({ m, ref }) => {
+    const out = await m.textForward(ref.ints('text.input_ids'), 6);
+    check(out.pooled.data, ref.get('text.pooled_output'), WIDTH, FP32, 'text.pooled_output');
+    check(out.embeds.data, ref.get('text_embeds'), PROJ, FP32, 'text_embeds');
+    const unit = concat(await m.encodeTokens(ref.ints('text.input_ids'), 6));
+    check(unit, ref.get('text_embeds_normalized'), PROJ, FP32, 'text_embeds_normalized');
+  });
+
+  test('text tower: all 153 tokenizer cases', async ({ m, ref }) => {
+    const ids = ref.ints('all_cases.input_ids');
+    const out = await m.textForward(ids, 153);
+    check(out.embeds.data, ref.get('all_cases.text_embeds'), PROJ, FP32, 'all_cases.text_embeds');
+  });
+
+  test('tokenize() equals the reference input_ids; encodeText end to end', async ({ m, ref }) => {
+    assert.equal(m.tokenize(refJson(name).texts), ref.ints('text.input_ids'));
+    const cases = (name === 'chinese_clip_tiny' ? cnCases() : oaCases()).cases.map((c) => c.text);
+    assert.equal(m.tokenize(cases), ref.ints('all_cases.input_ids'));
+    const unit = concat(await m.encodeText(cases));
+    check(unit, ref.get('all_cases.text_embeds_normalized'), PROJ, FP32, 'encodeText');
+    assert.equal(concat(await m.encodeText(cases[0])), unit.subarray(0, PROJ));
+  });
+
+  test('logits_per_image = exp(logit_scale) · cosine', async ({ m, ref }) => {
+    const img = await m.visionForward(ref.get('vision.pixel_values'), 4);
+    const txt = await m.textForward(ref.ints('text.input_ids'), 6);
+    const l = await logits(img.embeds, txt.embeds, Math.exp(m.config.logitScale));
+    // logits are ~25x the embeddings' cosines: 25 · 1e-5 relative.
+    assertClose(l.data, ref.get('logits_per_image'), { atol: 3e-4, rtol: 1e-5, name: 'logits_per_image' });
+  });
+
+  test('true length equals the padded run', async ({ m, ref }) => {
+    for (const key of ['text.input_ids', 'all_cases.input_ids']) {
+      const ids = ref.ints(key), n = ref.shape(key)[0];
+      const exact = await m.textForward(ids, n);
+      const padded = await m.textForward(ids, n, m.config.contextLength);
+      const e = compare(exact.embeds.data, padded.embeds.data, PROJ);
+      assert.ok(e.maxAbs <= 1e-6, `${key}: true length vs padded differ by ${e.maxAbs}`);
+    }
+  });
+
+  test('batch size 1 equals batch size 4', async ({ m, m1, ref }) => {
+    const ids = ref.ints('all_cases.input_ids');
+    const a = await m.textForward(ids, 153), b = await m1.textForward(ids, 153);
+    assert.ok(compare(a.embeds.data, b.embeds.data, PROJ).maxAbs <= 1e-6, 'text');
+    const px = ref.get('vision.pixel_values');
+    const c = await m.visionForward(px, 4), d = await m1.visionForward(px, 4);
+    assert.ok(compare(c.embeds.data, d.embeds.data, PROJ).maxAbs <= 1e-6, 'image');
+  });
+
+  test('bf16 mode within its bound', async ({ ref }) => {
+    const m = await loadModel(modelDir(name), { dtype: 'bf16', batchSize: 8 });
+    assert.is(m.dtype, 'bf16');
+    const img = await m.visionForward(ref.get('vision.pixel_values'), 4);
+    check(img.embeds.data, ref.get('image_embeds'), PROJ, BF16, 'bf16 image_embeds');
+    const txt = await m.textForward(ref.ints('all_cases.input_ids'), 153);
+    check(txt.embeds.data, ref.get('all_cases.text_embeds'), PROJ, BF16, 'bf16 all_cases.text_embeds');
+  });
+
+  test('bad inputs are refused', async ({ m1 }) => {
+    const rejects = async (fn: () => Promise<unknown>, code: string) => {
+      try {
+        await fn();
+      } catch (e) {
+        assert.is((e as { code?: string }).code, code, (e as Error).message);
+        return;
+      }
+      assert.unreachable(`expected ${code}`);
+    };
+    await rejects(() => m1.encodeTokens(new Int32Array(5), 1), 'E_SHAPE');
+    await rejects(() => m1.encodeTokens(new Float32Array(m1.config.contextLength) as unknown as Int32Array, 1), 'E_DTYPE');
+    await rejects(() => m1.encodePixels(new Float32Array(10), 1), 'E_SHAPE');
+    await rejects(() => loadModel(modelDir(name), { dtype: 'fp16' as 'fp32' }), 'E_ARG');
+    await rejects(() => loadModel(modelDir(name), { batchSize: 0 }), 'E_ARG');
+    assert.equal(await m1.encodeTokens(new Int32Array(0), 0), []);
+  });
+
+  test.run();
+}
+
+const errors = suite('loadModel errors');
+errors('unknown model_type is refused with E_UNSUPPORTED', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'clipkit-model-'));
+  const config = JSON.parse(readFileSync(join(modelDir('openai_clip_tiny'), 'config.json'), 'utf8'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, model_type: 'siglip' }));
+  copyFileSync(join(modelDir('openai_clip_tiny'), 'model.safetensors'), join(dir, 'model.safetensors'));
+  try {
+    await loadModel(dir);
+    assert.unreachable('expected an error');
+  } catch (e) {
+    assert.instance(e, ClipkitError);
+    assert.is((e as ClipkitError).code, 'E_UNSUPPORTED');
+    assert.match((e as Error).message, /siglip/);
+  }
+});
+errors.run();
