@@ -14,7 +14,7 @@ import { embedding } from '../ops/embedding';
 import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { groupByLength, PackedLinear, packLinear, packQkv, pickRows, sliceIds } from './blocks';
+import { groupByLength, PackedLinear, packLinear, packQkv, pickRows, sliceIds, TextOutput } from './blocks';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
 
@@ -25,13 +25,6 @@ interface PackedBertLayer {
   intermediate: PackedLinear;
   output: PackedLinear;
   outputLayerNorm: Norm;
-}
-
-export interface TextOutput {
-  /** The pooled row [n, W] (BERT: [CLS]; CLIP: end of text after final_layer_norm). */
-  pooled: Tensor;
-  /** pooled · text_projectionᵀ [n, E], not normalised. */
-  embeds: Tensor;
 }
 
 export class BertTower {

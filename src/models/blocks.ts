@@ -9,6 +9,14 @@ import { Tensor } from '../tensor';
 import { HiddenAct } from './config';
 import { Linear, Norm, PreNormLayer } from './weights';
 
+/** What a text tower returns for n texts, in input order. */
+export interface TextOutput {
+  /** The pooled row [n, W] (BERT: [CLS]; CLIP: end of text after final_layer_norm). */
+  pooled: Tensor;
+  /** pooled · text_projectionᵀ [n, E], not normalised. */
+  embeds: Tensor;
+}
+
 /** A linear layer whose weight is packed for `linear`. */
 export interface PackedLinear {
   weight: PackedWeight;

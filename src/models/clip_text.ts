@@ -14,8 +14,9 @@ import { embedding } from '../ops/embedding';
 import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { BlockSettings, groupByLength, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, sliceIds } from './blocks';
-import { TextOutput } from './bert';
+import {
+  BlockSettings, groupByLength, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, sliceIds, TextOutput,
+} from './blocks';
 import { ClipTextConfig } from './config';
 import { ClipTextWeights } from './weights';
 

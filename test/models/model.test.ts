@@ -60,6 +60,12 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny'] as const) {
     assert.equal(raw, out.embeds.data);
   });
 
+  if (name === 'chinese_clip_tiny')
+    test('image tower: the 9 real images in batches of 4, 4, 1', async ({ m, ref }) => {
+      const out = await m.visionForward(ref.get('real_images.pixel_values'), 9);
+      check(out.embeds.data, ref.get('real_images.image_embeds'), PROJ, FP32, 'real_images.image_embeds');
+    });
+
   test('text tower: input_ids → pooled_output and text_embeds', async ({ m, ref }) => {
     const out = await m.textForward(ref.ints('text.input_ids'), 6);
     check(out.pooled.data, ref.get('text.pooled_output'), WIDTH, FP32, 'text.pooled_output');
