@@ -6,7 +6,8 @@
 //     into MR-row micro-panels [k][MR] (one shared buffer, the threads split the packing), then the
 //     threads split the N tiles (and the M micro-panels when there are fewer N tiles than threads) and
 //     run the micro-kernel over (K block, N tile, M micro-panel): a KC×NR B panel stays in L1 while
-//     the MC×KC A block is reused from L2.
+//     the MC×KC A block is reused from L2. While a thread runs one N tile it prefetches the B tile it
+//     runs next, a slice before each micro-kernel call.
 //   - Only the MR×NR micro-kernel is ISA-specific (written once against V, tile chosen per pass):
 //       gemm_f32_ukr_avx512_12x32  24 zmm accumulators, 2 B loads + 12 broadcasts per k
 //       gemm_f32_ukr_avx2_6x16     12 ymm accumulators, 2 B loads + 6 broadcasts per k
@@ -28,8 +29,8 @@ namespace ck {
 
 namespace {
 
-constexpr size_t kKC = 256;                    // K block: a 256×16 fp32 B panel is 16 KiB (half of L1D)
-constexpr size_t kMC = 240;                    // M block: a 240×256 fp32 A block is 240 KiB (in L2)
+constexpr size_t kKC = 384;                    // K block: a 384×16 fp32 B panel is 24 KiB (of 32 KiB L1D)
+constexpr size_t kMC = 240;                    // M block: a 240×384 fp32 A block is 360 KiB (in L2)
 constexpr size_t kABudget = size_t(4) << 20;   // packed-A bytes per pass over K (bounds scratch for huge K)
 constexpr int kSlotA = 2, kSlotB = 3;
 
@@ -145,6 +146,8 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
         const size_t tj = task % tn, ti = task / tn;
         const size_t j0 = n_tiles * tj / tn, j1 = n_tiles * (tj + 1) / tn;
         const size_t p0 = mp * ti / tm, p1 = mp * (ti + 1) / tm;
+        const char* wdata = static_cast<const char*>(w.data);
+        const size_t panels_per_tile = nr / kPanelCols, n_panels = (n + kPanelCols - 1) / kPanelCols, np = p1 - p0;
         for (size_t kb = g0; kb < g1; ++kb) {
           const size_t k0 = kb * kc, kcb = std::min(kc, K - k0);
           GemmTileEpilogue e{nullptr, nullptr, a.ldr, a.alpha, a.epilogue, kb == 0, kb == nkb - 1};
@@ -152,9 +155,25 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
           for (size_t j = j0; j < j1; ++j) {
             const size_t col0 = j * nr;
             const int nv = static_cast<int>(std::min(nr, n - col0));
-            const char* b = static_cast<const char*>(w.data) + (col0 / kPanelCols) * w.panel_bytes + k0 * w.k_row_bytes;
+            const char* b = wdata + (col0 / kPanelCols) * w.panel_bytes + k0 * w.k_row_bytes;
             e.bias = e.first && a.bias ? a.bias + col0 : nullptr;
+            // The B tile this thread runs next (the next N tile, or the first one of the next K
+            // block): its lines are fetched a slice per micro-kernel call while this tile runs, so
+            // that the first call on it does not stall on L3.
+            const char* b_next = nullptr;
+            size_t next_bytes = 0, next_panels = 0;
+            if (j + 1 < j1 || kb + 1 < g1) {
+              const size_t jn = j + 1 < j1 ? j + 1 : j0, kn = j + 1 < j1 ? k0 : k0 + kc;
+              b_next = wdata + (jn * nr / kPanelCols) * w.panel_bytes + kn * w.k_row_bytes;
+              next_bytes = std::min(kc, K - kn) * w.k_row_bytes;
+              next_panels = std::min(panels_per_tile, n_panels - jn * nr / kPanelCols);
+            }
             for (size_t p = p0; p < p1; ++p) {
+              if (b_next) {
+                const size_t l0 = next_bytes * (p - p0) / np / 64 * 64, l1 = next_bytes * (p - p0 + 1) / np;
+                for (size_t q = 0; q < next_panels; ++q)
+                  for (size_t off = l0; off < l1; off += 64) __builtin_prefetch(b_next + q * w.panel_bytes + off, 0, 3);
+              }
               const size_t r0 = ic + p * mr;
               e.residual = e.first && a.epilogue == Epilogue::Residual ? a.residual + r0 * a.ldr + col0 : nullptr;
               kern.ukr(kcb, apanels + p * a_panel_bytes, b, w.panel_bytes, a.y + r0 * a.ldy + col0, a.ldy,
