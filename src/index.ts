@@ -18,3 +18,4 @@ export type { ClipConfig, ModelType } from './models/config';
 export { loadClipWeights } from './models/weights';
 export { loadModel, ClipModel } from './models';
 export type { LoadModelOptions, EncodeOptions, ModelInfo } from './models';
+export * from './image';

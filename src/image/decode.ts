@@ -1,0 +1,106 @@
+/**
+ * Image files to uint8 pixels with sharp, the way `PIL.Image.open` sees them: the file's own channel
+ * layout (L, LA, RGB, RGBA), no colour management (embedded ICC profiles are not applied) and, by
+ * default, no EXIF rotation. Palette (P) and 1-bit images come out expanded, with `mode` saying what
+ * Pillow would have opened, since Pillow resizes those with NEAREST.
+ */
+import * as fs from 'node:fs';
+import sharp, { Metadata, OutputInfo } from 'sharp';
+import { expectInt } from '../check';
+import { ClipkitError, typeError } from '../errors';
+import { PixelsU8 } from './resize';
+
+/** Formats decoded; others that sharp reads (SVG, PDF, ...) are refused. */
+export const IMAGE_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'heif', 'tiff'] as const;
+
+/** Pillow's `Image.MAX_IMAGE_PIXELS * 2`, where Pillow raises DecompressionBombError. */
+export const DEFAULT_MAX_PIXELS = 178_956_970;
+
+/** The mode `PIL.Image.open` gives the file. */
+export type PillowMode = 'L' | 'LA' | 'RGB' | 'RGBA' | 'P' | '1';
+
+export interface DecodedImage extends PixelsU8 {
+  mode: PillowMode;
+  format: string; // sharp's name: jpeg, png, webp, gif, heif, tiff
+  /** The EXIF Orientation tag (1..8), or null when the file has none. */
+  orientation: number | null;
+}
+
+export interface DecodeOptions {
+  /** Rotate / flip by the EXIF Orientation tag (ImageOps.exif_transpose). Default false, as PIL.Image.open. */
+  applyExifOrientation?: boolean;
+  /** Refuse images with more pixels than this (decompression bombs). Default DEFAULT_MAX_PIXELS. */
+  maxPixels?: number;
+  /** Names the image in errors when it is given as bytes. */
+  name?: string;
+}
+
+export type ImageInput = string | Uint8Array;
+
+/** Decodes the first frame of an image file or its bytes.                      data: [H, W, C] uint8 */
+export async function decodeImage(input: ImageInput, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  const maxPixels = expectInt('maxPixels', opts.maxPixels ?? DEFAULT_MAX_PIXELS, 1);
+  const { bytes, name } = await readInput(input, opts.name);
+  if (bytes.length === 0) throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: the file is empty`);
+
+  const sharpOpts = { limitInputPixels: false as const, ignoreIcc: true, failOn: 'warning' as const, page: 0, pages: 1 };
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, sharpOpts).metadata();
+  } catch (err) {
+    throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: not a supported image or corrupt (${firstLine(err)})`);
+  }
+  const format = String(meta.format);
+  if (!(IMAGE_FORMATS as readonly string[]).includes(format))
+    throw new ClipkitError('E_UNSUPPORTED', `Unsupported image format ${format} for ${name}; supported: ${IMAGE_FORMATS.join(', ')}`);
+  const width = meta.width ?? 0, height = meta.height ?? 0;
+  if (width * height > maxPixels)
+    throw new ClipkitError(
+      'E_LIMIT',
+      `Image ${name} has ${width}x${height} = ${width * height} pixels, over the limit of ${maxPixels} (maxPixels)`,
+    );
+
+  const mode = pillowMode(meta);
+  const grey = meta.channels !== undefined && meta.channels <= 2 && mode !== 'P';
+  let pipeline = sharp(bytes, { ...sharpOpts, autoOrient: opts.applyExifOrientation === true });
+  if (grey) pipeline = pipeline.toColourspace('b-w'); // keep L / LA single-channel (sharp would make sRGB)
+  let out: { data: Buffer; info: OutputInfo };
+  try {
+    out = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: ${firstLine(err)}`);
+  }
+  const { channels } = out.info;
+  if (channels < 1 || channels > 4)
+    throw new ClipkitError('E_UNSUPPORTED', `Unsupported image ${name}: ${channels} channels (${meta.space})`);
+  const data = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
+  return {
+    data, width: out.info.width, height: out.info.height, channels,
+    mode: mode ?? (['L', 'LA', 'RGB', 'RGBA'] as const)[channels - 1],
+    format,
+    orientation: meta.orientation ?? null,
+  };
+}
+
+/** P and 1 from the file's header; the others follow from the decoded channel count. */
+function pillowMode(meta: Metadata): PillowMode | null {
+  if (meta.isPalette || meta.format === 'gif') return 'P';
+  if (meta.bitsPerSample === 1 && meta.channels === 1) return '1';
+  return null;
+}
+
+async function readInput(input: ImageInput, name?: string): Promise<{ bytes: Uint8Array; name: string }> {
+  if (typeof input === 'string') {
+    try {
+      return { bytes: await fs.promises.readFile(input), name: name ?? input };
+    } catch (err) {
+      throw new ClipkitError('E_IO', `Cannot read image ${input}: ${firstLine(err)}`);
+    }
+  }
+  if (input instanceof Uint8Array) return { bytes: input, name: name ?? `image bytes (${input.length} bytes)` };
+  throw typeError('E_ARG', `Expected a file path, Buffer or Uint8Array for image but received ${typeof input}`);
+}
+
+function firstLine(err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0];
+}

@@ -1,0 +1,111 @@
+/**
+ * Image → pixel_values as the reference CLIP pipelines make them on PIL images:
+ *   decode (file's own mode) → resize in that mode (Pillow's Image.resize; P and 1 with NEAREST) →
+ *   centre crop (offsets rounded half to even, as torchvision) → convert('RGB') (L replicated, alpha
+ *   dropped without compositing) → (u8/255 − mean)/std in float32 → [3, H, W].
+ * Chinese-CLIP's configs give size {height, width} (a straight resize); CLIP's give {shortest_edge}
+ * (the long side becomes int(size·long/short)) and a centre crop.
+ */
+import type { PreprocessConfig } from '../models/config';
+import { decodeImage, DecodeOptions, DecodedImage, ImageInput } from './decode';
+import { PixelsU8, resizeU8 } from './resize';
+
+/** The image just before ToTensor: uint8 RGB.                                  data: [H, W, 3] */
+export async function preprocessRgbU8(input: ImageInput, config: PreprocessConfig, opts: DecodeOptions = {}): Promise<PixelsU8> {
+  const decoded = await decodeImage(input, opts);
+  const resized = config.doResize ? await resizeForConfig(decoded, config) : decoded;
+  const cropped = config.doCenterCrop ? centerCrop(resized, config.cropSize.height, config.cropSize.width) : resized;
+  return toRgb(cropped);
+}
+
+/** pixel_values for one image.                                                  [3, H, W] float32 */
+export async function preprocess(input: ImageInput, config: PreprocessConfig, opts: DecodeOptions = {}): Promise<Float32Array> {
+  return normalizeToChw(await preprocessRgbU8(input, config, opts), config);
+}
+
+/** The resize step: size {height, width} exactly, or the shortest edge to size.shortestEdge. */
+export async function resizeForConfig(img: DecodedImage, config: PreprocessConfig): Promise<PixelsU8> {
+  const [outW, outH] = resizedSize(img.width, img.height, config);
+  // Image.resize silently uses NEAREST for P and 1 images.
+  const filter = img.mode === 'P' || img.mode === '1' ? 'nearest' : config.resample;
+  return resizeU8(img, outW, outH, { filter });
+}
+
+/** [width, height] after the resize (torchvision's _compute_resized_output_size without max_size). */
+export function resizedSize(width: number, height: number, config: PreprocessConfig): [number, number] {
+  const size = config.size;
+  if ('height' in size) return [size.width, size.height];
+  const short = Math.min(width, height), long = Math.max(width, height);
+  const newShort = size.shortestEdge, newLong = Math.trunc((newShort * long) / short);
+  return width <= height ? [newShort, newLong] : [newLong, newShort];
+}
+
+/** Python's round() for the halves (x.5 → the even neighbour). */
+export function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  if (v - f === 0.5) return f % 2 === 0 ? f : f + 1;
+  return Math.round(v);
+}
+
+/**
+ * torchvision's CenterCrop: top = round((h − ch)/2), left = round((w − cw)/2); a side shorter than the
+ * crop is first padded with zeros ((c − s)//2 before).
+ */
+export function centerCrop(img: PixelsU8, cropH: number, cropW: number): PixelsU8 {
+  const { width: w, height: h, channels: C } = img;
+  if (w === cropW && h === cropH) return img;
+  const top = h >= cropH ? roundHalfEven((h - cropH) / 2) : -Math.floor((cropH - h) / 2);
+  const left = w >= cropW ? roundHalfEven((w - cropW) / 2) : -Math.floor((cropW - w) / 2);
+  const out = new Uint8Array(cropW * cropH * C);
+  for (let y = 0; y < cropH; y++) {
+    const sy = y + top;
+    if (sy < 0 || sy >= h) continue;
+    const x0 = Math.max(0, -left), x1 = Math.min(cropW, w - left);
+    if (x1 > x0) out.set(img.data.subarray((sy * w + x0 + left) * C, (sy * w + x1 + left) * C), (y * cropW + x0) * C);
+  }
+  return { data: out, width: cropW, height: cropH, channels: C };
+}
+
+/** convert('RGB'): L replicated, LA → L replicated, RGBA → RGB; alpha is dropped, not composited. */
+export function toRgb(img: PixelsU8): PixelsU8 {
+  const { data, width, height, channels: C } = img;
+  if (C === 3) return img;
+  const n = width * height;
+  const out = new Uint8Array(n * 3);
+  for (let p = 0; p < n; p++) {
+    if (C <= 2) {
+      const v = data[p * C];
+      out[p * 3] = v;
+      out[p * 3 + 1] = v;
+      out[p * 3 + 2] = v;
+    } else {
+      out[p * 3] = data[p * 4];
+      out[p * 3 + 1] = data[p * 4 + 1];
+      out[p * 3 + 2] = data[p * 4 + 2];
+    }
+  }
+  return { data: out, width, height, channels: 3 };
+}
+
+/**
+ * ToTensor + Normalize in float32: x = u8/255 (one float32 division), then (x − mean)/std with mean and
+ * std rounded to float32 first, as torch does.                         rgb: [H, W, 3] → [3, H, W]
+ */
+export function normalizeToChw(rgb: PixelsU8, config: PreprocessConfig): Float32Array {
+  const { data, width, height } = rgb;
+  const f = Math.fround;
+  const hw = width * height;
+  const out = new Float32Array(3 * hw);
+  // A float32 table per channel: 256 values cover every input.
+  for (let c = 0; c < 3; c++) {
+    const mean = f(config.doNormalize ? config.mean[c] : 0), std = f(config.doNormalize ? config.std[c] : 1);
+    const table = new Float32Array(256);
+    for (let u = 0; u < 256; u++) {
+      const x = !config.doRescale ? u : config.rescaleFactor === 1 / 255 ? f(u / 255) : f(u * f(config.rescaleFactor));
+      table[u] = config.doNormalize ? f(f(x - mean) / std) : x;
+    }
+    const plane = out.subarray(c * hw, (c + 1) * hw);
+    for (let p = 0; p < hw; p++) plane[p] = table[data[p * 3 + c]];
+  }
+  return out;
+}
