@@ -62,24 +62,36 @@ export async function decodeImage(input: ImageInput, opts: DecodeOptions = {}): 
 
   const mode = pillowMode(meta);
   const grey = meta.channels !== undefined && meta.channels <= 2 && mode !== 'P';
-  let pipeline = sharp(bytes, { ...sharpOpts, autoOrient: opts.applyExifOrientation === true });
-  if (grey) pipeline = pipeline.toColourspace('b-w'); // keep L / LA single-channel (sharp would make sRGB)
+  const pipeline = sharp(bytes, { ...sharpOpts, autoOrient: opts.applyExifOrientation === true });
   let out: { data: Buffer; info: OutputInfo };
   try {
     out = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (err) {
     throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: ${firstLine(err)}`);
   }
-  const { channels } = out.info;
+  let channels: number = out.info.channels;
   if (channels < 1 || channels > 4)
     throw new ClipkitError('E_UNSUPPORTED', `Unsupported image ${name}: ${channels} channels (${meta.space})`);
-  const data = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
+  let data = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
+  // sharp hands greyscale out as sRGB (the grey value replicated); keep L / LA as Pillow opens them.
+  if (grey && channels >= 3) [data, channels] = keepFirstAndAlpha(data, channels, out.info.width * out.info.height);
   return {
     data, width: out.info.width, height: out.info.height, channels,
     mode: mode ?? (['L', 'LA', 'RGB', 'RGBA'] as const)[channels - 1],
     format,
     orientation: meta.orientation ?? null,
   };
+}
+
+/** [N, 3 | 4] → [N, 1 | 2]: the first channel, and the alpha channel when there is one. */
+function keepFirstAndAlpha(src: Uint8Array, C: number, n: number): [Uint8Array, number] {
+  const outC = C === 4 ? 2 : 1;
+  const out = new Uint8Array(n * outC);
+  for (let p = 0; p < n; p++) {
+    out[p * outC] = src[p * C];
+    if (outC === 2) out[p * 2 + 1] = src[p * 4 + 3];
+  }
+  return [out, outC];
 }
 
 /** P and 1 from the file's header; the others follow from the decoded channel count. */
