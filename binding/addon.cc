@@ -162,30 +162,40 @@ void abandon_job(void* arg) {
   g_jobs_cv.wait(lock, [&] { return job->state != JobState::Running; });
 }
 
+void settle_now(Napi::Env env, Job* job) {
+  Napi::HandleScope scope(env);
+  if (job->status == ck::CK_OK) {
+    Napi::Value v = env.Undefined();
+    if (job->result) {
+      try {
+        v = job->result(env);
+      } catch (const Napi::Error& e) {
+        job->deferred.Reject(e.Value());
+        return;
+      }
+    }
+    job->deferred.Resolve(v);
+  } else {
+    Napi::Error e = Napi::Error::New(env, job->op + ": " + ck::status_message(job->status));
+    e.Set("code", Napi::String::New(env, job->status == ck::CK_ERR_NOMEM ? "E_NOMEM" : "E_NATIVE"));
+    job->deferred.Reject(e.Value());
+  }
+}
+
+// Runs on the JS thread. Nothing may throw out of here (it is called from C): while a worker is being
+// terminated, settling the promise fails with a pending termination exception, which is dropped.
 void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Job* job) {
   std::unique_ptr<Job> owned(job);
-  if (env != nullptr) napi_remove_env_cleanup_hook(env, abandon_job, job);
   if (env == nullptr) {
     // The environment is being torn down: nothing can be settled; drop references without touching JS.
     for (auto& r : owned->keep) r.SuppressDestruct();
     return;
   }
-  Napi::HandleScope scope(env);
-  if (owned->status == ck::CK_OK) {
-    Napi::Value v = env.Undefined();
-    if (owned->result) {
-      try {
-        v = owned->result(env);
-      } catch (const Napi::Error& e) {
-        owned->deferred.Reject(e.Value());
-        return;
-      }
-    }
-    owned->deferred.Resolve(v);
-  } else {
-    Napi::Error e = Napi::Error::New(env, owned->op + ": " + ck::status_message(owned->status));
-    e.Set("code", Napi::String::New(env, owned->status == ck::CK_ERR_NOMEM ? "E_NOMEM" : "E_NATIVE"));
-    owned->deferred.Reject(e.Value());
+  napi_remove_env_cleanup_hook(env, abandon_job, job);
+  try {
+    settle_now(env, owned.get());
+  } catch (...) {
+    // The environment is terminating (worker.terminate()): there is no one left to tell.
   }
 }
 

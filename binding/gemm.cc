@@ -33,7 +33,9 @@ static Napi::Value PackWeight(const Napi::CallbackInfo& info) {
         ck::PackedWeight* pw = packed->release();
         const int64_t bytes = static_cast<int64_t>(pw->bytes);
         auto ext = Napi::External<ck::PackedWeight>::New(env, pw, [bytes](Napi::Env e, ck::PackedWeight* p) {
-          Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
+          // A finalizer must not throw (it may run while the environment is torn down): raw call, status ignored.
+          int64_t total;
+          napi_adjust_external_memory(e, -bytes, &total);
           delete p;
         });
         ext.TypeTag(&kPackedWeightTag);
