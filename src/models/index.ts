@@ -1,3 +1,5 @@
 /** CLIP-family models: load a folder, embed texts and preprocessed images. */
 export { loadModel, ClipModel } from './model';
-export type { LoadModelOptions, EncodeOptions, ModelInfo } from './model';
+export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore } from './model';
+export { TEMPLATES, EN_TEMPLATES, ZH_TEMPLATES } from './templates';
+export type { TemplateSet } from './templates';

@@ -5,21 +5,28 @@
  *   const model = await loadModel('models/openai_clip_tiny');
  *   const [t] = await model.encodeText('a photo of a cat');           // unit length by default
  *   const [i] = await model.encodePixels(pixels, 1);                  // pixels: [1, 3, S, S] NCHW
+ *   const [img] = await model.encodeImage('cat.jpg');                 // decode + preprocess + embed
+ *   const sims = await model.similarity([img], [t]);                  // logits_per_image [1, 1]
+ *   const top = await model.classify('cat.jpg', ['cat', 'dog']);      // [{ label, score }], best first
  *
  * Weights are packed once at load (fp32, or bf16 with `dtype: 'bf16'`: weights and activations
  * rounded to bf16 inside the GEMMs, fp32 accumulation). Inputs are run `batchSize` at a time; texts
  * are grouped by length and each runs at its true length.
  */
 import { describe, expectInt, expectOneOf } from '../check';
-import { rangeError, typeError } from '../errors';
+import { ClipkitError, rangeError, typeError } from '../errors';
+import { preprocess as preprocessImage } from '../image/preprocess';
+import { infonce, InfonceResult } from '../ops/infonce';
 import { l2Normalize } from '../ops/l2_normalize';
+import { logits } from '../ops/logits';
 import { setThreads } from '../runtime';
 import { Tensor } from '../tensor';
 import { loadTokenizer, Tokenizer } from '../tokenizers';
 import { BertTower } from './bert';
 import { TextOutput } from './blocks';
 import { ClipTextTower } from './clip_text';
-import { ClipConfig, ModelType, readClipConfig } from './config';
+import { ClipConfig, ModelType, PreprocessConfig, readClipConfig, readPreprocessConfig } from './config';
+import { TEMPLATES, TemplateSet } from './templates';
 import { VisionOutput, VisionTower } from './vit';
 import { loadClipWeights } from './weights';
 
@@ -39,6 +46,24 @@ export interface EncodeOptions {
   normalize?: boolean;
 }
 
+/** An image file path, or the bytes of an image file (a Buffer is a Uint8Array). */
+export type ImageSource = string | Uint8Array;
+
+export interface ClassifyOptions {
+  /**
+   * Prompt templates with a `{}` where the label goes, averaged per label (a template ensemble):
+   * 'en' (OpenAI CLIP's 80 ImageNet templates), 'zh' (Chinese-CLIP's 80) or your own list.
+   * Default 'zh' for chinese_clip models, 'en' for clip.
+   */
+  templates?: TemplateSet | readonly string[];
+}
+
+export interface LabelScore {
+  label: string;
+  /** Softmax probability over the labels given. */
+  score: number;
+}
+
 export interface ModelInfo {
   modelType: ModelType;
   projectionDim: number;
@@ -53,8 +78,13 @@ export interface ModelInfo {
 
 const CONTEXT_LENGTH: Record<ModelType, number> = { chinese_clip: 52, clip: 77 };
 
+/** Label embeddings kept per (labels, templates); the oldest is dropped past this many. */
+const LABEL_CACHE_SIZE = 32;
+
 export class ClipModel {
   private tokenizerCache?: Tokenizer;
+  private preprocessCache?: PreprocessConfig;
+  private readonly labelCache = new Map<string, Float32Array[]>();
 
   /** @internal */
   constructor(
@@ -64,7 +94,14 @@ export class ClipModel {
     /** @internal */ readonly vision: VisionTower,
     /** @internal */ readonly text: BertTower | ClipTextTower,
     private readonly tokenizerDir: string,
+    /** @internal */ readonly dir: string,
   ) {}
+
+  /** The folder's preprocessor_config.json (read on first use). */
+  get preprocessConfig(): PreprocessConfig {
+    this.preprocessCache ??= readPreprocessConfig(this.dir);
+    return this.preprocessCache;
+  }
 
   /** The model's tokenizer (loaded from the folder on first use). */
   get tokenizer(): Tokenizer {
@@ -92,6 +129,151 @@ export class ClipModel {
   /** Preprocessed pixels [n, 3, S, S] (S = config.imageSize) → one embedding per image. */
   async encodePixels(pixels: Float32Array, n: number, opts: EncodeOptions = {}): Promise<Float32Array[]> {
     return rowsOf(await this.visionForward(pixels, n), opts);
+  }
+
+  /** An image file or its bytes → pixel_values [3, H, W] by the folder's preprocessor config. */
+  async preprocess(img: ImageSource): Promise<Float32Array> {
+    expectImage(img, 'img');
+    return preprocessImage(img, this.preprocessConfig);
+  }
+
+  /**
+   * An image or images (paths or file bytes) → one embedding per image. Images are decoded and
+   * preprocessed concurrently (off the JS thread), a batch ahead of the image tower, which runs
+   * batchSize at a time. An image that cannot be read fails the call with an error naming its index
+   * and path; the error keeps the decoder's code (E_IO, E_FORMAT, E_UNSUPPORTED, E_LIMIT).
+   */
+  async encodeImage(img: ImageSource | readonly ImageSource[], opts: EncodeOptions = {}): Promise<Float32Array[]> {
+    const single = typeof img === 'string' || img instanceof Uint8Array;
+    const images = single ? [img as ImageSource] : (img as readonly ImageSource[]);
+    if (!Array.isArray(images))
+      throw typeError('E_ARG', `Expected an image (a path or a Uint8Array of file bytes) or an array of them but received ${describe(img)}`);
+    images.forEach((x, i) => expectImage(x, single ? 'img' : `img[${i}]`));
+    checkEncodeOptions(opts);
+    const n = images.length, per = 3 * this.config.imageSize * this.config.imageSize;
+    const config = this.preprocessConfig;
+    const prepare = (start: number): Promise<Float32Array> => {
+      const count = Math.min(this.batchSize, n - start);
+      const out = new Float32Array(count * per);
+      const p = Promise.all(
+        images.slice(start, start + count).map(async (x, j) => {
+          const i = start + j;
+          let px: Float32Array;
+          try {
+            px = await preprocessImage(x, config);
+          } catch (err) {
+            throw imageError(err, i, x, n);
+          }
+          if (px.length !== per)
+            throw rangeError('E_SHAPE', `Image ${i} (${imageName(x)}) preprocesses to ${px.length} values, not 3·${this.config.imageSize}·${this.config.imageSize} = ${per}: the preprocessor config's crop size does not match the model's image size`);
+          out.set(px, j * per);
+        }),
+      ).then(() => out);
+      p.catch(() => undefined); // a batch read ahead may fail before it is awaited
+      return p;
+    };
+    const rows: Float32Array[] = [];
+    let next = n > 0 ? prepare(0) : undefined;
+    for (let start = 0; start < n; start += this.batchSize) {
+      const pixels = await next!;
+      next = start + this.batchSize < n ? prepare(start + this.batchSize) : undefined;
+      rows.push(...(await this.encodePixels(pixels, pixels.length / per, opts)));
+    }
+    return rows;
+  }
+
+  /**
+   * logits_per_image: exp(logit_scale) · cos(image i, text j), row-major [images × texts] (each
+   * embedding is L2-normalised first, so raw or unit embeddings give the same result). Async: the
+   * native kernel runs off the JS thread.
+   */
+  async similarity(imageEmbeds: readonly Float32Array[], textEmbeds: readonly Float32Array[]): Promise<Float32Array> {
+    const a = stackRows('imageEmbeds', imageEmbeds, this.config.projectionDim);
+    const b = stackRows('textEmbeds', textEmbeds, this.config.projectionDim);
+    if (a.shape[0] === 0 || b.shape[0] === 0) return new Float32Array(0);
+    return (await logits(a, b, Math.exp(this.config.logitScale))).data;
+  }
+
+  /**
+   * CLIP's symmetric contrastive (InfoNCE) loss for the pairs imageEmbeds[i] ↔ textEmbeds[i] (n >= 1
+   * each), at the model's logit scale: the loss, the logits [n, n] and the gradients.
+   */
+  async infoNCE(imageEmbeds: readonly Float32Array[], textEmbeds: readonly Float32Array[]): Promise<InfonceResult> {
+    const a = stackRows('imageEmbeds', imageEmbeds, this.config.projectionDim);
+    const b = stackRows('textEmbeds', textEmbeds, this.config.projectionDim);
+    if (a.shape[0] !== b.shape[0])
+      throw rangeError('E_SHAPE', `Expected as many text embeddings as image embeddings (pairs i ↔ i) but received ${b.shape[0]} and ${a.shape[0]}`);
+    return infonce(a, b, { logScale: this.config.logitScale });
+  }
+
+  /**
+   * Zero-shot classification of one image over `labels`: each label's embedding is the mean of its
+   * L2-normalised template embeddings (`{}` replaced by the label), renormalised; scores are
+   * softmax(exp(logit_scale) · cos) over the labels, returned best first. Label embeddings are
+   * cached per (labels, templates).
+   */
+  async classify(img: ImageSource, labels: readonly string[], opts: ClassifyOptions = {}): Promise<LabelScore[]> {
+    expectImage(img, 'img');
+    const { embeds } = await this.labelEmbeddingsFor(labels, opts);
+    const [image] = await this.encodeImage(img);
+    const sims = await this.similarity([image], embeds);
+    let max = -Infinity;
+    for (const v of sims) max = Math.max(max, v);
+    const exps = Array.from(sims, (v) => Math.exp(v - max));
+    const sum = exps.reduce((s, v) => s + v, 0);
+    return labels.map((label, i) => ({ label, score: exps[i] / sum })).sort((x, y) => y.score - x.score);
+  }
+
+  /**
+   * The unit embedding of each label under a template ensemble (as classify uses them): the mean
+   * of the normalised text embeddings of its prompts, renormalised.
+   */
+  async labelEmbeddings(labels: readonly string[], opts: ClassifyOptions = {}): Promise<Float32Array[]> {
+    return (await this.labelEmbeddingsFor(labels, opts)).embeds;
+  }
+
+  private async labelEmbeddingsFor(labels: readonly string[], opts: ClassifyOptions): Promise<{ embeds: Float32Array[] }> {
+    if (!Array.isArray(labels) || labels.length === 0 || !labels.every((l) => typeof l === 'string'))
+      throw typeError('E_ARG', `Expected a non-empty array of label strings but received ${describe(labels)}`);
+    if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
+    const templates = this.templatesOf(opts.templates);
+    const key = JSON.stringify([labels, templates]);
+    const hit = this.labelCache.get(key);
+    if (hit) {
+      this.labelCache.delete(key);
+      this.labelCache.set(key, hit);
+      return { embeds: hit };
+    }
+    const prompts = labels.flatMap((label) => templates.map((t) => t.split('{}').join(label)));
+    const rows = await this.encodeText(prompts);
+    const d = this.config.projectionDim, k = templates.length;
+    const embeds = labels.map((_, i) => {
+      const mean = new Float64Array(d);
+      for (let t = 0; t < k; t++) {
+        const r = rows[i * k + t];
+        for (let j = 0; j < d; j++) mean[j] += r[j];
+      }
+      let ss = 0;
+      for (let j = 0; j < d; j++) ss += mean[j] * mean[j];
+      const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+      return Float32Array.from(mean, (v) => v * inv);
+    });
+    this.labelCache.set(key, embeds);
+    if (this.labelCache.size > LABEL_CACHE_SIZE) this.labelCache.delete(this.labelCache.keys().next().value!);
+    return { embeds };
+  }
+
+  private templatesOf(t: ClassifyOptions['templates']): readonly string[] {
+    if (t === undefined) return this.config.modelType === 'chinese_clip' ? TEMPLATES.zh : TEMPLATES.en;
+    if (typeof t === 'string') {
+      if (t === 'zh' || t === 'en') return TEMPLATES[t];
+      throw rangeError('E_ARG', `Expected templates 'zh', 'en' or an array of template strings but received ${describe(t)}`);
+    }
+    if (!Array.isArray(t) || t.length === 0 || !t.every((s) => typeof s === 'string'))
+      throw typeError('E_ARG', `Expected templates 'zh', 'en' or a non-empty array of template strings but received ${describe(t)}`);
+    const bad = t.findIndex((s) => !s.includes('{}'));
+    if (bad >= 0) throw rangeError('E_ARG', `Expected every template to contain {} (where the label goes) but templates[${bad}] is ${JSON.stringify(t[bad])}`);
+    return t;
   }
 
   /** @internal The text tower's pooled rows and embeddings; `padTo` runs padded (tests). */
@@ -150,7 +332,44 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     logitScale: weights.logitScale,
     clip: config,
   };
-  return new ClipModel(info, batchSize, dtype, vision, text, tokenizerDir);
+  return new ClipModel(info, batchSize, dtype, vision, text, tokenizerDir, dir);
+}
+
+function expectImage(x: unknown, name: string): void {
+  if (typeof x !== 'string' && !(x instanceof Uint8Array))
+    throw typeError('E_ARG', `Expected an image file path or a Uint8Array of its bytes for ${name} but received ${describe(x)}`);
+}
+
+function imageName(x: ImageSource): string {
+  return typeof x === 'string' ? x : `<${x.length} bytes>`;
+}
+
+/** The decoder's error, prefixed with which input it was. */
+function imageError(err: unknown, i: number, x: ImageSource, n: number): Error {
+  const what = n === 1 ? `Image ${imageName(x)}` : `Image ${i} (${imageName(x)})`;
+  const msg = `${what}: ${err instanceof Error ? err.message : String(err)}`;
+  const code = (err as { code?: unknown })?.code;
+  const out = new ClipkitError(typeof code === 'string' && code.startsWith('E_') ? (code as ClipkitError['code']) : 'E_IO', msg);
+  (out as { cause?: unknown }).cause = err;
+  return Object.assign(out, { index: i });
+}
+
+function checkEncodeOptions(opts: EncodeOptions): void {
+  if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
+  if (opts.normalize !== undefined && typeof opts.normalize !== 'boolean')
+    throw typeError('E_ARG', `Expected a boolean for normalize but received ${describe(opts.normalize)}`);
+}
+
+/** Rows of length dim → a [n, dim] tensor. */
+function stackRows(name: string, rows: readonly Float32Array[], dim: number): Tensor {
+  if (!Array.isArray(rows)) throw typeError('E_ARG', `Expected an array of Float32Array embeddings for ${name} but received ${describe(rows)}`);
+  const out = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => {
+    if (!(r instanceof Float32Array)) throw typeError('E_DTYPE', `Expected ${name}[${i}] to be a Float32Array but received ${describe(r)}`);
+    if (r.length !== dim) throw rangeError('E_SHAPE', `Expected ${name}[${i}] of length ${dim} (the projection dim) but received length ${r.length}`);
+    out.set(r, i * dim);
+  });
+  return new Tensor(out, [rows.length, dim]);
 }
 
 /** Splits [n, E] into rows, L2-normalised unless normalize is false. */
