@@ -84,7 +84,7 @@ const LABEL_CACHE_SIZE = 32;
 export class ClipModel {
   private tokenizerCache?: Tokenizer;
   private preprocessCache?: PreprocessConfig;
-  private readonly labelCache = new Map<string, Float32Array[]>();
+  private readonly labelCache = new Map<string, Promise<Float32Array[]>>();
 
   /** @internal */
   constructor(
@@ -229,7 +229,7 @@ export class ClipModel {
    * of the normalised text embeddings of its prompts, renormalised.
    */
   async labelEmbeddings(labels: readonly string[], opts: ClassifyOptions = {}): Promise<Float32Array[]> {
-    return (await this.labelEmbeddingsFor(labels, opts)).embeds;
+    return (await this.labelEmbeddingsFor(labels, opts)).embeds.map((e) => e.slice());
   }
 
   private async labelEmbeddingsFor(labels: readonly string[], opts: ClassifyOptions): Promise<{ embeds: Float32Array[] }> {
@@ -238,16 +238,23 @@ export class ClipModel {
     if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
     const templates = this.templatesOf(opts.templates);
     const key = JSON.stringify([labels, templates]);
-    const hit = this.labelCache.get(key);
-    if (hit) {
-      this.labelCache.delete(key);
-      this.labelCache.set(key, hit);
-      return { embeds: hit };
+    let entry = this.labelCache.get(key);
+    if (entry) this.labelCache.delete(key); // re-inserted below as the newest
+    else {
+      // The promise is cached, so concurrent calls with the same labels share one encoding.
+      entry = this.encodeLabels(labels, templates);
+      entry.catch(() => this.labelCache.get(key) === entry && this.labelCache.delete(key));
     }
+    this.labelCache.set(key, entry);
+    if (this.labelCache.size > LABEL_CACHE_SIZE) this.labelCache.delete(this.labelCache.keys().next().value!);
+    return { embeds: await entry };
+  }
+
+  private async encodeLabels(labels: readonly string[], templates: readonly string[]): Promise<Float32Array[]> {
     const prompts = labels.flatMap((label) => templates.map((t) => t.split('{}').join(label)));
     const rows = await this.encodeText(prompts);
     const d = this.config.projectionDim, k = templates.length;
-    const embeds = labels.map((_, i) => {
+    return labels.map((_, i) => {
       const mean = new Float64Array(d);
       for (let t = 0; t < k; t++) {
         const r = rows[i * k + t];
@@ -258,9 +265,6 @@ export class ClipModel {
       const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
       return Float32Array.from(mean, (v) => v * inv);
     });
-    this.labelCache.set(key, embeds);
-    if (this.labelCache.size > LABEL_CACHE_SIZE) this.labelCache.delete(this.labelCache.keys().next().value!);
-    return { embeds };
   }
 
   private templatesOf(t: ClassifyOptions['templates']): readonly string[] {

@@ -139,8 +139,13 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny'] as TinyName[]) {
       const want = e[labels.indexOf(g.label)] / z;
       assert.ok(Math.abs(g.score - want) <= 1e-5, `${g.label}: ${g.score} vs ${want}`);
     }
-    // Cached: the same answer again.
+    // Cached: the same answer again, also from concurrent calls (which share one encoding).
     assert.equal(await m.classify(real[0], labels), got);
+    const [a, b] = await Promise.all([m.classify(real[0], labels, { templates: ['{}'] }), m.classify(real[0], labels, { templates: ['{}'] })]);
+    assert.equal(a, b);
+    const emb = await m.labelEmbeddings(labels);
+    assert.is(emb.length, 3);
+    for (const r of emb) assert.ok(Math.abs(Math.hypot(...r) - 1) < 1e-6, 'unit label embedding');
   });
 
   test('classify(): custom templates and the other ensemble', async ({ m, real }) => {
