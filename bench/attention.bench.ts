@@ -1,8 +1,7 @@
 /**
  * Attention, normalised logits and InfoNCE at CLIP shapes.
- * Run alone: npx tsx bench/attention.bench.ts [--threads N] [--isa avx2] [--filter text]
- * prints one line per case (op, isa, threads, shape, median ms, GFLOP/s, % of the FMA peak measured
- * in the same run); `benchCases()` feeds the same cases to the bench CLI.
+ * Run with `npx clipkit bench --op attention` (or logits, infonce): `benchCases()` feeds the bench
+ * harness (bench/index.ts).
  * FLOPs counted: attention 4·batch·heads·qRows·seq·headDim (Q·Kᵀ and P·V over every key, masked or
  * not; a causal mask halves it; the softmax's exps are not counted), logits 2·n·m·d (the GEMM),
  * InfoNCE 6·n²·d (its three GEMMs).
@@ -13,9 +12,7 @@
  * On a 2-core machine shared with other work, 2-thread timings mostly measure preemption.
  */
 import { native } from '../src/native';
-import { cpuInfo, setIsa, setThreads, Isa } from '../src/runtime';
 import type { BenchCase } from './case';
-import { Peaks } from './peak';
 
 function filled(n: number, seed: number): Float32Array {
   const a = new Float32Array(n);
@@ -84,43 +81,3 @@ export function benchCases(): BenchCase[] {
     },
   ];
 }
-
-async function timeCase(c: BenchCase, samples = 9, minMs = 25): Promise<number> {
-  await c.run(1); // warm-up: first touch, scratch allocation
-  let t0 = performance.now();
-  await c.run(1);
-  const once = performance.now() - t0;
-  const repeat = Math.max(1, Math.min(10000, Math.ceil(minMs / Math.max(once, 1e-3))));
-  const times: number[] = [];
-  for (let s = 0; s < samples; s++) {
-    t0 = performance.now();
-    await c.run(repeat);
-    times.push((performance.now() - t0) / repeat);
-  }
-  times.sort((x, y) => x - y);
-  return times[samples >> 1];
-}
-
-async function main() {
-  const argv = process.argv.slice(2);
-  const arg = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
-  if (arg('--isa')) setIsa(arg('--isa') as Isa);
-  const info = cpuInfo();
-  const threadList = arg('--threads') !== undefined ? [Number(arg('--threads'))] : [1, info.physicalCores];
-  for (const threads of threadList) {
-    setThreads(threads);
-    const peak = await new Peaks().fmaGflops(); // probed on every thread of the pool
-    for (const c of benchCases()) {
-      if (arg('--filter') && !`${c.op} ${c.shape}`.includes(arg('--filter')!)) continue;
-      const ms = await timeCase(c);
-      const gflops = c.flops! / ms / 1e6;
-      const ratio = (100 * gflops) / peak;
-      console.log(
-        `${c.op.padEnd(9)} ${cpuInfo().isa.padEnd(6)} t=${threads}  ${c.shape.padEnd(42)} ${ms.toFixed(3).padStart(8)} ms ${gflops.toFixed(1).padStart(7)} GFLOP/s  ${ratio.toFixed(0).padStart(3)} % of ${peak.toFixed(0)} (FMA peak, ${threads} thread${threads > 1 ? 's' : ''})`,
-      );
-    }
-  }
-  setThreads(0);
-}
-
-if (require.main === module) main();

@@ -1,17 +1,14 @@
 /**
  * GEMM (linear layers on packed weights, fp32 and bf16) and patch embedding at CLIP shapes.
- * Run alone: npx tsx bench/gemm.bench.ts [--threads N] [--isa avx2] [--filter 197x]
- * prints one line per case: op, isa, threads, shape (MxK->N), median ms, GFLOP/s and % of the FMA
- * peak measured in the same run, then the best sample (the least disturbed by other processes) (bf16 without a bf16 dot product widens to fp32 FMAs, so its peak is
- * the FMA peak). `gemmCases()` / `patchEmbedCases()` feed the same cases to the bench CLI.
+ * Run with `npx clipkit bench --op gemm` (or gemm_bf16, patch_embed): `gemmCases()` and
+ * `patchEmbedCases()` feed the bench harness (bench/index.ts). bf16 without a bf16 dot product widens
+ * to fp32 FMAs, so its peak is the FMA peak.
  * FLOPs counted: 2·M·N·K (the epilogue is not counted).
  */
 import { native } from '../src/native';
-import { cpuInfo, setIsa, setThreads, Isa } from '../src/runtime';
 import { packWeight, PackedWeight } from '../src/ops/gemm';
 import { Tensor } from '../src/tensor';
 import type { BenchCase } from './case';
-import { Peaks } from './peak';
 
 function filled(n: number, seed: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
@@ -80,47 +77,3 @@ export function patchEmbedCases(): GemmBenchCase[] {
     };
   });
 }
-
-/** Median and best per-run milliseconds over `samples` samples of ≥ minMs each. */
-async function timeCase(c: BenchCase, samples: number, minMs = 40): Promise<{ median: number; best: number }> {
-  await c.run(1); // warm-up: packing, first touch, scratch allocation
-  let t0 = performance.now();
-  await c.run(1);
-  const once = performance.now() - t0;
-  const repeat = Math.max(1, Math.min(10000, Math.ceil(minMs / Math.max(once, 1e-3))));
-  const times: number[] = [];
-  for (let s = 0; s < samples; s++) {
-    t0 = performance.now();
-    await c.run(repeat);
-    times.push((performance.now() - t0) / repeat);
-  }
-  times.sort((a, b) => a - b);
-  return { median: times[samples >> 1], best: times[0] };
-}
-
-async function main() {
-  const argv = process.argv.slice(2);
-  const arg = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
-  if (arg('--isa')) setIsa(arg('--isa') as Isa);
-  const info = cpuInfo();
-  const threadList = arg('--threads') !== undefined ? [Number(arg('--threads'))] : [info.physicalCores];
-  const samples = Number(arg('--samples') ?? 7);
-  const peaks = new Peaks();
-  for (const threads of threadList) {
-    setThreads(threads);
-    const peak = await peaks.fmaGflops();
-    console.log(`FMA peak (${threads} thread${threads > 1 ? 's' : ''}, ${cpuInfo().isa}): ${peak.toFixed(1)} GFLOP/s`);
-    for (const c of [...gemmCases(), ...patchEmbedCases()]) {
-      if (arg('--filter') && !c.name.includes(arg('--filter')!)) continue;
-      const { median, best } = await timeCase(c, samples);
-      const gflops = c.flops! / median / 1e6, bestGflops = c.flops! / best / 1e6;
-      console.log(
-        `${c.op.padEnd(11)} ${cpuInfo().isa.padEnd(6)} t=${threads}  ${c.shape.padEnd(28)} ${median.toFixed(3).padStart(8)} ms ${gflops.toFixed(1).padStart(7)} GFLOP/s ${((100 * gflops) / peak).toFixed(0).padStart(4)} % of peak` +
-          `   (best ${best.toFixed(3)} ms, ${bestGflops.toFixed(1)} GFLOP/s, ${((100 * bestGflops) / peak).toFixed(0)} %)`,
-      );
-    }
-  }
-  setThreads(0);
-}
-
-if (require.main === module) main();
