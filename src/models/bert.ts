@@ -14,7 +14,7 @@ import { embedding } from '../ops/embedding';
 import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { groupByLength, PackedLinear, packLinear, packQkv, pickRows, sliceIds, TextOutput } from './blocks';
+import { encodeInGroups, PackedLinear, packLinear, packQkv, pickRows, TextOutput } from './blocks';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
 
@@ -67,17 +67,8 @@ export class BertTower {
    */
   async encode(ids: Int32Array, n: number, context: number, batchSize: number, padTo?: number): Promise<TextOutput> {
     const lengths = this.lengths(ids, n, context);
-    const width = this.config.hiddenSize, proj = this.projection.n;
-    const pooled = new Float32Array(n * width), embeds = new Float32Array(n * proj);
-    for (const group of groupByLength(lengths, batchSize)) {
-      const seq = padTo ?? Math.max(...group.map((g) => lengths[g]));
-      const out = await this.encodeGroup(sliceIds(ids, context, group, seq), group.map((g) => lengths[g]), seq);
-      group.forEach((g, r) => {
-        pooled.set(out.pooled.data.subarray(r * width, (r + 1) * width), g * width);
-        embeds.set(out.embeds.data.subarray(r * proj, (r + 1) * proj), g * proj);
-      });
-    }
-    return { pooled: new Tensor(pooled, [n, width]), embeds: new Tensor(embeds, [n, proj]) };
+    return encodeInGroups(ids, n, context, lengths, batchSize, (longest) => longest, padTo, this.config.hiddenSize,
+      this.projection.n, (groupIds, groupLengths, seq) => this.encodeGroup(groupIds, groupLengths, seq));
   }
 
   /** One batch: ids [B, seq], each row real up to lengths[b] (keys past it masked). */

@@ -100,7 +100,37 @@ export function groupByLength(lengths: ArrayLike<number>, batchSize: number): nu
   return groups;
 }
 
-/** Rows `group` of ids [n, context], cut to the first `seq` columns, padded with `pad` past each length. */
+/**
+ * Runs a text tower over ids [n, context] in groups of at most `batchSize` rows of similar `keys[i]`
+ * (true length, or end-of-text position), each group cut to `seqOf(its largest key)` columns (or to
+ * `padTo` when given), and puts every row's pooled output and embedding back in input order.
+ */
+export async function encodeInGroups(
+  ids: Int32Array,
+  n: number,
+  context: number,
+  keys: ArrayLike<number>,
+  batchSize: number,
+  seqOf: (maxKey: number) => number,
+  padTo: number | undefined,
+  width: number,
+  proj: number,
+  runGroup: (ids: Int32Array, groupKeys: number[], seq: number) => Promise<TextOutput>,
+): Promise<TextOutput> {
+  const pooled = new Float32Array(n * width), embeds = new Float32Array(n * proj);
+  for (const group of groupByLength(keys, batchSize)) {
+    const groupKeys = group.map((g) => keys[g] as number);
+    const seq = padTo ?? seqOf(Math.max(...groupKeys));
+    const out = await runGroup(sliceIds(ids, context, group, seq), groupKeys, seq);
+    group.forEach((g, r) => {
+      pooled.set(out.pooled.data.subarray(r * width, (r + 1) * width), g * width);
+      embeds.set(out.embeds.data.subarray(r * proj, (r + 1) * proj), g * proj);
+    });
+  }
+  return { pooled: new Tensor(pooled, [n, width]), embeds: new Tensor(embeds, [n, proj]) };
+}
+
+/** Rows `group` of ids [n, context], cut to the first `seq` columns. */
 export function sliceIds(ids: Int32Array, context: number, group: readonly number[], seq: number): Int32Array {
   const out = new Int32Array(group.length * seq);
   group.forEach((g, r) => out.set(ids.subarray(g * context, g * context + seq), r * seq));

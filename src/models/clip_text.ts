@@ -15,7 +15,7 @@ import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import {
-  BlockSettings, groupByLength, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, sliceIds, TextOutput,
+  BlockSettings, encodeInGroups, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, TextOutput,
 } from './blocks';
 import { ClipTextConfig } from './config';
 import { ClipTextWeights } from './weights';
@@ -65,17 +65,8 @@ export class ClipTextTower {
    */
   async encode(ids: Int32Array, n: number, context: number, batchSize: number, padTo?: number): Promise<TextOutput> {
     const eot = this.eotPositions(ids, n, context);
-    const width = this.config.hiddenSize, proj = this.projection.n;
-    const pooled = new Float32Array(n * width), embeds = new Float32Array(n * proj);
-    for (const group of groupByLength(eot, batchSize)) {
-      const seq = padTo ?? 1 + Math.max(...group.map((g) => eot[g]));
-      const out = await this.encodeGroup(sliceIds(ids, context, group, seq), group.map((g) => eot[g]), seq);
-      group.forEach((g, r) => {
-        pooled.set(out.pooled.data.subarray(r * width, (r + 1) * width), g * width);
-        embeds.set(out.embeds.data.subarray(r * proj, (r + 1) * proj), g * proj);
-      });
-    }
-    return { pooled: new Tensor(pooled, [n, width]), embeds: new Tensor(embeds, [n, proj]) };
+    return encodeInGroups(ids, n, context, eot, batchSize, (lastEot) => lastEot + 1, padTo, this.config.hiddenSize,
+      this.projection.n, (groupIds, groupEot, seq) => this.encodeGroup(groupIds, groupEot, seq));
   }
 
   /** One batch: ids [B, seq], pooled at row eot[b]. */
