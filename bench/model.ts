@@ -330,7 +330,7 @@ async function main(): Promise<void> {
   const quick = argv.includes('--quick'), json = argv.includes('--json');
   const only = argv.includes('--model') ? argv[argv.indexOf('--model') + 1] : undefined;
   const ortMod = argv.includes('--no-ort') ? undefined : loadOrt();
-  const reps = quick ? 3 : 7, loadReps = quick ? 1 : 2;
+  const reps = quick ? 3 : 5, loadReps = quick ? 1 : 3;
   const log = (s: string) => process.stderr.write(s + '\n');
   if (!ortMod && !argv.includes('--no-ort')) log('onnxruntime-node is not installed: clipkit only');
 
@@ -346,7 +346,12 @@ async function main(): Promise<void> {
       // Load time and RSS, each in a fresh process, interleaved.
       const engines: Engine[] = ortMod ? ['fp32', 'bf16', 'ort'] : ['fp32', 'bf16'];
       const loads: Record<string, LoadResult[]> = {};
-      for (let r = 0; r < loadReps; r++) for (const e of engines) (loads[e] ??= []).push(timeLoad(folder.dir, e));
+      timeLoad(folder.dir, 'fp32'); // warms the page cache: every timed load reads the files from memory
+      for (let r = 0; r < loadReps; r++)
+        for (let i = 0; i < engines.length; i++) {
+          const e = engines[(i + r) % engines.length];
+          (loads[e] ??= []).push(timeLoad(folder.dir, e));
+        }
       const med = (e: Engine, k: keyof LoadResult) => (loads[e] ? median(loads[e].map((x) => x[k])) : NaN);
       const wMiB = folder.weightBytes / 2 ** 20;
       const row = (c: string, unit: string, v: (e: Engine) => number, higherIsBetter: boolean): Row => {
