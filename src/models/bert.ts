@@ -14,7 +14,7 @@ import { embedding } from '../ops/embedding';
 import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { encodeInGroups, PackedLinear, packLinear, packQkv, pickRows, TextOutput } from './blocks';
+import { encodeInGroups, own, ownNorm, PackedLinear, packLinear, packQkv, pickRows, TextOutput } from './blocks';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
 
@@ -41,12 +41,21 @@ export class BertTower {
       layers.push({
         qkv: await packQkv(l.query, l.key, l.value, dtype),
         attentionOutput: await packLinear(l.attentionOutput, dtype),
-        attentionLayerNorm: l.attentionLayerNorm,
+        attentionLayerNorm: ownNorm(l.attentionLayerNorm),
         intermediate: await packLinear(l.intermediate, dtype),
         output: await packLinear(l.output, dtype),
-        outputLayerNorm: l.outputLayerNorm,
+        outputLayerNorm: ownNorm(l.outputLayerNorm),
       });
-    return new BertTower(config, w, layers, await packWeight(w.projection, { dtype }));
+    // Keep only what runs unpacked; the linear weights live on in their packed form.
+    const kept: BertTextWeights = {
+      ...w,
+      wordEmbeddings: own(w.wordEmbeddings),
+      positionEmbeddings: own(w.positionEmbeddings),
+      tokenTypeEmbeddings: own(w.tokenTypeEmbeddings),
+      embeddingsLayerNorm: ownNorm(w.embeddingsLayerNorm),
+      layers: [],
+    };
+    return new BertTower(config, kept, layers, await packWeight(w.projection, { dtype }));
   }
 
   /** Real tokens per row: up to the last id that is not [PAD] (cn_clip's mask is ids != pad). At least 1. */

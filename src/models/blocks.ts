@@ -39,6 +39,22 @@ export async function packQkv(q: Linear, k: Linear, v: Linear, dtype: WeightDTyp
   return { weight: await packWeight(new Tensor(w, [3 * n, width]), { dtype }), bias: new Tensor(b, [3 * n]) };
 }
 
+/**
+ * A tensor that owns its storage. Float32 tensors of a checkpoint are views into the whole file read
+ * at once; a tower that kept such a view (an embedding table, a norm) would keep the entire file alive
+ * after its linear weights have been packed. Views are copied; tensors that already own their buffer
+ * (widened F16/BF16) are returned as they are.
+ */
+export function own(t: Tensor): Tensor {
+  const d = t.data as Float32Array;
+  if (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength) return t;
+  return new Tensor(d.slice(), t.shape);
+}
+
+export function ownNorm(n: Norm): Norm {
+  return { weight: own(n.weight), bias: own(n.bias) };
+}
+
 /** A pre-LayerNorm layer with packed weights. */
 export interface PackedPreNormLayer {
   layerNorm1: Norm;
@@ -51,10 +67,10 @@ export interface PackedPreNormLayer {
 
 export async function packPreNormLayer(l: PreNormLayer, dtype: WeightDType): Promise<PackedPreNormLayer> {
   return {
-    layerNorm1: l.layerNorm1,
+    layerNorm1: ownNorm(l.layerNorm1),
     qkv: await packQkv(l.q, l.k, l.v, dtype),
     out: await packLinear(l.out, dtype),
-    layerNorm2: l.layerNorm2,
+    layerNorm2: ownNorm(l.layerNorm2),
     fc1: await packLinear(l.fc1, dtype),
     fc2: await packLinear(l.fc2, dtype),
   };

@@ -15,7 +15,7 @@ import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import {
-  BlockSettings, encodeInGroups, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, TextOutput,
+  BlockSettings, encodeInGroups, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, TextOutput,
 } from './blocks';
 import { ClipTextConfig } from './config';
 import { ClipTextWeights } from './weights';
@@ -31,7 +31,15 @@ export class ClipTextTower {
   static async load(w: ClipTextWeights, config: ClipTextConfig, dtype: WeightDType = 'float32'): Promise<ClipTextTower> {
     const layers: PackedPreNormLayer[] = [];
     for (const l of w.layers) layers.push(await packPreNormLayer(l, dtype));
-    return new ClipTextTower(config, w, layers, await packWeight(w.projection, { dtype }));
+    // Keep only what runs unpacked; the linear weights live on in their packed form.
+    const kept: ClipTextWeights = {
+      ...w,
+      tokenEmbedding: own(w.tokenEmbedding),
+      positionEmbedding: own(w.positionEmbedding),
+      finalLayerNorm: ownNorm(w.finalLayerNorm),
+      layers: [],
+    };
+    return new ClipTextTower(config, kept, layers, await packWeight(w.projection, { dtype }));
   }
 
   /**

@@ -14,7 +14,7 @@ import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
 import { Tensor } from '../tensor';
-import { BlockSettings, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv } from './blocks';
+import { BlockSettings, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv } from './blocks';
 import { VisionConfig } from './config';
 import { Norm, VisionWeights } from './weights';
 
@@ -40,12 +40,12 @@ export class VisionTower {
     const embed: PatchEmbedWeights = {
       weight: await packPatchWeight(w.patchEmbedding, { dtype }),
       patch: config.patchSize,
-      classEmbedding: w.classEmbedding,
-      positionEmbedding: w.positionEmbedding,
+      classEmbedding: own(w.classEmbedding),
+      positionEmbedding: own(w.positionEmbedding),
     };
     const layers: PackedPreNormLayer[] = [];
     for (const l of w.layers) layers.push(await packPreNormLayer(l, dtype));
-    return new VisionTower(config, embed, w.preLayerNorm, layers, w.postLayerNorm, await packWeight(w.projection, { dtype }));
+    return new VisionTower(config, embed, ownNorm(w.preLayerNorm), layers, ownNorm(w.postLayerNorm), await packWeight(w.projection, { dtype }));
   }
 
   private get settings(): BlockSettings {
