@@ -221,20 +221,7 @@ ck_status gemm_unpacked(const float* a, size_t lda, const float* b, size_t ldb, 
 
 #include "gemm_epilogue.h"
 
-// Register tile per ISA: MR rows × NV vectors (NR = NV·V::W columns, a multiple of 16).
-#if defined(CK_PASS_AVX512)
-constexpr int kGemmMR = 12, kGemmNV = 2;
-#define CK_GEMM_F32_NAME "gemm_f32_ukr_avx512_12x32"
-#elif defined(CK_PASS_AVX2)
-constexpr int kGemmMR = 6, kGemmNV = 2;
-#define CK_GEMM_F32_NAME "gemm_f32_ukr_avx2_6x16"
-#elif defined(CK_PASS_NEON)
-constexpr int kGemmMR = 6, kGemmNV = 4;
-#define CK_GEMM_F32_NAME "gemm_f32_ukr_neon_6x16"
-#else
-constexpr int kGemmMR = 4, kGemmNV = 16 / V::W;
-#define CK_GEMM_F32_NAME "gemm_f32_ukr_scalar_4x16"
-#endif
+#include "gemm_tile.h"
 
 // A micro-panel [kc][MR]: out[k·MR + r] = x[r, k], zero rows past `rows`.
 static void gemm_f32_pack_a(const float* x, size_t ldx, size_t rows, size_t kc, void* out_) {
@@ -296,7 +283,7 @@ static const GemmKernel kGemmF32Kernel = {kGemmMR,
                                           kGemmMR * sizeof(float),
                                           gemm_f32_pack_a,
                                           gemm_f32_ukr<kGemmMR, kGemmNV>,
-                                          CK_GEMM_F32_NAME};
-#undef CK_GEMM_F32_NAME
+                                          "gemm_f32_ukr_" CK_GEMM_TILE};
+#undef CK_GEMM_TILE
 
 #endif

@@ -32,19 +32,7 @@ const GemmKernel& gemm_bf16_kernel(Isa isa) {
 
 #include "gemm_epilogue.h"
 
-#if defined(CK_PASS_AVX512)
-constexpr int kBf16MR = 12, kBf16NV = 2;
-#define CK_GEMM_BF16_NAME "gemm_bf16_ukr_avx512_12x32"
-#elif defined(CK_PASS_AVX2)
-constexpr int kBf16MR = 6, kBf16NV = 2;
-#define CK_GEMM_BF16_NAME "gemm_bf16_ukr_avx2_6x16"
-#elif defined(CK_PASS_NEON)
-constexpr int kBf16MR = 6, kBf16NV = 4;
-#define CK_GEMM_BF16_NAME "gemm_bf16_ukr_neon_6x16"
-#else
-constexpr int kBf16MR = 4, kBf16NV = 16 / V::W;
-#define CK_GEMM_BF16_NAME "gemm_bf16_ukr_scalar_4x16"
-#endif
+#include "gemm_tile.h"
 
 static inline float bf16_bits_to_f32(uint32_t h) {
   const uint32_t b = h << 16;
@@ -79,8 +67,8 @@ static void gemm_bf16_pack_a(const float* x, size_t ldx, size_t rows, size_t kc,
   float* out = static_cast<float*>(out_);
   const size_t kpad = (kc + 1) & ~size_t(1);
   for (size_t k = 0; k < kpad; ++k)
-    for (int r = 0; r < kBf16MR; ++r)
-      out[k * kBf16MR + r] =
+    for (int r = 0; r < kGemmMR; ++r)
+      out[k * kGemmMR + r] =
           static_cast<size_t>(r) < rows && k < kc ? bf16_bits_to_f32(f32_to_bf16_bits(x[r * ldx + k])) : 0.0f;
 }
 
@@ -122,14 +110,14 @@ static void gemm_bf16_ukr(size_t kc, const void* a_, const void* b_, size_t b_pa
   gemm_store_tile<MR, NV>(acc, c, ldc, mv, nv, e);
 }
 
-static const GemmKernel kGemmBf16Kernel = {kBf16MR,
-                                           kBf16NV * V::W,
+static const GemmKernel kGemmBf16Kernel = {kGemmMR,
+                                           kGemmNV * V::W,
                                            2,
-                                           kBf16MR * sizeof(float),
+                                           kGemmMR * sizeof(float),
                                            gemm_bf16_pack_a,
-                                           gemm_bf16_ukr<kBf16MR, kBf16NV>,
-                                           CK_GEMM_BF16_NAME};
-#undef CK_GEMM_BF16_NAME
+                                           gemm_bf16_ukr<kGemmMR, kGemmNV>,
+                                           "gemm_bf16_ukr_" CK_GEMM_TILE};
+#undef CK_GEMM_TILE
 
 #if defined(CK_PASS_AVX512)
 // vdpbf16ps: acc[i] += a[2i]·b[2i] + a[2i+1]·b[2i+1] on bf16 pairs. Only dispatched to when the CPU

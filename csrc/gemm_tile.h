@@ -1,0 +1,16 @@
+// The GEMM register tile of each ISA pass, shared by the fp32 and bf16-weight micro-kernels:
+// MR rows × NV vectors (NR = NV·V::W columns, a multiple of the 16-column weight panels).
+// Included inside the ISA passes of gemm*.cpp (after V): no include guard.
+#if defined(CK_PASS_AVX512)
+constexpr int kGemmMR = 12, kGemmNV = 2;
+#define CK_GEMM_TILE "avx512_12x32"
+#elif defined(CK_PASS_AVX2)
+constexpr int kGemmMR = 6, kGemmNV = 2;
+#define CK_GEMM_TILE "avx2_6x16"
+#elif defined(CK_PASS_NEON)
+constexpr int kGemmMR = 6, kGemmNV = 4;
+#define CK_GEMM_TILE "neon_6x16"
+#else
+constexpr int kGemmMR = 4, kGemmNV = 16 / V::W;
+#define CK_GEMM_TILE "scalar_4x16"
+#endif
