@@ -54,6 +54,7 @@ export class BertTower {
       tokenTypeEmbeddings: own(w.tokenTypeEmbeddings),
       embeddingsLayerNorm: ownNorm(w.embeddingsLayerNorm),
       layers: [],
+      projection: own(w.projection), // (packed below; a view here would pin the whole checkpoint)
     };
     return new BertTower(config, kept, layers, await packWeight(w.projection, { dtype }));
   }

@@ -38,6 +38,7 @@ export class ClipTextTower {
       positionEmbedding: own(w.positionEmbedding),
       finalLayerNorm: ownNorm(w.finalLayerNorm),
       layers: [],
+      projection: own(w.projection), // (packed below; a view here would pin the whole checkpoint)
     };
     return new ClipTextTower(config, kept, layers, await packWeight(w.projection, { dtype }));
   }
