@@ -24,7 +24,7 @@ export interface PackedLinear {
 }
 
 export async function packLinear(l: Linear, dtype: WeightDType): Promise<PackedLinear> {
-  return { weight: await packWeight(l.weight, { dtype }), bias: l.bias };
+  return { weight: await packWeight(l.weight, { dtype }), bias: l.bias && own(l.bias) };
 }
 
 /** q, k, v [W, W] each → one packed [3W, W] weight and a [3W] bias: one GEMM gives q | k | v per row. */
