@@ -1,6 +1,7 @@
 /** Shared test helpers: seeded random inputs, float64 comparisons, and one test per ISA. */
 import * as assert from 'uvu/assert';
-import { availableIsas, setIsa, Isa } from '../src';
+import { availableIsas, setIsa, Isa, ClipkitError } from '../src';
+import type { ErrorCode } from '../src';
 
 /** mulberry32: a small seeded PRNG so failures reproduce. */
 export function rng(seed: number): () => number {
@@ -90,4 +91,17 @@ export async function rejects(p: Promise<unknown> | (() => unknown), kind: Funct
     return;
   }
   assert.unreachable(`expected a ${kind.name} matching ${match}`);
+}
+
+/** Runs fn, which must throw a ClipkitError with this code and a message matching `match`; returns it. */
+export function throwsCode(fn: () => unknown, code: ErrorCode, match: RegExp): ClipkitError {
+  try {
+    fn();
+  } catch (err) {
+    assert.instance(err, ClipkitError, `expected ClipkitError but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
+    assert.is((err as ClipkitError).code, code, `code of: ${(err as Error).message}`);
+    assert.match((err as Error).message, match);
+    return err as ClipkitError;
+  }
+  return assert.unreachable(`expected ${code} matching ${match}`) as never;
 }

@@ -2,25 +2,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ClipkitError, ErrorCode } from '../../src/errors';
+import { ClipkitError } from '../../src/errors';
+import { throwsCode } from '../helpers';
 import { f16ToF32Bits, MAX_HEADER_BYTES, readSafetensors, readSafetensorsIndex } from '../../src/io/safetensors';
 import { f32Bytes, rawFile, safetensorsBytes, tempDir } from './safetensors_writer';
 
 const DTYPES = path.join(__dirname, '..', 'fixtures', 'safetensors', 'dtypes.safetensors');
 const CN_MODEL = path.join(__dirname, '..', 'fixtures', 'models', 'chinese_clip_tiny', 'model.safetensors');
 
-function throwsCode(fn: () => unknown, code: ErrorCode, match: RegExp): ClipkitError {
-  try {
-    fn();
-  } catch (err) {
-    assert.instance(err, ClipkitError, `expected ClipkitError but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-    assert.is((err as ClipkitError).code, code, `code of: ${(err as Error).message}`);
-    assert.match((err as Error).message, match);
-    return err as ClipkitError;
-  }
-  assert.unreachable(`expected ${code} matching ${match}`);
-  throw new Error('unreachable');
-}
 
 /** float64 decodings written from the IEEE definitions, independent of the reader's bit tricks. */
 function f16RefF64(h: number): number {

@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ClipkitError, ErrorCode } from '../../src/errors';
+import { ErrorCode } from '../../src/errors';
+import { throwsCode } from '../helpers';
 import { parseClipConfig, parsePreprocessConfig, readClipConfig, readPreprocessConfig } from '../../src/models/config';
 import { tempDir } from '../io/safetensors_writer';
 
@@ -11,17 +12,6 @@ const CN = path.join(MODELS, 'chinese_clip_tiny');
 const OA = path.join(MODELS, 'openai_clip_tiny');
 const json = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 
-function throwsCode(fn: () => unknown, code: ErrorCode, match: RegExp): void {
-  try {
-    fn();
-  } catch (err) {
-    assert.instance(err, ClipkitError, `expected ClipkitError but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-    assert.is((err as ClipkitError).code, code, `code of: ${(err as Error).message}`);
-    assert.match((err as Error).message, match);
-    return;
-  }
-  assert.unreachable(`expected ${code} matching ${match}`);
-}
 
 const Config = suite('config.json');
 

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ClipkitError, ErrorCode } from '../../src/errors';
+import { throwsCode } from '../helpers';
 import { readSafetensors } from '../../src/io/safetensors';
 import { parseClipConfig, readClipConfig } from '../../src/models/config';
 import { expectedParameters, loadClipWeights } from '../../src/models/weights';
@@ -12,17 +12,6 @@ const MODELS = path.join(__dirname, '..', 'fixtures', 'models');
 const CN = path.join(MODELS, 'chinese_clip_tiny');
 const OA = path.join(MODELS, 'openai_clip_tiny');
 
-function throwsCode(fn: () => unknown, code: ErrorCode, match: RegExp): void {
-  try {
-    fn();
-  } catch (err) {
-    assert.instance(err, ClipkitError, `expected ClipkitError but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-    assert.is((err as ClipkitError).code, code, `code of: ${(err as Error).message}`);
-    assert.match((err as Error).message, match);
-    return;
-  }
-  assert.unreachable(`expected ${code} matching ${match}`);
-}
 
 /** The fixture's tensors as raw entries, for rewriting into altered copies. */
 function rawTensors(dir: string): RawTensor[] {
