@@ -17,6 +17,6 @@ export { readClipConfig, readPreprocessConfig, MODEL_TYPES } from './models/conf
 export type { ClipConfig, ModelType } from './models/config';
 export { loadClipWeights } from './models/weights';
 export { loadModel, ClipModel } from './models';
-export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore, TemplateSet } from './models';
+export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore, TemplateSet, HiddenStates } from './models';
 export { TEMPLATES, EN_TEMPLATES, ZH_TEMPLATES } from './models';
 export * from './image';

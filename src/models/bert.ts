@@ -1,9 +1,15 @@
 /**
- * The Chinese-CLIP text tower: BERT with post-LayerNorm blocks, pooled at the [CLS] row.
+ * The BERT-family text towers: Chinese-CLIP's BERT and AltCLIP's XLM-R RoBERTa, post-LayerNorm
+ * blocks pooled at the first ([CLS] / <s>) row.
  *
- *   x = LayerNorm(word[ids] + position[0..L-1] + token_type[0])
+ *   x = LayerNorm(word[ids] + position[offset + 0..L-1] + token_type[0])
  *   per layer:  a = LayerNorm(dense(MHA(x, keyMask)) + x);  x = LayerNorm(output(gelu(intermediate(a))) + a)
- *   pooled = x[:, 0];  text_embeds = pooled · text_projectionᵀ
+ *   pooled = x[:, 0]                                  Chinese-CLIP
+ *   pooled = transformation(pre_LN(x[:, 0]))           AltCLIP (both act row by row, so row 0 suffices)
+ *   text_embeds = pooled · text_projectionᵀ
+ *
+ * The position offset is 0 for BERT and pad + 1 for the RoBERTa numbering (cumsum(ids != pad) + pad:
+ * real tokens of a right-padded text sit at pad + 1, pad + 2, …).
  *
  * Each text runs at its true length: texts are grouped by length, a group is padded only to its
  * longest member, and the padding keys are masked (weight exactly 0), so [CLS] equals the fully
@@ -14,7 +20,7 @@ import { embedding } from '../ops/embedding';
 import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { encodeInGroups, own, ownNorm, PackedLinear, packLinear, packQkv, pickRows, TextOutput } from './blocks';
+import { collectStates, encodeInGroups, HiddenStates, own, ownNorm, PackedLinear, packLinear, packQkv, pickRows, TextOutput } from './blocks';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
 
@@ -32,6 +38,7 @@ export class BertTower {
     readonly config: BertTextConfig,
     private readonly w: BertTextWeights,
     private readonly layers: PackedBertLayer[],
+    private readonly head: { preLayerNorm: Norm; transformation: PackedLinear } | undefined,
     private readonly projection: PackedWeight,
   ) {}
 
@@ -54,9 +61,14 @@ export class BertTower {
       tokenTypeEmbeddings: own(w.tokenTypeEmbeddings),
       embeddingsLayerNorm: ownNorm(w.embeddingsLayerNorm),
       layers: [],
+      preLayerNorm: undefined,
+      transformation: undefined,
       projection: own(w.projection), // (packed below; a view here would pin the whole checkpoint)
     };
-    return new BertTower(config, kept, layers, await packWeight(w.projection, { dtype }));
+    const head = w.preLayerNorm && w.transformation
+      ? { preLayerNorm: ownNorm(w.preLayerNorm), transformation: await packLinear(w.transformation, dtype) }
+      : undefined;
+    return new BertTower(config, kept, layers, head, await packWeight(w.projection, { dtype }));
   }
 
   /** Real tokens per row: up to the last id that is not [PAD] (cn_clip's mask is ids != pad). At least 1. */
@@ -77,38 +89,72 @@ export class BertTower {
    */
   async encode(ids: Int32Array, n: number, context: number, batchSize: number, padTo?: number): Promise<TextOutput> {
     const lengths = this.lengths(ids, n, context);
-    return encodeInGroups(ids, n, context, lengths, batchSize, (longest) => longest, padTo, this.config.hiddenSize,
+    return encodeInGroups(ids, n, context, lengths, batchSize, (longest) => longest, padTo, this.config.pooledSize,
       this.projection.n, (groupIds, groupLengths, seq) => this.encodeGroup(groupIds, groupLengths, seq));
+  }
+
+  /**
+   * Every layer's output for ids [n, context], each text run padded to the context length with its
+   * padding keys masked, as transformers runs it: `hiddenStates` [embeddings, layer 1, …] each
+   * [n, context, W], and `lastHiddenState` (AltCLIP: transformation(pre_LN(x)) on every row).
+   */
+  async hiddenStates(ids: Int32Array, n: number, context: number): Promise<HiddenStates> {
+    const lengths = Array.from(this.lengths(ids, n, context));
+    const keyMask = keyMaskOf(lengths, context);
+    const x0 = await this.embed(ids, n, context);
+    const { states, x } = await collectStates(x0, this.layers, (x, l) => this.block(x, l, keyMask, false));
+    if (!this.head) return { hiddenStates: states, lastHiddenState: x };
+    const h = await layerNorm(x, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps });
+    return { hiddenStates: states, lastHiddenState: await linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias }) };
+  }
+
+  private embed(ids: Int32Array, batch: number, seq: number): Promise<Tensor> {
+    const w = this.w;
+    return embedding(
+      new Tensor(ids, [batch, seq], 'int32'),
+      { tokens: w.wordEmbeddings, positions: w.positionEmbeddings, types: w.tokenTypeEmbeddings },
+      { positionOffset: this.config.positionOffset },
+    ).then((emb) => layerNorm(emb, w.embeddingsLayerNorm.weight, w.embeddingsLayerNorm.bias, { eps: this.config.layerNormEps }));
+  }
+
+  /**
+   * One post-LN layer on x [B, S, W] (modified in place as the residual). `firstRowOnly`: attention
+   * for query row 0 alone and the rest of the layer on that row, returning [B, W].
+   */
+  private async block(x: Tensor, l: PackedBertLayer, keyMask: Int32Array, firstRowOnly: boolean): Promise<Tensor> {
+    const c = this.config, eps = c.layerNormEps;
+    const [batch, seq] = x.shape;
+    const qkv = await linear(x, l.qkv.weight, { bias: l.qkv.bias });
+    let a = await attentionPacked(qkv, { heads: c.numAttentionHeads, keyMask, qRows: firstRowOnly ? 1 : seq });
+    if (firstRowOnly) {
+      x = await pickRows(x, new Int32Array(batch)); // [CLS] rows only: [B, W]
+      a = a.reshape(x.shape);
+    }
+    await linear(a, l.attentionOutput.weight, { bias: l.attentionOutput.bias, residual: x, out: x });
+    x = await layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps });
+    const f = await linear(x, l.intermediate.weight, { bias: l.intermediate.bias, activation: c.hiddenAct });
+    await linear(f, l.output.weight, { bias: l.output.bias, residual: x, out: x });
+    return layerNorm(x, l.outputLayerNorm.weight, l.outputLayerNorm.bias, { eps });
   }
 
   /** One batch: ids [B, seq], each row real up to lengths[b] (keys past it masked). */
   private async encodeGroup(ids: Int32Array, lengths: number[], seq: number): Promise<TextOutput> {
-    const c = this.config, w = this.w, batch = lengths.length;
-    const heads = c.numAttentionHeads, eps = c.layerNormEps;
-    const keyMask = new Int32Array(batch * seq);
-    lengths.forEach((len, b) => keyMask.fill(1, b * seq, b * seq + len));
-
-    const emb = await embedding(new Tensor(ids, [batch, seq], 'int32'), {
-      tokens: w.wordEmbeddings, positions: w.positionEmbeddings, types: w.tokenTypeEmbeddings,
-    });
-    let x = await layerNorm(emb, w.embeddingsLayerNorm.weight, w.embeddingsLayerNorm.bias, { eps });
-
+    const batch = lengths.length, keyMask = keyMaskOf(lengths, seq);
+    let x = await this.embed(ids, batch, seq);
     const last = this.layers.length - 1;
-    for (let i = 0; i <= last; i++) {
-      const l = this.layers[i];
-      const qkv = await linear(x, l.qkv.weight, { bias: l.qkv.bias });
-      let a = await attentionPacked(qkv, { heads, keyMask, qRows: i === last ? 1 : seq });
-      if (i === last) {
-        x = await pickRows(x, new Int32Array(batch)); // [CLS] rows only: [B, W]
-        a = a.reshape(x.shape);
-      }
-      await linear(a, l.attentionOutput.weight, { bias: l.attentionOutput.bias, residual: x, out: x });
-      x = await layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps });
-      const f = await linear(x, l.intermediate.weight, { bias: l.intermediate.bias, activation: c.hiddenAct });
-      await linear(f, l.output.weight, { bias: l.output.bias, residual: x, out: x });
-      x = await layerNorm(x, l.outputLayerNorm.weight, l.outputLayerNorm.bias, { eps });
+    for (let i = 0; i <= last; i++) x = await this.block(x, this.layers[i], keyMask, i === last);
+    let pooled = last >= 0 ? x : await pickRows(x, new Int32Array(batch));
+    if (this.head) {
+      const h = await layerNorm(pooled, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps });
+      pooled = await linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias });
     }
-    const pooled = last >= 0 ? x : await pickRows(x, new Int32Array(batch));
     return { pooled, embeds: await linear(pooled, this.projection) };
   }
+}
+
+/** 1 on each row's first lengths[b] keys of seq, 0 on its padding. */
+function keyMaskOf(lengths: readonly number[], seq: number): Int32Array {
+  const mask = new Int32Array(lengths.length * seq);
+  lengths.forEach((len, b) => mask.fill(1, b * seq, b * seq + len));
+  return mask;
 }

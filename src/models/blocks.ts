@@ -17,6 +17,28 @@ export interface TextOutput {
   embeds: Tensor;
 }
 
+/** Every layer's output, as transformers' `output_hidden_states` gives them (for checks, not speed). */
+export interface HiddenStates {
+  /** The embeddings (the first layer's input), then each layer's output: [B, S, W] each. */
+  hiddenStates: Tensor[];
+  /** The tower's last_hidden_state [B, S, ·]. */
+  lastHiddenState: Tensor;
+}
+
+/**
+ * Runs `layer` over each of `layers` from x, keeping a copy of every hidden state (layers may
+ * update their input in place). Returns the copies and the last output.
+ */
+export async function collectStates<L>(x: Tensor, layers: readonly L[], layer: (x: Tensor, l: L) => Promise<Tensor>): Promise<{ states: Tensor[]; x: Tensor }> {
+  const copy = (t: Tensor) => new Tensor((t.data as Float32Array).slice(), t.shape);
+  const states = [copy(x)];
+  for (const l of layers) {
+    x = await layer(x, l);
+    states.push(copy(x));
+  }
+  return { states, x };
+}
+
 /** A linear layer whose weight is packed for `linear`. */
 export interface PackedLinear {
   weight: PackedWeight;

@@ -15,7 +15,7 @@ import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import {
-  BlockSettings, encodeInGroups, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, TextOutput,
+  BlockSettings, collectStates, encodeInGroups, HiddenStates, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, TextOutput,
 } from './blocks';
 import { ClipTextConfig } from './config';
 import { ClipTextWeights } from './weights';
@@ -78,18 +78,40 @@ export class ClipTextTower {
       this.projection.n, (groupIds, groupEot, seq) => this.encodeGroup(groupIds, groupEot, seq));
   }
 
+  /**
+   * Every layer's output for ids [n, context] run at the full context length, as transformers
+   * runs it: `hiddenStates` [embeddings, layer 1, …] each [n, context, W], and
+   * `lastHiddenState` = final_layer_norm of the last.
+   */
+  async hiddenStates(ids: Int32Array, n: number, context: number): Promise<HiddenStates> {
+    const x0 = await this.embed(ids, n, context);
+    const { states, x } = await collectStates(x0, this.layers, async (x, l) => {
+      await this.block(x, l);
+      return x;
+    });
+    const w = this.w;
+    return { hiddenStates: states, lastHiddenState: await layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: this.config.layerNormEps }) };
+  }
+
+  private embed(ids: Int32Array, batch: number, seq: number): Promise<Tensor> {
+    return embedding(new Tensor(ids, [batch, seq], 'int32'), { tokens: this.w.tokenEmbedding, positions: this.w.positionEmbedding });
+  }
+
+  /** One causal pre-LN layer, in place on x [B, S, W]. */
+  private async block(x: Tensor, l: PackedPreNormLayer): Promise<void> {
+    const s = this.settings;
+    const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads, causal: true });
+    await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
+    await preNormMlp(x, l, s);
+  }
+
   /** One batch: ids [B, seq], pooled at row eot[b]. */
   private async encodeGroup(ids: Int32Array, eot: number[], seq: number): Promise<TextOutput> {
     const s = this.settings, w = this.w, batch = eot.length;
-    let x = await embedding(new Tensor(ids, [batch, seq], 'int32'), { tokens: w.tokenEmbedding, positions: w.positionEmbedding });
+    let x = await this.embed(ids, batch, seq);
 
     const last = this.layers.length - 1;
-    for (let i = 0; i < last; i++) {
-      const l = this.layers[i];
-      const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads, causal: true });
-      await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
-      await preNormMlp(x, l, s);
-    }
+    for (let i = 0; i < last; i++) await this.block(x, this.layers[i]);
     if (last >= 0) {
       const l = this.layers[last];
       const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads, causal: true });

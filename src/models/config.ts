@@ -1,5 +1,5 @@
 /**
- * Hugging Face model folders: `config.json` (ChineseCLIPModel / CLIPModel) and
+ * Hugging Face model folders: `config.json` (ChineseCLIPModel / CLIPModel / AltCLIPModel) and
  * `preprocessor_config.json` (ChineseCLIPImageProcessor / CLIPImageProcessor) as typed configs.
  *
  * Values come from the file. A field the file leaves out takes the default of transformers' config
@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
 
-export const MODEL_TYPES = ['chinese_clip', 'clip'] as const;
+export const MODEL_TYPES = ['chinese_clip', 'clip', 'altclip'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
 
 /** Activations clipkit implements: `gelu` is the exact erf GELU, `quick_gelu` is x·sigmoid(1.702x). */
@@ -31,7 +31,14 @@ export interface VisionConfig {
   layerNormEps: number;
 }
 
-/** Chinese-CLIP text tower: BERT, post-LayerNorm. */
+/**
+ * How a BERT-family tower turns the hidden state of its first token into the pooled output:
+ * 'cls' takes it as is (Chinese-CLIP); 'transformation' is AltCLIP's pre_LN + transformation
+ * (hidden size → project_dim).
+ */
+export type BertPooling = 'cls' | 'transformation';
+
+/** BERT-family text tower (Chinese-CLIP's BERT, AltCLIP's XLM-R RoBERTa): post-LayerNorm. */
 export interface BertTextConfig {
   kind: 'bert';
   vocabSize: number;
@@ -44,6 +51,14 @@ export interface BertTextConfig {
   hiddenAct: HiddenAct;
   layerNormEps: number;
   padTokenId: number;
+  /**
+   * Real token i reads position embedding i + positionOffset: 0 for BERT; padTokenId + 1 for the
+   * RoBERTa numbering (positions = cumsum(ids != pad) + pad), which AltCLIP's XLM-R uses.
+   */
+  positionOffset: number;
+  pooling: BertPooling;
+  /** Width of the pooled output: hiddenSize, or AltCLIP's project_dim. */
+  pooledSize: number;
 }
 
 /** OpenAI CLIP text tower: causal, pre-LayerNorm. */
@@ -73,7 +88,7 @@ interface ClipConfigBase {
   defaulted: string[];
 }
 export type ClipConfig =
-  | (ClipConfigBase & { modelType: 'chinese_clip'; text: BertTextConfig })
+  | (ClipConfigBase & { modelType: 'chinese_clip' | 'altclip'; text: BertTextConfig })
   | (ClipConfigBase & { modelType: 'clip'; text: ClipTextConfig });
 
 // transformers' defaults per config class (configuration_chinese_clip.py, configuration_clip.py).
@@ -87,6 +102,13 @@ const BERT_TEXT_DEFAULTS = {
   max_position_embeddings: 512, type_vocab_size: 2, hidden_act: 'gelu', layer_norm_eps: 1e-12, pad_token_id: 0,
   position_embedding_type: 'absolute',
 };
+// AltCLIPTextConfig (configuration_altclip.py): an XLM-R large with a project_dim transformation.
+const ALTCLIP_TEXT_DEFAULTS = {
+  vocab_size: 250002, hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 24, num_attention_heads: 16,
+  max_position_embeddings: 514, type_vocab_size: 1, hidden_act: 'gelu', layer_norm_eps: 1e-5, pad_token_id: 1,
+  position_embedding_type: 'absolute', project_dim: 768,
+};
+const ALTCLIP_TOP_DEFAULTS = { projection_dim: 768, logit_scale_init_value: 2.6592 };
 const CLIP_TEXT_DEFAULTS = {
   vocab_size: 49408, hidden_size: 512, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 8,
   max_position_embeddings: 77, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, pad_token_id: 1,
@@ -204,8 +226,8 @@ function parseVision(json: Json, source: string, defaulted: string[]): VisionCon
   return v;
 }
 
-function parseBertText(json: Json, source: string, defaulted: string[]): BertTextConfig {
-  const f = new Fields(section(json, 'text_config', source), 'text_config.', BERT_TEXT_DEFAULTS, source, defaulted);
+function parseBertText(json: Json, source: string, defaulted: string[], altclip: boolean): BertTextConfig {
+  const f = new Fields(section(json, 'text_config', source), 'text_config.', altclip ? ALTCLIP_TEXT_DEFAULTS : BERT_TEXT_DEFAULTS, source, defaulted);
   const t: BertTextConfig = {
     kind: 'bert',
     vocabSize: f.int('vocab_size', 1),
@@ -218,7 +240,18 @@ function parseBertText(json: Json, source: string, defaulted: string[]): BertTex
     hiddenAct: f.act('hidden_act'),
     layerNormEps: f.positive('layer_norm_eps'),
     padTokenId: f.int('pad_token_id', 0),
+    positionOffset: 0,
+    pooling: 'cls',
+    pooledSize: 0,
   };
+  t.pooledSize = t.hiddenSize;
+  if (altclip) {
+    t.positionOffset = t.padTokenId + 1;
+    t.pooling = 'transformation';
+    t.pooledSize = f.int('project_dim', 1);
+    if (t.maxPositionEmbeddings <= t.positionOffset)
+      throw configError(source, `text_config.max_position_embeddings ${t.maxPositionEmbeddings} leaves no positions after the padding offset ${t.positionOffset}`);
+  }
   f.literal('position_embedding_type', ['absolute']);
   checkHeads(source, 'text_config.', t.hiddenSize, t.numAttentionHeads);
   return t;
@@ -252,14 +285,14 @@ export function parseClipConfig(json: unknown, source: string): ClipConfig {
   if (typeof modelType !== 'string' || !(MODEL_TYPES as readonly string[]).includes(modelType))
     throw new ClipkitError('E_UNSUPPORTED', `Unsupported model_type ${kind(modelType)} in ${source}; supported: ${MODEL_TYPES.join(', ')}`);
   const defaulted: string[] = [];
-  const top = new Fields(json, '', TOP_DEFAULTS, source, defaulted);
+  const top = new Fields(json, '', modelType === 'altclip' ? ALTCLIP_TOP_DEFAULTS : TOP_DEFAULTS, source, defaulted);
   const projectionDim = top.int('projection_dim', 1);
   const logitScaleInitValue = top.finite('logit_scale_init_value');
   const vision = parseVision(json, source, defaulted);
   const base = { source, projectionDim, logitScaleInitValue, vision, defaulted };
-  return modelType === 'chinese_clip'
-    ? { ...base, modelType, text: parseBertText(json, source, defaulted) }
-    : { ...base, modelType: 'clip', text: parseClipText(json, source, defaulted) };
+  return modelType === 'clip'
+    ? { ...base, modelType, text: parseClipText(json, source, defaulted) }
+    : { ...base, modelType: modelType as 'chinese_clip' | 'altclip', text: parseBertText(json, source, defaulted, modelType === 'altclip') };
 }
 
 function readJson(file: string, what: string): unknown {

@@ -1,5 +1,6 @@
 /** CLIP-family models: load a folder, embed texts and preprocessed images. */
 export { loadModel, ClipModel } from './model';
 export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore } from './model';
+export type { HiddenStates } from './blocks';
 export { TEMPLATES, EN_TEMPLATES, ZH_TEMPLATES } from './templates';
 export type { TemplateSet } from './templates';

@@ -23,7 +23,7 @@ import { setThreads } from '../runtime';
 import { Tensor } from '../tensor';
 import { loadTokenizer, Tokenizer } from '../tokenizers';
 import { BertTower } from './bert';
-import { TextOutput } from './blocks';
+import { HiddenStates, TextOutput } from './blocks';
 import { ClipTextTower } from './clip_text';
 import { ClipConfig, ModelType, PreprocessConfig, readClipConfig, readPreprocessConfig } from './config';
 import { TEMPLATES, TemplateSet } from './templates';
@@ -76,7 +76,7 @@ export interface ModelInfo {
   clip: ClipConfig;
 }
 
-const CONTEXT_LENGTH: Record<ModelType, number> = { chinese_clip: 52, clip: 77 };
+const CONTEXT_LENGTH: Record<ModelType, number> = { chinese_clip: 52, clip: 77, altclip: 77 };
 
 /** Label embeddings kept per (labels, templates); the oldest is dropped past this many. */
 const LABEL_CACHE_SIZE = 32;
@@ -282,22 +282,15 @@ export class ClipModel {
 
   /** @internal The text tower's pooled rows and embeddings; `padTo` runs padded (tests). */
   async textForward(ids: Int32Array, n: number, padTo?: number): Promise<TextOutput> {
-    if (!(ids instanceof Int32Array)) throw typeError('E_DTYPE', `Expected an Int32Array of token ids but received ${describe(ids)}`);
-    const context = this.config.contextLength;
-    expectInt('n', n, 0);
-    if (ids.length !== n * context)
-      throw rangeError('E_SHAPE', `Expected ids of length n·contextLength = ${n}·${context} = ${n * context} but received length ${ids.length}`);
-    return this.text.encode(ids, n, context, this.batchSize, padTo);
+    this.checkIds(ids, n);
+    return this.text.encode(ids, n, this.config.contextLength, this.batchSize, padTo);
   }
 
   /** @internal The image tower's pooled rows and embeddings, batchSize images at a time. */
   async visionForward(pixels: Float32Array, n: number): Promise<VisionOutput> {
-    if (!(pixels instanceof Float32Array)) throw typeError('E_DTYPE', `Expected a Float32Array of pixels but received ${describe(pixels)}`);
-    const c = this.config.clip.vision, s = c.imageSize, per = c.numChannels * s * s;
-    expectInt('n', n, 0);
-    if (pixels.length !== n * per)
-      throw rangeError('E_SHAPE', `Expected pixels of length n·${c.numChannels}·${s}·${s} = ${n * per} (NCHW at the model's resolution) but received length ${pixels.length}`);
-    const width = c.hiddenSize, proj = this.config.projectionDim;
+    const c = this.config.clip.vision, s = c.imageSize;
+    this.checkPixels(pixels, n);
+    const width = c.hiddenSize, proj = this.config.projectionDim, per = c.numChannels * s * s;
     const pooled = new Float32Array(n * width), embeds = new Float32Array(n * proj);
     for (let i = 0; i < n; i += this.batchSize) {
       const b = Math.min(this.batchSize, n - i);
@@ -306,6 +299,41 @@ export class ClipModel {
       embeds.set(out.embeds.data, i * proj);
     }
     return { pooled: new Tensor(pooled, [n, width]), embeds: new Tensor(embeds, [n, proj]) };
+  }
+
+  /**
+   * The text tower's hidden states for ids [n, contextLength], as transformers'
+   * `output_hidden_states` gives them: the embeddings, then every layer's output, each
+   * [n, contextLength, W], every row computed (padded texts run padded, their padding keys masked);
+   * and its `last_hidden_state`. For comparing with reference implementations: one batch, no
+   * shortcuts, slower than encodeTokens.
+   */
+  async textHiddenStates(ids: Int32Array, n: number): Promise<HiddenStates> {
+    this.checkIds(ids, n);
+    return this.text.hiddenStates(ids, n, this.config.contextLength);
+  }
+
+  /** The image tower's hidden states for pixels [n, 3, S, S] (see textHiddenStates); last_hidden_state is before post_layernorm. */
+  async imageHiddenStates(pixels: Float32Array, n: number): Promise<HiddenStates> {
+    const c = this.config.clip.vision;
+    this.checkPixels(pixels, n);
+    return this.vision.hiddenStates(new Tensor(pixels, [n, c.numChannels, c.imageSize, c.imageSize]));
+  }
+
+  private checkIds(ids: Int32Array, n: number): void {
+    if (!(ids instanceof Int32Array)) throw typeError('E_DTYPE', `Expected an Int32Array of token ids but received ${describe(ids)}`);
+    const context = this.config.contextLength;
+    expectInt('n', n, 0);
+    if (ids.length !== n * context)
+      throw rangeError('E_SHAPE', `Expected ids of length n·contextLength = ${n}·${context} = ${n * context} but received length ${ids.length}`);
+  }
+
+  private checkPixels(pixels: Float32Array, n: number): void {
+    if (!(pixels instanceof Float32Array)) throw typeError('E_DTYPE', `Expected a Float32Array of pixels but received ${describe(pixels)}`);
+    const c = this.config.clip.vision, s = c.imageSize, per = c.numChannels * s * s;
+    expectInt('n', n, 0);
+    if (pixels.length !== n * per)
+      throw rangeError('E_SHAPE', `Expected pixels of length n·${c.numChannels}·${s}·${s} = ${n * per} (NCHW at the model's resolution) but received length ${pixels.length}`);
   }
 }
 
@@ -324,10 +352,11 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const packed = dtype === 'bf16' ? 'bfloat16' : 'float32';
   const vision = await VisionTower.load(weights.vision, config.vision, packed);
   const text =
-    weights.modelType === 'chinese_clip'
-      ? await BertTower.load(weights.text, weights.config.text, packed)
-      : await ClipTextTower.load(weights.text, weights.config.text, packed);
-  const contextLength = Math.min(CONTEXT_LENGTH[config.modelType], config.text.maxPositionEmbeddings);
+    weights.modelType === 'clip'
+      ? await ClipTextTower.load(weights.text, weights.config.text, packed)
+      : await BertTower.load(weights.text, weights.config.text, packed);
+  const positions = config.text.maxPositionEmbeddings - (config.text.kind === 'bert' ? config.text.positionOffset : 0);
+  const contextLength = Math.min(CONTEXT_LENGTH[config.modelType], positions);
   const info: ModelInfo = {
     modelType: config.modelType,
     projectionDim: config.projectionDim,

@@ -14,7 +14,7 @@ import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
 import { Tensor } from '../tensor';
-import { BlockSettings, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv } from './blocks';
+import { BlockSettings, collectStates, HiddenStates, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv } from './blocks';
 import { VisionConfig } from './config';
 import { Norm, VisionWeights } from './weights';
 
@@ -57,16 +57,10 @@ export class VisionTower {
   async encode(pixels: Tensor): Promise<VisionOutput> {
     const s = this.settings;
     const batch = pixels.shape[0];
-    const tokens = await patchEmbed(pixels, this.embed);
-    let x = await layerNorm(tokens, this.preLayerNorm.weight, this.preLayerNorm.bias, { eps: s.eps });
+    let x = await this.embedPatches(pixels);
 
     const last = this.layers.length - 1;
-    for (let i = 0; i < last; i++) {
-      const l = this.layers[i];
-      const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads });
-      await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
-      await preNormMlp(x, l, s);
-    }
+    for (let i = 0; i < last; i++) await this.block(x, this.layers[i]);
 
     // The class row only, from here on: [B, W].
     let cls: Tensor;
@@ -84,5 +78,30 @@ export class VisionTower {
     const pooled = await layerNorm(x, this.postLayerNorm.weight, this.postLayerNorm.bias, { eps: s.eps });
     const embeds = await linear(pooled, this.projection);
     return { pooled, embeds };
+  }
+
+  /**
+   * Every row of every layer, as transformers' `output_hidden_states`: [pre_layrnorm output, layer
+   * 1, …] each [B, 1 + patches, W]; `lastHiddenState` is the last of them (before post_layernorm).
+   */
+  async hiddenStates(pixels: Tensor): Promise<HiddenStates> {
+    const { states, x } = await collectStates(await this.embedPatches(pixels), this.layers, async (x, l) => {
+      await this.block(x, l);
+      return x;
+    });
+    return { hiddenStates: states, lastHiddenState: x };
+  }
+
+  private async embedPatches(pixels: Tensor): Promise<Tensor> {
+    const tokens = await patchEmbed(pixels, this.embed);
+    return layerNorm(tokens, this.preLayerNorm.weight, this.preLayerNorm.bias, { eps: this.config.layerNormEps });
+  }
+
+  /** One pre-LN layer, in place on x [B, S, W]. */
+  private async block(x: Tensor, l: PackedPreNormLayer): Promise<void> {
+    const s = this.settings;
+    const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads });
+    await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
+    await preNormMlp(x, l, s);
   }
 }

@@ -1,6 +1,7 @@
 /**
  * A model folder's weights (`model.safetensors`, or shards behind `model.safetensors.index.json`),
- * checked against its config: every Hugging Face parameter that ChineseCLIPModel / CLIPModel has for
+ * checked against its config: every Hugging Face parameter that ChineseCLIPModel / CLIPModel /
+ * AltCLIPModel has for
  * that geometry must be present with its exact shape. The result is typed, float32 tensors, grouped
  * the way the towers use them. Tensors the model does not use (e.g. `position_ids` buffers of older
  * checkpoints) are ignored and listed in `unexpected`.
@@ -60,7 +61,10 @@ export interface BertTextWeights {
   tokenTypeEmbeddings: Tensor; // [typeVocab, W]
   embeddingsLayerNorm: Norm;
   layers: BertLayer[];
-  projection: Tensor; // [E, W] (text_projection, no bias)
+  /** AltCLIP: pre_LN [W] and transformation [P, W] after the encoder (pooling 'transformation'). */
+  preLayerNorm?: Norm;
+  transformation?: Linear;
+  projection: Tensor; // [E, P] (text_projection, no bias; P = pooledSize)
 }
 export interface ClipTextWeights {
   kind: 'clip';
@@ -80,8 +84,8 @@ interface ClipWeightsBase {
   files: string[];
 }
 export type ClipWeights =
-  | (ClipWeightsBase & { modelType: 'chinese_clip'; config: ClipConfig & { modelType: 'chinese_clip' }; text: BertTextWeights })
-  | (ClipWeightsBase & { modelType: 'clip'; config: ClipConfig & { modelType: 'clip' }; text: ClipTextWeights });
+  | (ClipWeightsBase & { modelType: 'chinese_clip' | 'altclip'; config: ClipConfig & { text: BertTextConfig }; text: BertTextWeights })
+  | (ClipWeightsBase & { modelType: 'clip'; config: ClipConfig & { text: ClipTextConfig }; text: ClipTextWeights });
 
 export interface ExpectedParameter {
   name: string;
@@ -126,16 +130,18 @@ function visionTower(take: Take, c: VisionConfig, proj: number): VisionWeights {
   };
 }
 
+/** ChineseCLIPModel's BERT lives at `text_model.`, AltCLIPModel's RoBERTa at `text_model.roberta.`. */
 function bertTower(take: Take, c: BertTextConfig, proj: number): BertTextWeights {
   const w = c.hiddenSize, inter = c.intermediateSize;
+  const bert = c.pooling === 'transformation' ? 'text_model.roberta' : 'text_model';
   return {
     kind: 'bert',
-    wordEmbeddings: take('text_model.embeddings.word_embeddings.weight', [c.vocabSize, w]),
-    positionEmbeddings: take('text_model.embeddings.position_embeddings.weight', [c.maxPositionEmbeddings, w]),
-    tokenTypeEmbeddings: take('text_model.embeddings.token_type_embeddings.weight', [c.typeVocabSize, w]),
-    embeddingsLayerNorm: norm(take, 'text_model.embeddings.LayerNorm', w),
+    wordEmbeddings: take(`${bert}.embeddings.word_embeddings.weight`, [c.vocabSize, w]),
+    positionEmbeddings: take(`${bert}.embeddings.position_embeddings.weight`, [c.maxPositionEmbeddings, w]),
+    tokenTypeEmbeddings: take(`${bert}.embeddings.token_type_embeddings.weight`, [c.typeVocabSize, w]),
+    embeddingsLayerNorm: norm(take, `${bert}.embeddings.LayerNorm`, w),
     layers: range(c.numHiddenLayers).map((i) => {
-      const p = `text_model.encoder.layer.${i}`;
+      const p = `${bert}.encoder.layer.${i}`;
       return {
         query: linear(take, `${p}.attention.self.query`, w, w),
         key: linear(take, `${p}.attention.self.key`, w, w),
@@ -147,7 +153,11 @@ function bertTower(take: Take, c: BertTextConfig, proj: number): BertTextWeights
         outputLayerNorm: norm(take, `${p}.output.LayerNorm`, w),
       };
     }),
-    projection: take('text_projection.weight', [proj, w]),
+    ...(c.pooling === 'transformation' && {
+      preLayerNorm: norm(take, 'text_model.pre_LN', w),
+      transformation: linear(take, 'text_model.transformation', c.pooledSize, w),
+    }),
+    projection: take('text_projection.weight', [proj, c.pooledSize]),
   };
 }
 
@@ -166,7 +176,7 @@ function clipTextTower(take: Take, c: ClipTextConfig, proj: number): ClipTextWei
 /** Builds the whole model's weights through `take`, in one order: vision, text, logit scale. */
 function buildModel(take: Take, config: ClipConfig) {
   const vision = visionTower(take, config.vision, config.projectionDim);
-  const text = config.modelType === 'chinese_clip' ? bertTower(take, config.text, config.projectionDim) : clipTextTower(take, config.text, config.projectionDim);
+  const text = config.text.kind === 'bert' ? bertTower(take, config.text, config.projectionDim) : clipTextTower(take, config.text, config.projectionDim);
   const logitScale = take('logit_scale', []);
   return { vision, text, logitScale };
 }
@@ -215,9 +225,9 @@ export function checkClipWeights(tensors: ReadonlyMap<string, SafetensorsTensor>
   const used = new Set(expected.map((p) => p.name));
   const unexpected = [...tensors.keys()].filter((n) => !used.has(n)).sort();
   const base = { vision, logitScale: logitScale.data[0], unexpected, files };
-  return config.modelType === 'chinese_clip'
-    ? { ...base, modelType: 'chinese_clip', config, text: text as BertTextWeights }
-    : { ...base, modelType: 'clip', config, text: text as ClipTextWeights };
+  return config.modelType === 'clip'
+    ? { ...base, modelType: 'clip', config, text: text as ClipTextWeights }
+    : { ...base, modelType: config.modelType, config, text: text as BertTextWeights };
 }
 
 /** The tensors of a model folder: `model.safetensors`, else the shards of `model.safetensors.index.json`. */
