@@ -1,27 +1,28 @@
 #!/usr/bin/env node
-/** The clipkit command line. `clipkit bench` runs the kernel microbenchmarks. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+/**
+ * The clipkit command line: one file per command under src/cli/ (classify, embed, search, eval),
+ * and `clipkit bench` for the kernel microbenchmarks.
+ */
+import { Command, Option } from 'commander';
+import { positiveInt } from './cli/common';
 import { ISAS } from './runtime';
-
-function positiveInt(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-    return n;
-  };
-}
 
 export function buildProgram(): Command {
   const program = new Command('clipkit').description('CLIP-family image–text models natively from Node.js').showHelpAfterError();
+  registerBench(program);
+  return program;
+}
+
+function registerBench(program: Command): void {
   program
     .command('bench')
     .description('time each kernel at CLIP shapes against the peaks of this machine, measured in the same run')
     .option('--op <name>', 'run only this kernel (e.g. gemm, attention, layer_norm); --list-ops shows them')
     .option('--list-ops', 'print the kernels that have benchmark cases and exit')
     .option('--json', 'print one JSON object per line: { op, shape, isa, threads, median_ms, gflops|gbps, peak, ratio }')
-    .option('--threads <n>', 'threads (0: one per physical core)', positiveInt('--threads'), 0)
+    .option('--threads <n>', 'threads (0: one per physical core)', positiveInt('--threads', 0), 0)
     .addOption(new Option('--isa <isa>', 'force an instruction set').choices([...ISAS]))
-    .option('--samples <n>', 'samples per case (the median is reported)', positiveInt('--samples'), 7)
+    .option('--samples <n>', 'samples per case (the median is reported)', positiveInt('--samples', 0), 7)
     .action(async (o: { op?: string; listOps?: boolean; json?: boolean; threads: number; isa?: (typeof ISAS)[number]; samples: number }) => {
       // The bench harness is compiled next to src/ (dist/bench); loaded lazily so other commands stay light.
       const bench = require('../bench/index') as typeof import('../bench/index');
@@ -44,7 +45,6 @@ export function buildProgram(): Command {
       });
       if (!o.json) console.log(bench.formatTable(rows));
     });
-  return program;
 }
 
 if (require.main === module) {

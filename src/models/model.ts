@@ -39,6 +39,8 @@ export interface LoadModelOptions {
   dtype?: 'fp32' | 'bf16';
   /** Folder with the tokenizer files; default the model folder. Read on first use. */
   tokenizerDir?: string;
+  /** Show a download progress bar on stderr when a hub model is fetched; default false. */
+  progress?: boolean;
 }
 
 export interface EncodeOptions {

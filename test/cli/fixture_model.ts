@@ -1,0 +1,31 @@
+/** Complete model folders for command-line tests: a tiny model's files plus its tokenizer files. */
+import { copyFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn, spawnSync, SpawnSyncReturns } from 'node:child_process';
+import { modelDir, TinyName, tokenizerDir } from '../models/reference';
+
+export const ROOT = join(__dirname, '..', '..');
+export const IMAGES = join(ROOT, 'test', 'fixtures', 'images');
+
+/** A fresh folder holding everything loadModel needs for `name` (weights, configs, tokenizer). */
+export function modelFolder(name: TinyName): string {
+  const dir = mkdtempSync(join(tmpdir(), `clipkit-${name}-`));
+  for (const src of [modelDir(name), tokenizerDir(name)])
+    for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dir, f));
+  return dir;
+}
+
+const CLI = [process.execPath, '-r', 'tsx/cjs', join(ROOT, 'src', 'cli.ts')];
+
+/** Runs `clipkit args…` to completion (stdout/stderr are pipes, so no progress bars). */
+export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): SpawnSyncReturns<string> {
+  return spawnSync(CLI[0], [...CLI.slice(1), ...args], {
+    cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, input: opts.input, encoding: 'utf8', timeout: 300_000,
+  });
+}
+
+/** Starts `clipkit args…` without waiting (to kill it part way). */
+export function cliAsync(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+  return spawn(CLI[0], [...CLI.slice(1), ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
