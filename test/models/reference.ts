@@ -1,5 +1,5 @@
 /** The tiny models' reference outputs (float64 forward passes stored as float32) and comparisons. */
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
@@ -7,16 +7,20 @@ import { readSafetensors, SafetensorsTensor } from '../../src/io/safetensors';
 
 export const MODELS = join(__dirname, '..', 'fixtures', 'models');
 export const TOKENIZERS = join(__dirname, '..', 'fixtures', 'tokenizer');
-export type TinyName = 'chinese_clip_tiny' | 'openai_clip_tiny';
+export type TinyName = 'chinese_clip_tiny' | 'openai_clip_tiny' | 'altclip_tiny';
+export const IMAGES = join(__dirname, '..', 'fixtures', 'images');
 export const modelDir = (name: TinyName) => join(MODELS, name);
 
 /** A folder holding just the tokenizer files of a tiny model (the fixtures keep them apart). */
 export function tokenizerDir(name: TinyName): string {
   const dir = mkdtempSync(join(tmpdir(), `clipkit-tok-${name}-`));
+  const own = (files: string[], from: string) => Object.fromEntries(files.map((f) => [f, join(TOKENIZERS, from, f)]));
   const files: Record<string, string> =
     name === 'chinese_clip_tiny'
       ? { 'tokenizer_config.json': join(TOKENIZERS, name, 'tokenizer_config.json'), 'vocab.txt': join(TOKENIZERS, 'vocab.txt') }
-      : Object.fromEntries(['tokenizer_config.json', 'vocab.json', 'merges.txt'].map((f) => [f, join(TOKENIZERS, name, f)]));
+      : name === 'openai_clip_tiny'
+        ? own(['tokenizer_config.json', 'vocab.json', 'merges.txt'], name)
+        : own(['tokenizer_config.json', 'special_tokens_map.json', 'sentencepiece.bpe.model'], 'altclip');
   for (const [to, from] of Object.entries(files)) copyFileSync(from, join(dir, to));
   return dir;
 }
@@ -46,6 +50,19 @@ export function reference(name: TinyName): Reference {
       return Int32Array.from({ length: b.byteLength / 8 }, (_, i) => Number(v.getBigInt64(i * 8, true)));
     },
   };
+}
+
+/** The reference's metadata (.reference.json): texts, image keys, tensor list. */
+export function referenceInfo(name: TinyName): { texts: string[]; main_batch_images?: string[]; real_image_keys?: string[] } {
+  return JSON.parse(readFileSync(join(MODELS, `${name}.reference.json`), 'utf8'));
+}
+
+/** The file of each image key of the shared image fixtures (`pokemon` → pokemon.jpeg, …). */
+export function imageFile(key: string): string {
+  const images = (JSON.parse(readFileSync(join(IMAGES, 'image_preprocess_reference.json'), 'utf8')) as { images: { key: string; file: string }[] }).images;
+  const entry = images.find((i) => i.key === key);
+  if (!entry) throw new Error(`no image ${key} in image_preprocess_reference.json`);
+  return join(IMAGES, entry.file);
 }
 
 export interface Errors {
