@@ -4,11 +4,15 @@
  * and `clipkit bench` for the kernel microbenchmarks.
  */
 import { Command, Option } from 'commander';
+import { registerClassify } from './cli/classify';
 import { positiveInt } from './cli/common';
+import { registerEmbed } from './cli/embed';
 import { ISAS } from './runtime';
 
 export function buildProgram(): Command {
   const program = new Command('clipkit').description('CLIP-family image–text models natively from Node.js').showHelpAfterError();
+  registerClassify(program);
+  registerEmbed(program);
   registerBench(program);
   return program;
 }

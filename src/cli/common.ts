@@ -66,9 +66,22 @@ export function progressBar(total: number, what: string, stream: NodeJS.WriteStr
   };
 }
 
+/** Terminal columns of a string: East Asian wide and full-width characters take two. */
+export function displayWidth(s: string): number {
+  let w = 0;
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    const wide =
+      (c >= 0x1100 && c <= 0x115f) || (c >= 0x2e80 && c <= 0xa4cf) || (c >= 0xac00 && c <= 0xd7a3) || (c >= 0xf900 && c <= 0xfaff) ||
+      (c >= 0xfe30 && c <= 0xfe4f) || (c >= 0xff00 && c <= 0xff60) || (c >= 0xffe0 && c <= 0xffe6) || (c >= 0x1f300 && c <= 0x1faff) || c >= 0x20000;
+    w += wide ? 2 : 1;
+  }
+  return w;
+}
+
 /** Right-pads cells into an aligned text table. */
 export function table(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
-  const widths = header.map((_, j) => Math.max(...cells.map((r) => [...(r[j] ?? '')].length)));
-  return cells.map((r) => r.map((c, j) => c + ' '.repeat(widths[j] - [...c].length)).join('  ').trimEnd()).join('\n');
+  const widths = header.map((_, j) => Math.max(...cells.map((r) => displayWidth(r[j] ?? ''))));
+  return cells.map((r) => r.map((c, j) => c + ' '.repeat(widths[j] - displayWidth(c))).join('  ').trimEnd()).join('\n');
 }

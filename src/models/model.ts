@@ -218,12 +218,29 @@ export class ClipModel {
     expectImage(img, 'img');
     const { embeds } = await this.labelEmbeddingsFor(labels, opts);
     const [image] = await this.encodeImage(img);
-    const sims = await this.similarity([image], embeds);
-    let max = -Infinity;
-    for (const v of sims) max = Math.max(max, v);
-    const exps = Array.from(sims, (v) => Math.exp(v - max));
-    const sum = exps.reduce((s, v) => s + v, 0);
-    return labels.map((label, i) => ({ label, score: exps[i] / sum })).sort((x, y) => y.score - x.score);
+    return (await this.rankLabels([image], labels, embeds))[0];
+  }
+
+  /**
+   * classify() for images already embedded (e.g. many at once): for each image embedding, the
+   * labels with softmax scores, best first.
+   */
+  async classifyEmbeddings(imageEmbeds: readonly Float32Array[], labels: readonly string[], opts: ClassifyOptions = {}): Promise<LabelScore[][]> {
+    const { embeds } = await this.labelEmbeddingsFor(labels, opts);
+    return this.rankLabels(imageEmbeds, labels, embeds);
+  }
+
+  private async rankLabels(images: readonly Float32Array[], labels: readonly string[], labelEmbeds: Float32Array[]): Promise<LabelScore[][]> {
+    const sims = await this.similarity(images, labelEmbeds);
+    const k = labels.length;
+    return images.map((_, i) => {
+      const row = sims.subarray(i * k, (i + 1) * k);
+      let max = -Infinity;
+      for (const v of row) max = Math.max(max, v);
+      const exps = Array.from(row, (v) => Math.exp(v - max));
+      const sum = exps.reduce((s, v) => s + v, 0);
+      return labels.map((label, j) => ({ label, score: exps[j] / sum })).sort((x, y) => y.score - x.score);
+    });
   }
 
   /**
