@@ -40,7 +40,10 @@ export interface ResolveOptions {
   token?: string | false;
   /** Use the cache only, never the network (default: $HF_HUB_OFFLINE is 1, on, yes or true). */
   offline?: boolean;
-  /** Progress bar: on stderr when it is a terminal (default, or true), on the given stream, or none (false). */
+  /**
+   * Progress bar, drawn only on a terminal: on stderr (true, or by default unless
+   * $HF_HUB_DISABLE_PROGRESS_BARS is set), on the given stream, or none (false).
+   */
   progress?: boolean | NodeJS.WriteStream;
   signal?: AbortSignal;
 }
@@ -180,8 +183,9 @@ async function fetchSnapshot(r: Resolution, options: ResolveOptions): Promise<st
 
   if (!listing.has('config.json'))
     throw new ClipkitError('E_FORMAT', `${where} has no config.json: it is not a model clipkit can load (files: ${[...listing.keys()].join(', ') || 'none'})`);
-  const index = WEIGHT_FILES.find((f) => listing.has(f));
-  for (const name of [...SIDE_FILES, ...(index?.endsWith('.index.json') ? [index] : [])]) {
+  const preferredWeights = WEIGHT_FILES.find((f) => listing.has(f));
+  const weightIndex = preferredWeights?.endsWith('.index.json') ? [preferredWeights] : []; // read before its shards are known
+  for (const name of [...SIDE_FILES, ...weightIndex]) {
     const f = listing.get(name);
     if (f) await fetchFile(f);
   }

@@ -29,8 +29,12 @@ function formatSeconds(s: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
-/** Where a bar goes for the `progress` option: undefined or true → stderr; a stream → it; false → none. */
+/**
+ * Where a bar goes for the `progress` option: true → stderr; a stream → it; false → none;
+ * undefined → stderr unless HF_HUB_DISABLE_PROGRESS_BARS is set (as Python reads it).
+ */
 export function progressStream(option: boolean | NodeJS.WriteStream | undefined): NodeJS.WriteStream | null {
+  if (option === undefined && ['1', 'ON', 'YES', 'TRUE'].includes((process.env.HF_HUB_DISABLE_PROGRESS_BARS ?? '').trim().toUpperCase())) return null;
   const stream = option === false ? null : option === undefined || option === true ? process.stderr : option;
   return stream?.isTTY ? stream : null;
 }

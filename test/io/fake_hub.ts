@@ -40,8 +40,11 @@ export interface RecordedRequest {
   authorization?: string;
 }
 
-export const gitBlobSha1 = (b: Buffer) => crypto.createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
-export const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+/** Hashes of each buffer, computed once (the server looks LFS contents up by sha256 on every request). */
+const hashes = new WeakMap<Buffer, { sha1?: string; sha256?: string }>();
+const memo = (b: Buffer) => hashes.get(b) ?? hashes.set(b, {}).get(b)!;
+export const gitBlobSha1 = (b: Buffer) => (memo(b).sha1 ??= crypto.createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex'));
+export const sha256 = (b: Buffer) => (memo(b).sha256 ??= crypto.createHash('sha256').update(b).digest('hex'));
 export const isLfs = (file: string) => LFS_SUFFIXES.some((s) => file.endsWith(s));
 
 /** A fake 40-hex commit sha derived from a label. */

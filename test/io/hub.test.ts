@@ -8,11 +8,12 @@ import { scanCachedRepo } from '@huggingface/hub';
 import { ClipkitError } from '../../src/errors';
 import type { ErrorCode } from '../../src/errors';
 import { isHubId, parseHubId, resolveModel, ResolveOptions } from '../../src/io/hub';
+import { progressStream } from '../../src/io/hub_progress';
 import { FakeHub, gitBlobSha1, sha256 } from './fake_hub';
 import { tempDir } from './safetensors_writer';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'models', 'openai_clip_tiny');
-const ENV_KEYS = ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_HOME'];
+const ENV_KEYS = ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_HOME', 'HF_HUB_DISABLE_PROGRESS_BARS'];
 
 /** The tiny CLIP fixture plus tokenizer files, and files a model does not need (one of them large). */
 function tinyRepoFiles(): Record<string, Buffer> {
@@ -359,6 +360,12 @@ Offline('no network: the error names the endpoint, HF_ENDPOINT and offline use',
   assert.ok(err.message.includes(`not completely in the cache at ${repoFolder()}`), err.message);
 });
 
+Offline('an aborted signal stops the call with its reason', async () => {
+  const reason = new Error('stop');
+  const err = await resolveModel('org/tiny', ctx.opts({ signal: AbortSignal.abort(reason) })).catch((e) => e);
+  assert.is(err, reason);
+});
+
 Offline.run();
 
 // ---------------------------------------------------------------------------------------------
@@ -417,6 +424,17 @@ Progress('a bar with bytes, speed and ETA on a terminal stream; nothing on a pip
   pipe.on('data', (c) => (piped += c));
   await resolveModel(`org/tiny@${ctx.shas[0]}`, ctx.opts({ cacheDir: path.join(ctx.cache, 'other'), progress: pipe as unknown as NodeJS.WriteStream }));
   assert.is(piped, '');
+});
+
+Progress('the bar goes to a terminal only; HF_HUB_DISABLE_PROGRESS_BARS turns the default off', () => {
+  const tty = Object.assign(new PassThrough(), { isTTY: true }) as unknown as NodeJS.WriteStream;
+  assert.is(progressStream(tty), tty);
+  assert.is(progressStream(new PassThrough() as unknown as NodeJS.WriteStream), null);
+  assert.is(progressStream(false), null);
+  assert.is(progressStream(undefined), process.stderr.isTTY ? process.stderr : null);
+  process.env.HF_HUB_DISABLE_PROGRESS_BARS = '1';
+  assert.is(progressStream(undefined), null);
+  assert.is(progressStream(tty), tty, 'an explicit stream still gets its bar');
 });
 
 Progress.run();
