@@ -7,12 +7,14 @@ import { Command, Option } from 'commander';
 import { registerClassify } from './cli/classify';
 import { positiveInt } from './cli/common';
 import { registerEmbed } from './cli/embed';
+import { registerEval } from './cli/eval';
 import { ISAS } from './runtime';
 
 export function buildProgram(): Command {
   const program = new Command('clipkit').description('CLIP-family image–text models natively from Node.js').showHelpAfterError();
   registerClassify(program);
   registerEmbed(program);
+  registerEval(program);
   registerBench(program);
   return program;
 }
