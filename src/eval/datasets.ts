@@ -139,7 +139,7 @@ async function readEasyNlp(file: string): Promise<Omit<RetrievalDataset, 'format
   const images: DatasetImage[] = [], texts: DatasetText[] = [];
   const byBase64 = new Map<string, number>();
   for await (const { line, where } of lines(file)) {
-    const fields = line.replace(/\r$/, '').split('\t');
+    const fields = line.split('\t'); // readline has taken off any CR of a CRLF
     if (fields.length !== 2) throw new ClipkitError('E_FORMAT', `${where}: Expected text<TAB>base64 image but found ${fields.length} tab-separated fields`);
     const [text, b64] = [fields[0], fields[1].trim()];
     let i = byBase64.get(b64);
