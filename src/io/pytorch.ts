@@ -430,7 +430,7 @@ function tensorEntry(t: TensorRef, name: string, file: string, fileBytes: number
   if (isContiguous(t.shape, t.strides))
     return lazyTensorEntry(name, t.dtype, t.shape, () => storageBytes.subarray(t.offset * es, (t.offset + count) * es), file);
   if (count * es > fileBytes)
-    throw fail(`${what} is a strided view of ${count * es} bytes, more than the whole file (${fileBytes} bytes); refusing to materialise it`);
+    throw fail(`${what} is a strided view of ${count === Infinity ? 'more than 2^53' : count * es} bytes, more than the whole file (${fileBytes} bytes); refusing to materialise it`);
   return lazyTensorEntry(name, t.dtype, t.shape, () => gatherStrided(storageBytes, es, t.offset, t.shape, t.strides), file);
 }
 

@@ -129,8 +129,9 @@ export function unpickle(bytes: Uint8Array, start: number, options: UnpickleOpti
   const readSlice = (n: number) => bytes.subarray(take(n), pos);
   const readText = (n: number): string => {
     const at = pos;
+    const slice = readSlice(n);
     try {
-      return utf8.decode(readSlice(n));
+      return utf8.decode(slice);
     } catch {
       opAt = at;
       throw fail('string is not valid UTF-8');
