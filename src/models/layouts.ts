@@ -27,8 +27,11 @@
  * 1408 and 1664 (open_clip's ViT-H, ViT-g and ViT-bigG, head width 80 / 88 / 104), which have 16.
  * A model name (ViT-B-32, ViT-B-16, ViT-L-14, ViT-L-14-336, ViT-H-14; RoBERTa-wwm-ext-base-chinese,
  * RoBERTa-wwm-ext-large-chinese, RBT3-chinese for Chinese-CLIP text) gives the heads and must agree
- * with every shape. Fixed by the family: quick_gelu and eps 1e-5 for vision and OpenAI text; erf
- * GELU and eps 1e-12 for the BERT text towers.
+ * with every shape. LayerNorm eps is fixed by the family: 1e-5 for vision and OpenAI text, 1e-12 for
+ * the BERT text towers (which always use erf GELU). The activation of the ViT and OpenAI text towers
+ * cannot be seen in the weights: OpenAI's and Chinese-CLIP's models use quick_gelu (the default),
+ * while open_clip models trained by LAION (e.g. ViT-H-14 laion2b) use erf GELU: pass
+ * `hiddenAct: 'gelu'` for those (open_clip's model config says `quick_gelu: false`).
  *
  * Errors: E_UNSUPPORTED for layouts not recognised (ResNet towers included), E_WEIGHTS for tensors
  * the geometry needs but the checkpoint lacks, E_SHAPE for shapes that disagree with each other or
@@ -46,6 +49,12 @@ export interface LayoutOptions {
   readonly model?: string;
   /** Chinese-CLIP text tower name, e.g. `RoBERTa-wwm-ext-base-chinese`. */
   readonly text?: string;
+  /**
+   * Activation of the vision tower and of an OpenAI-style text tower: `quick_gelu` (default; OpenAI
+   * CLIP, Chinese-CLIP, open_clip `-quickgelu` models) or `gelu` (open_clip models trained with
+   * nn.GELU, such as LAION's). BERT text towers always use `gelu`.
+   */
+  readonly hiddenAct?: 'quick_gelu' | 'gelu';
   /** Names the checkpoint in error messages. */
   readonly source?: string;
 }
@@ -419,6 +428,8 @@ const snake = (k: string) => k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 
 function inferConfig(t: ReadonlyMap<string, TensorEntry>, modelType: LayoutModelType, options: LayoutOptions, source: string): HfConfigJson {
   const s = new Shapes(t, source);
+  const act = options.hiddenAct ?? 'quick_gelu';
+  if (act !== 'quick_gelu' && act !== 'gelu') throw new ClipkitError('E_ARG', `Expected hiddenAct 'quick_gelu' or 'gelu' but received ${JSON.stringify(act)}`);
   let vision = inferVision(s);
   const named = options.model ? canonicalName(options.model, Object.keys(NAMED_MODELS), 'model name') : undefined;
   if (named) {
@@ -430,14 +441,14 @@ function inferConfig(t: ReadonlyMap<string, TensorEntry>, modelType: LayoutModel
     if (options.text) throw new ClipkitError('E_ARG', `A text tower name (${JSON.stringify(options.text)}) applies to Chinese-CLIP checkpoints only; ${source} has an OpenAI CLIP text tower`);
     let text = inferClipText(s);
     if (named) text = applyName(text, NAMED_MODELS[named].text, named, source, (k) => `text ${snake(k)}`);
-    return clipConfig(vision, text, projectionDim(vision.projectionDim, text.projectionDim, source), torchDType(t));
+    return clipConfig(vision, text, projectionDim(vision.projectionDim, text.projectionDim, source), torchDType(t), act);
   }
   let text = inferBertText(s);
   if (options.text) {
     const textName = canonicalName(options.text, Object.keys(NAMED_TEXT), 'text tower name');
     text = applyName(text, NAMED_TEXT[textName], textName, source, (k) => `text ${snake(k)}`);
   }
-  return bertConfig(modelType, vision, text, projectionDim(vision.projectionDim, text.projectionDim, source), torchDType(t));
+  return bertConfig(modelType, vision, text, projectionDim(vision.projectionDim, text.projectionDim, source), torchDType(t), act);
 }
 
 function projectionDim(vision: number, text: number, source: string): number {
@@ -453,7 +464,7 @@ function torchDType(t: ReadonlyMap<string, TensorEntry>): string {
   return { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[top as 'F32' | 'F16' | 'BF16'];
 }
 
-function visionConfig(v: ReturnType<typeof inferVision>, modelType: string, projection: number | undefined): Record<string, unknown> {
+function visionConfig(v: ReturnType<typeof inferVision>, modelType: string, projection: number | undefined, act: string): Record<string, unknown> {
   return {
     model_type: modelType,
     hidden_size: v.hiddenSize,
@@ -464,7 +475,7 @@ function visionConfig(v: ReturnType<typeof inferVision>, modelType: string, proj
     num_channels: v.numChannels,
     image_size: v.imageSize,
     patch_size: v.patchSize,
-    hidden_act: 'quick_gelu',
+    hidden_act: act,
     layer_norm_eps: 1e-5,
     attention_dropout: 0.0,
     initializer_range: 0.02,
@@ -472,7 +483,7 @@ function visionConfig(v: ReturnType<typeof inferVision>, modelType: string, proj
   };
 }
 
-function clipConfig(vision: ReturnType<typeof inferVision>, text: ClipTextGeometry, projection: number, dtype: string): HfConfigJson {
+function clipConfig(vision: ReturnType<typeof inferVision>, text: ClipTextGeometry, projection: number, dtype: string, act: string): HfConfigJson {
   return {
     architectures: ['CLIPModel'],
     model_type: 'clip',
@@ -489,7 +500,7 @@ function clipConfig(vision: ReturnType<typeof inferVision>, text: ClipTextGeomet
       num_hidden_layers: text.numHiddenLayers,
       num_attention_heads: text.numAttentionHeads,
       max_position_embeddings: text.maxPositionEmbeddings,
-      hidden_act: 'quick_gelu',
+      hidden_act: act,
       layer_norm_eps: 1e-5,
       attention_dropout: 0.0,
       initializer_range: 0.02,
@@ -498,11 +509,18 @@ function clipConfig(vision: ReturnType<typeof inferVision>, text: ClipTextGeomet
       bos_token_id: 49406,
       eos_token_id: 49407,
     },
-    vision_config: visionConfig(vision, 'clip_vision_model', projection),
+    vision_config: visionConfig(vision, 'clip_vision_model', projection, act),
   };
 }
 
-function bertConfig(modelType: 'chinese_clip' | 'easynlp_clip', vision: ReturnType<typeof inferVision>, text: BertTextGeometry, projection: number, dtype: string): HfConfigJson {
+function bertConfig(
+  modelType: 'chinese_clip' | 'easynlp_clip',
+  vision: ReturnType<typeof inferVision>,
+  text: BertTextGeometry,
+  projection: number,
+  dtype: string,
+  act: string,
+): HfConfigJson {
   const chinese = modelType === 'chinese_clip';
   return {
     architectures: [chinese ? 'ChineseCLIPModel' : 'EasyNLPCLIPModel'],
@@ -530,6 +548,6 @@ function bertConfig(modelType: 'chinese_clip' | 'easynlp_clip', vision: ReturnTy
       position_embedding_type: 'absolute',
       use_cache: true,
     },
-    vision_config: visionConfig(vision, chinese ? 'chinese_clip_vision_model' : 'clip_vision_model', chinese ? projection : undefined),
+    vision_config: visionConfig(vision, chinese ? 'chinese_clip_vision_model' : 'clip_vision_model', chinese ? projection : undefined, act),
   };
 }

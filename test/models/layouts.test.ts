@@ -98,6 +98,10 @@ Infer('open_clip ViT-H-14 (open_clip. prefix): 16 heads of width 80, every size 
   throwsCode(() => toHfLayout(openaiStateDict(VIT_H_14), { model: 'ViT-L-14', source: 'vit-h.pt' }), 'E_SHAPE', /vit-h\.pt does not match ViT-L-14: its vision hidden_size is 1280 but ViT-L-14 has 1024/);
   throwsCode(() => toHfLayout(openaiStateDict(VIT_H_14), { model: 'ViT-Q-99' }), 'E_ARG', /Unknown model name "ViT-Q-99"; known: ViT-B-32, ViT-B-16, ViT-L-14, ViT-L-14-336, ViT-H-14/);
   throwsCode(() => toHfLayout(openaiStateDict(VIT_H_14), { text: 'RBT3-chinese' }), 'E_ARG', /applies to Chinese-CLIP checkpoints only/);
+  // LAION's ViT-H-14 was trained with erf GELU, which the weights cannot show: the caller says so.
+  const laion = toHfLayout(openaiStateDict(VIT_H_14), { model: 'ViT-H-14', hiddenAct: 'gelu' }).config;
+  assert.equal([laion.vision_config.hidden_act, laion.text_config.hidden_act], ['gelu', 'gelu']);
+  throwsCode(() => toHfLayout(openaiStateDict(VIT_H_14), { hiddenAct: 'relu' as 'gelu' }), 'E_ARG', /Expected hiddenAct 'quick_gelu' or 'gelu' but received "relu"/);
 });
 
 Infer('a named model sets the heads where shapes cannot: ViT-B-32 geometry with names', () => {
