@@ -63,6 +63,8 @@ export const MAX_EXTRA_DEPTH = 32;
 export const MAX_EXTRA_VALUES = 1_000_000;
 
 const MAGIC_NUMBER = 0x1950a86a20f9469cfc6cn;
+/** One read call reads at most this much (Node refuses reads of 2 GiB or more). */
+const READ_CHUNK_BYTES = 1 << 30;
 const LEGACY_PROTOCOL_VERSION = 1001;
 
 /** Storage classes (torch.<Name>, also torch.cuda.<Name> in old files) and their element dtype. */
@@ -116,7 +118,7 @@ export function readTorchCheckpoint(file: string): TorchCheckpoint {
     buf = Buffer.allocUnsafeSlow(size); // its own ArrayBuffer, so file offsets keep their alignment
     let done = 0;
     while (done < size) {
-      const got = fs.readSync(fd, buf, done, size - done, done);
+      const got = fs.readSync(fd, buf, done, Math.min(size - done, READ_CHUNK_BYTES), done);
       if (got === 0) throw new ClipkitError('E_IO', `Cannot read PyTorch checkpoint ${file}: it ended after ${done} of ${size} bytes (changed while being read?)`);
       done += got;
     }

@@ -205,6 +205,15 @@ Zip('the valid archive reads (and crc32 is the standard one)', () => {
   assert.is(crc32(Buffer.from('The quick brown fox jumps over the lazy dog')), 0x414fa339);
 });
 
+Zip('zip64 extra fields carry the sizes and offsets; a zip64 marker without them is refused', () => {
+  const files = [
+    { name: 'archive/data.pkl', data: stateDictPickle({ w: FOUR }) },
+    { name: 'archive/data/0', data: f32Bytes([1, 2, 3, 4]) },
+  ];
+  assert.equal([...parse(zipBytes(files, { zip64: true })).tensors.get('w')!.data()], [1, 2, 3, 4]);
+  throwsCode(() => parse(zipBytes(files, { zip64: true, zip64Extra: false })), 'E_FORMAT', /entry "archive\/data\.pkl" needs a zip64 extra field but has none/);
+});
+
 Zip('truncated archives at every cut point: always a ClipkitError, never a crash', () => {
   for (let cut = 0; cut < VALID.length; cut++) {
     const err = throwsCode(() => parse(VALID.subarray(0, cut)), 'E_FORMAT', /./);

@@ -107,8 +107,12 @@ export interface ZipFileSpec {
   method?: number;
 }
 
-/** A zip archive as torch writes it: stored entries, data aligned to 64 bytes by an extra field, one central directory. */
-export function zipBytes(files: ZipFileSpec[]): Buffer {
+/**
+ * A zip archive as torch writes it: stored entries, data aligned to 64 bytes by an extra field, one
+ * central directory. `zip64` writes every central size and offset as 0xffffffff with the real values
+ * in a zip64 extra field (as archives over 4 GiB must); `zip64Extra: false` leaves that field out.
+ */
+export function zipBytes(files: ZipFileSpec[], o: { zip64?: boolean; zip64Extra?: boolean } = {}): Buffer {
   const parts: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
@@ -135,11 +139,20 @@ export function zipBytes(files: ZipFileSpec[]): Buffer {
     c.writeUInt16LE(20, 6);
     c.writeUInt16LE(f.method ?? 0, 10);
     c.writeUInt32LE(crc, 16);
-    c.writeUInt32LE(f.data.length, 20);
-    c.writeUInt32LE(f.data.length, 24);
+    c.writeUInt32LE(o.zip64 ? 0xffffffff : f.data.length, 20);
+    c.writeUInt32LE(o.zip64 ? 0xffffffff : f.data.length, 24);
     c.writeUInt16LE(name.length, 28);
-    c.writeUInt32LE(offset, 42);
-    central.push(c, name);
+    c.writeUInt32LE(o.zip64 ? 0xffffffff : offset, 42);
+    const z64 = Buffer.alloc(o.zip64 && o.zip64Extra !== false ? 28 : 0);
+    if (z64.length) {
+      z64.writeUInt16LE(0x0001, 0);
+      z64.writeUInt16LE(24, 2);
+      z64.writeBigUInt64LE(BigInt(f.data.length), 4); // uncompressed, compressed, local header offset
+      z64.writeBigUInt64LE(BigInt(f.data.length), 12);
+      z64.writeBigUInt64LE(BigInt(offset), 20);
+    }
+    c.writeUInt16LE(z64.length, 30);
+    central.push(c, name, z64);
     offset += 30 + name.length + extra.length + f.data.length;
   }
   const cd = Buffer.concat(central);
