@@ -7,6 +7,8 @@ import { readTorchCheckpoint } from '../../src/io/pytorch';
 import { readSafetensors } from '../../src/io/safetensors';
 import type { TensorEntry } from '../../src/io/tensor_entry';
 import { toHfLayout } from '../../src/models/layouts';
+import { parseClipConfig } from '../../src/models/config';
+import { checkClipWeights, loadClipWeights } from '../../src/models/weights';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const CHECKPOINTS = path.join(FIXTURES, 'checkpoints');
@@ -131,6 +133,19 @@ Fixtures('aligned F32 tensors are views into the file buffer, F16 is widened onc
   assert.is(a.data().buffer, a.bytes().buffer);
   const h = ck.tensors.get('f16.matrix')!;
   assert.is(h.data(), h.data());
+});
+
+Fixtures('the mapped tensors and inferred config load through the model loader like the safetensors folder', () => {
+  for (const [file, model] of [['openai_clip_tiny.pt', 'openai_clip_tiny'], ['chinese_clip_tiny.pt', 'chinese_clip_tiny']]) {
+    const hf = toHfLayout(readTorchCheckpoint(path.join(CHECKPOINTS, file)).tensors, { source: file });
+    const weights = checkClipWeights(hf.tensors, parseClipConfig(hf.config, file), file);
+    const reference = loadClipWeights(path.join(MODELS, model));
+    assert.equal(weights.unexpected, []);
+    assert.is(weights.logitScale, reference.logitScale);
+    assert.equal([...weights.vision.layers[1].v.weight.data], [...reference.vision.layers[1].v.weight.data]);
+    assert.equal([...weights.vision.projection.data], [...reference.vision.projection.data]);
+    assert.equal([...weights.text.projection.data], [...reference.text.projection.data]);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
