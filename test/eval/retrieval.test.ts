@@ -11,6 +11,7 @@ import { RetrievalScorer, retrievalMetrics } from '../../src/eval/retrieval';
 import { TopK } from '../../src/eval/topk';
 import { zeroshotMetrics, ZeroshotScorer } from '../../src/eval/zeroshot';
 import { rng } from '../helpers';
+import { chineseClipRecall, pythonTopK } from './chinese_clip';
 
 const close = (got: number, want: number, what: string) => assert.ok(Math.abs(got - want) < 1e-9, `${what}: got ${got}, want ${want}`);
 
@@ -23,15 +24,6 @@ function throwsWithCode(fn: () => unknown, code: string, match: RegExp): void {
     return;
   }
   assert.unreachable(`expected ${code} matching ${match}`);
-}
-
-/** Chinese-CLIP's ranking: sorted(pairs, key=score, reverse=True) is stable, so JS's stable sort with (b - a) matches. */
-function pythonTopK(scores: readonly number[], k: number): number[] {
-  return scores
-    .map((s, i) => [i, s] as const)
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, k)
-    .map(([i]) => i);
 }
 
 const Top = suite('TopK');
@@ -124,22 +116,6 @@ Retrieval('ties go to the lower index, in both directions (worked by hand)', () 
   close(m.imageToText.r1, 200 / 3, 'i2t R@1');
   assert.equal([m.textToImage.r5, m.imageToText.r5], [100, 100]);
 });
-
-/** A direct transcription of make_topk_predictions*.py + evaluation*.py over a full matrix. */
-function chineseClipRecall(S: Float32Array, nImages: number, textImages: number[][]) {
-  const nTexts = textImages.length;
-  // predictions: [query, top-10 candidates]; a query is correct at k if any of its truth is in top[:k].
-  const recall = (predictions: [number, number[]][], truth: number[][]) =>
-    [1, 5, 10].map((k) => (predictions.filter(([q, top]) => truth[q].some((c) => top.slice(0, k).includes(c))).length / predictions.length) * 100);
-  const column = (t: number) => Array.from({ length: nImages }, (_, i) => S[i * nTexts + t]);
-  const row = (i: number) => Array.from(S.subarray(i * nTexts, (i + 1) * nTexts));
-  const t2i = recall(textImages.map((_, t) => [t, pythonTopK(column(t), 10)]), textImages);
-  // transform_ir_annotation_to_tr.py: an image's texts are those listing it; only those images are queries.
-  const imageTexts = Array.from({ length: nImages }, (_, i) => textImages.flatMap((list, t) => (list.includes(i) ? [t] : [])));
-  const queries = imageTexts.flatMap((list, i) => (list.length ? [i] : []));
-  const i2t = recall(queries.map((i) => [i, pythonTopK(row(i), 10)]), imageTexts);
-  return { t2i, i2t };
-}
 
 Retrieval('random matrices with ties: the scorer, fed in blocks, matches the transcription of Chinese-CLIP', () => {
   const r = rng(11);
