@@ -62,6 +62,10 @@ export interface ReadRetrievalOptions {
 /** Reads a retrieval set (see the header for the formats). */
 export async function readRetrievalDataset(file: string, opts: ReadRetrievalOptions = {}): Promise<RetrievalDataset> {
   const format = opts.format ?? (await detectRetrievalFormat(file));
+  if (opts.images !== undefined && format !== 'cn-clip')
+    throw new ClipkitError('E_ARG', `Expected an image TSV (--images) only with Chinese-CLIP files but ${file} is in the ${format} format`);
+  if (opts.imagesDir !== undefined && format !== 'jsonl')
+    throw new ClipkitError('E_ARG', `Expected an images folder (--images-dir) only with JSON lines of image paths but ${file} is in the ${format} format`);
   const data =
     format === 'cn-clip' ? await readChineseClip(file, opts.images ?? imagesTsvBeside(file))
     : format === 'easynlp' ? await readEasyNlp(file)

@@ -139,6 +139,7 @@ Retrieval('bad inputs name the file and line', async () => {
   await rejectsCode(() => readRetrievalDataset(file), 'E_FORMAT', /pairs\.tsv line 2: Expected text<TAB>base64 image but found 3/);
   file = write(dir, 'captions.jsonl', jsonl([{ image: 'nope.jpg', captions: ['a'] }]));
   await rejectsCode(() => readRetrievalDataset(file), 'E_IO', /captions\.jsonl line 1: Expected an image file at nope\.jpg/);
+  await rejectsCode(() => readRetrievalDataset(file, { images: tsv }), 'E_ARG', /image TSV \(--images\) only with Chinese-CLIP files but .* is in the jsonl format/);
   file = write(dir, 'unknown.jsonl', jsonl([{ caption: 'a' }]));
   await rejectsCode(() => readRetrievalDataset(file), 'E_FORMAT', /line 1: Expected a JSON object with text_id .* or image/);
 });
