@@ -23,13 +23,18 @@
  * size of the file itself. F64 and integer tensors (int64 position_ids buffers) are entries too:
  * bytes() gives their values, data() refuses them with E_DTYPE (F64 is not narrowed silently).
  *
+ * TorchScript archives (torch.jit.save; OpenAI's released CLIP .pt files are these) have the same
+ * zip layout plus `constants.pkl` and `code/`. The code is never looked at: data.pkl pickles the
+ * module tree as objects of `__torch__.*` classes, which become inert records of their attributes
+ * (only in TorchScript archives), and the state dict is their tensor attributes under dotted paths,
+ * as `module.state_dict()` names them (plus any plain tensor attributes the module kept).
+ *
  * The state dict is the top-level dict, or its `state_dict` / `model` / `model_state_dict` entry
  * when that is a dict holding tensors (training checkpoints such as Chinese-CLIP's `{epoch, step,
  * name, state_dict}`). The other top-level entries are returned as plain values in `extra`.
  *
  * Refused with ClipkitError (E_FORMAT naming the file and the problem, E_UNSUPPORTED for formats
- * recognised but not read): zip problems (see zip.ts), a missing data.pkl, TorchScript archives,
- * big-endian files, the tar format of torch < 0.4, persistent ids of the wrong shape, storages
+ * recognised but not read): zip problems (see zip.ts), a missing data.pkl, big-endian files, the tar format of torch < 0.4, persistent ids of the wrong shape, storages
  * missing from the archive or whose size differs from the declared element count, tensors whose
  * offset/size/stride reach past their storage, storage dtypes torch does not define, values nested
  * deeper than MAX_EXTRA_DEPTH, and everything unpickle.ts refuses.
@@ -38,11 +43,13 @@ import * as fs from 'node:fs';
 import { ClipkitError } from '../errors';
 import { PickleGlobal, PyCallable, PyTuple, PyValue, kindOf, unpickle } from './unpickle';
 import { ELEMENT_BYTES, StorageDType, TensorEntry, elementCount, gatherStrided, lazyTensorEntry } from './tensor_entry';
-import { crc32, readZipDirectory } from './zip';
+import { crc32, readZipDirectory, storedData } from './zip';
+
+export type TorchFormat = 'zip' | 'legacy' | 'torchscript';
 
 export interface TorchCheckpoint {
   readonly path: string;
-  readonly format: 'zip' | 'legacy';
+  readonly format: TorchFormat;
   /** The state dict's tensors by name, in the file's order. */
   readonly tensors: Map<string, TensorEntry>;
   /** Where the state dict was found: '' for the top-level object, else its key (`state_dict`, `model`, ...). */
@@ -153,20 +160,16 @@ function readZipFormat(bytes: Uint8Array, file: string, fail: (p: string) => Cli
   const root = first.slice(0, slash + 1);
   const record = (name: string) => entries.get(root + name);
 
-  if (record('constants.pkl') || [...entries.keys()].some((n) => n.startsWith(root + 'code/')))
-    throw new ClipkitError(
-      'E_UNSUPPORTED',
-      `${file} is a TorchScript archive (torch.jit.save), not a torch.save checkpoint; load it with torch.jit.load and torch.save its state_dict()`,
-    );
+  const torchScript = record('constants.pkl') !== undefined || [...entries.keys()].some((n) => n.startsWith(root + 'code/'));
   const order = record('byteorder');
   if (order) {
-    const text = String.fromCharCode(...bytes.subarray(order.dataOffset, order.dataOffset + Math.min(order.size, 16)));
+    const text = String.fromCharCode(...storedData(bytes, order, file).subarray(0, 16));
     if (text === 'big') throw new ClipkitError('E_UNSUPPORTED', `${file} holds big-endian storages (byteorder record "big"); clipkit reads little-endian checkpoints only`);
     if (text !== 'little') throw fail(`byteorder record is ${JSON.stringify(text)}, expected "little" or "big"`);
   }
   const pkl = record('data.pkl');
   if (!pkl) throw fail(`no ${root}data.pkl in the archive (entries: ${[...entries.keys()].slice(0, 5).join(', ')}${entries.size > 5 ? ', ...' : ''})`);
-  const pickle = bytes.subarray(pkl.dataOffset, pkl.dataOffset + pkl.size);
+  const pickle = storedData(bytes, pkl, file);
   if (crc32(pickle) !== pkl.crc32) throw fail(`${root}data.pkl does not match its CRC-32 (corrupt file)`);
 
   const storages = new Map<string, StorageRef>();
@@ -183,12 +186,14 @@ function readZipFormat(bytes: Uint8Array, file: string, fail: (p: string) => Cli
     if (nbytes !== entry.size)
       throw fail(`storage ${JSON.stringify(key)} declares ${numel} ${type.dtype} elements (${nbytes} bytes) but ${root}data/${key} holds ${entry.size} bytes`);
     const storage = new StorageRef(key, type.dtype, numel);
-    storage.bytes = bytes.subarray(entry.dataOffset, entry.dataOffset + entry.size);
+    storage.bytes = storedData(bytes, entry, file);
     storages.set(key, storage);
     return storage;
   };
-  const { value } = unpickle(pickle, 0, { source: `${file} (${root}data.pkl)`, globals: torchGlobals(fail), persistentLoad });
-  return collect(value, 'zip', file, bytes.length, fail);
+  const globals = torchGlobals(fail);
+  const lookup = (name: string) => globals.get(name) ?? (torchScript ? torchScriptGlobal(name, fail) : undefined);
+  const { value } = unpickle(pickle, 0, { source: `${file} (${root}data.pkl)`, globals: lookup, persistentLoad, build: buildScriptObject(fail) });
+  return collect(value, torchScript ? 'torchscript' : 'zip', file, bytes.length, fail);
 }
 
 function readLegacyFormat(bytes: Uint8Array, file: string, fail: (p: string) => ClipkitError): TorchCheckpoint {
@@ -275,7 +280,7 @@ function describe(v: PyValue): string {
   if (v instanceof PyTuple) return `(${v.items.map(describe).join(', ')})`;
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v);
   if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
-  if (v instanceof StorageType || v instanceof TorchDType || v instanceof TorchClass) return v.qualifiedName;
+  if (v instanceof StorageType || v instanceof TorchDType || v instanceof TorchClass || v instanceof ScriptObject) return v.qualifiedName;
   return kindOf(v);
 }
 
@@ -373,6 +378,63 @@ function torchGlobals(fail: (p: string) => ClipkitError): Map<string, PickleGlob
   return g;
 }
 
+/** An object of a TorchScript class (`__torch__.*`): a record of the attributes BUILD gave it. */
+class ScriptObject {
+  attributes: Map<string, PyValue> | undefined;
+  constructor(readonly qualifiedName: string) {}
+}
+
+/** A TorchScript archive's classes (inert records) and the list helpers its pickler uses. */
+function torchScriptGlobal(name: string, fail: (p: string) => ClipkitError): PickleGlobal | undefined {
+  if (name.startsWith('__torch__.'))
+    return {
+      construct: (args) => {
+        if (args.length) throw fail(`TorchScript class ${name} is constructed with arguments (${args.map(describe).join(', ')}); only attribute records are read`);
+        return new ScriptObject(name);
+      },
+    };
+  const helper = /^torch\.jit\._pickle\.(build_intlist|build_doublelist|build_boollist|build_tensorlist|restore_type_tag)$/.exec(name);
+  if (!helper) return undefined;
+  return {
+    call: (args) => {
+      // build_*list(list) and restore_type_tag(value, type_str) return their first argument.
+      if (args.length !== (helper[1] === 'restore_type_tag' ? 2 : 1)) throw fail(`${name} got ${args.length} arguments`);
+      return args[0];
+    },
+  };
+}
+
+function buildScriptObject(fail: (p: string) => ClipkitError) {
+  return (obj: PyValue, state: PyValue): boolean => {
+    if (!(obj instanceof ScriptObject)) return false;
+    if (obj.attributes) throw fail(`TorchScript object ${obj.qualifiedName} is built twice`);
+    if (!(state instanceof Map) || [...state.keys()].some((k) => typeof k !== 'string'))
+      throw fail(`TorchScript object ${obj.qualifiedName} has state ${describe(state)}, not a dict of attributes`);
+    obj.attributes = state as Map<string, PyValue>;
+    return true;
+  };
+}
+
+/** The tensor attributes of a TorchScript module tree by dotted path (submodules first-seen order). */
+function moduleTensors(root: ScriptObject, fail: (p: string) => ClipkitError): Map<PyValue, PyValue> {
+  const out = new Map<PyValue, PyValue>();
+  const open = new Set<ScriptObject>();
+  let visited = 0;
+  const visit = (obj: ScriptObject, prefix: string, depth: number) => {
+    if (depth > MAX_EXTRA_DEPTH) throw fail(`TorchScript modules nested deeper than ${MAX_EXTRA_DEPTH} levels at ${JSON.stringify(prefix)}`);
+    if (open.has(obj)) throw fail(`TorchScript module ${JSON.stringify(prefix)} contains itself`);
+    open.add(obj);
+    for (const [name, v] of obj.attributes ?? []) {
+      if (++visited > MAX_EXTRA_VALUES) throw fail(`more than ${MAX_EXTRA_VALUES} TorchScript attributes`);
+      if (v instanceof TensorRef) out.set(prefix + name, v);
+      else if (v instanceof ScriptObject) visit(v, `${prefix}${name}.`, depth + 1);
+    }
+    open.delete(obj);
+  };
+  visit(root, '', 0);
+  return out;
+}
+
 function iterable(v: PyValue): PyValue[] | undefined {
   if (Array.isArray(v)) return v;
   if (v instanceof PyTuple) return [...v.items];
@@ -386,7 +448,8 @@ function sizes(v: PyValue): number[] | undefined {
 }
 
 /** Finds the state dict in the unpickled object and turns tensors into entries, the rest into `extra`. */
-function collect(top: PyValue, format: 'zip' | 'legacy', file: string, fileBytes: number, fail: (p: string) => ClipkitError): TorchCheckpoint {
+function collect(value: PyValue, format: TorchFormat, file: string, fileBytes: number, fail: (p: string) => ClipkitError): TorchCheckpoint {
+  const top = value instanceof ScriptObject ? moduleTensors(value, fail) : value;
   if (!(top instanceof Map)) throw fail(`the pickled object is ${kindOf(top)}, not a dict of tensors`);
   const hasTensors = (d: PyValue | undefined) => d instanceof Map && [...d.values()].some((v) => v instanceof TensorRef);
   const key = STATE_DICT_KEYS.find((k) => hasTensors(top.get(k))) ?? '';
@@ -462,7 +525,7 @@ class PlainConverter {
     if (++this.visited > MAX_EXTRA_VALUES) throw this.fail(`more than ${MAX_EXTRA_VALUES} values outside the state dict (at ${JSON.stringify(path)})`);
     if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return v;
     if (v instanceof TensorRef) return this.entryFor(v, path);
-    if (v instanceof StorageType || v instanceof TorchDType || v instanceof TorchClass || v instanceof PyCallable) return v.qualifiedName;
+    if (v instanceof StorageType || v instanceof TorchDType || v instanceof TorchClass || v instanceof PyCallable || v instanceof ScriptObject) return v.qualifiedName;
     if (v instanceof StorageRef) return `storage ${v.key}`;
     if (depth >= MAX_EXTRA_DEPTH) throw this.fail(`${JSON.stringify(path)} is nested deeper than ${MAX_EXTRA_DEPTH} levels`);
     if (this.open.has(v)) throw this.fail(`${JSON.stringify(path)} contains itself`);

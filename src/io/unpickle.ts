@@ -41,8 +41,13 @@ export interface PickleGlobal {
 export interface UnpickleOptions {
   /** Names the pickle in error messages, e.g. `model.pt (data.pkl)`. */
   readonly source: string;
-  /** Permitted globals by `module.name`. */
-  readonly globals: ReadonlyMap<string, PickleGlobal>;
+  /** Permitted globals by `module.name` (a map, or a lookup returning undefined for refused names). */
+  readonly globals: ReadonlyMap<string, PickleGlobal> | ((qualifiedName: string) => PickleGlobal | undefined);
+  /**
+   * BUILD on an object the globals table made: applies `state` and returns true, or returns false
+   * for objects it does not know (BUILD is then refused). Absent: BUILD is allowed on dicts only.
+   */
+  readonly build?: (obj: PyValue, state: PyValue) => boolean;
   /** Resolves a persistent id (BINPERSID); absent: persistent ids are refused. */
   readonly persistentLoad?: (pid: PyValue) => PyValue;
 }
@@ -99,7 +104,8 @@ export function kindOf(v: PyValue | undefined): string {
  * the offset just past STOP, so that files holding several pickles in a row can be read in turn.
  */
 export function unpickle(bytes: Uint8Array, start: number, options: UnpickleOptions): { value: PyValue; end: number } {
-  const { source, globals, persistentLoad } = options;
+  const { source, globals, persistentLoad, build } = options;
+  const lookup = typeof globals === 'function' ? globals : (q: string) => globals.get(q);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const utf8 = new TextDecoder('utf-8', { fatal: true });
   let pos = start;
@@ -196,7 +202,7 @@ export function unpickle(bytes: Uint8Array, start: number, options: UnpickleOpti
   };
   const resolveGlobal = (module: string, name: string): PyValue => {
     const qualified = globalName(module, name);
-    const spec = DOTTED.test(module) && IDENTIFIER.test(name) ? globals.get(qualified) : undefined;
+    const spec = DOTTED.test(module) && IDENTIFIER.test(name) ? lookup(qualified) : undefined;
     if (!spec)
       throw new ClipkitError(
         'E_FORMAT',
@@ -350,8 +356,9 @@ export function unpickle(bytes: Uint8Array, start: number, options: UnpickleOpti
         push(cls.spec.construct(args.items));
         break;
       }
-      case 0x62: { // BUILD: only attribute state on a dict (an OrderedDict's _metadata), which is ignored
+      case 0x62: { // BUILD: objects of the globals table, or attribute state on a dict (an OrderedDict's _metadata), which is ignored
         const state = pop(), obj = top();
+        if (build?.(obj, state)) break;
         if (!(obj instanceof Map)) throw fail(`BUILD on ${kindOf(obj)} is not supported`);
         const dictState = state instanceof PyTuple && state.items.length === 2 ? state.items[0] : state;
         const slotState = state instanceof PyTuple && state.items.length === 2 ? state.items[1] : null;

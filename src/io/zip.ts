@@ -4,12 +4,14 @@
  * each entry's local header, giving every entry's name and the byte range of its data in the file,
  * so that callers can take views instead of copies.
  *
- * Reads only STORED (uncompressed) entries, which is all torch.save writes. Refuses, with
- * ClipkitError E_FORMAT naming the file and the problem: a missing or inconsistent end record,
- * archives split over disks, more than MAX_ZIP_ENTRIES entries, compressed or encrypted entries,
- * bad signatures, names that are not UTF-8 or appear twice, local headers that disagree with the
- * central directory, and data ranges that leave the file, reach into the central directory or
- * overlap another entry. CRCs are not checked here (crc32() is exported for callers that want it).
+ * Only STORED (uncompressed) entries can be read, which is all torch.save writes: storedData()
+ * refuses a compressed entry by name. Compressed entries may be present as long as nobody reads them
+ * (TorchScript archives deflate their code/ files). Refused for the whole archive, with ClipkitError
+ * E_FORMAT naming the file and the problem: a missing or inconsistent end record, archives split
+ * over disks, more than MAX_ZIP_ENTRIES entries, encrypted entries, bad signatures, names that are
+ * not UTF-8 or appear twice, local headers that disagree with the central directory, and data
+ * ranges that leave the file, reach into the central directory or overlap another entry. CRCs are
+ * not checked here (crc32() is exported for callers that want it).
  */
 import { ClipkitError } from '../errors';
 
@@ -20,8 +22,12 @@ export interface ZipEntry {
   readonly name: string;
   /** Offset of the entry's data in the archive. */
   readonly dataOffset: number;
-  /** Length of the data (stored entries: compressed size = uncompressed size). */
+  /** Length of the data in the archive (stored entries: equal to `size`). */
+  readonly compressedSize: number;
+  /** Length of the entry's contents. */
   readonly size: number;
+  /** Compression method (0 = stored). */
+  readonly method: number;
   /** CRC-32 recorded in the central directory. */
   readonly crc32: number;
 }
@@ -107,8 +113,6 @@ export function readZipDirectory(buf: Uint8Array, file: string): ZipDirectory {
     const what = `entry ${JSON.stringify(name)}`;
     if (entries.has(name)) throw fail(`${what} appears twice`);
     if (flags & 0x1) throw fail(`${what} is encrypted`);
-    if (method !== 0)
-      throw fail(`${what} is compressed (method ${method}${METHOD_NAMES[method] ? ` = ${METHOD_NAMES[method]}` : ''}); torch.save writes stored entries only, and clipkit reads no others`);
 
     // Zip64 extended information: the 64-bit values of the fields that hold 0xffffffff, in order.
     if (uncompressed === 0xffffffff || compressed === 0xffffffff || localOffset === 0xffffffff) {
@@ -125,7 +129,7 @@ export function readZipDirectory(buf: Uint8Array, file: string): ZipDirectory {
       if (compressed === 0xffffffff) compressed = next('compressed size');
       if (localOffset === 0xffffffff) localOffset = next('local header offset');
     }
-    if (compressed !== uncompressed) throw fail(`${what} is stored but its compressed size ${compressed} differs from its size ${uncompressed}`);
+    if (method === 0 && compressed !== uncompressed) throw fail(`${what} is stored but its compressed size ${compressed} differs from its size ${uncompressed}`);
 
     if (localOffset + LOCAL_BYTES > cdOffset) throw fail(`${what}: local header at ${localOffset} is not before the central directory at ${cdOffset}`);
     if (u32(localOffset) !== SIG_LOCAL) throw fail(`${what}: bad local header signature 0x${u32(localOffset).toString(16)} at ${localOffset}`);
@@ -136,11 +140,11 @@ export function readZipDirectory(buf: Uint8Array, file: string): ZipDirectory {
     if (!sameBytes(buf.subarray(localOffset + LOCAL_BYTES, localOffset + LOCAL_BYTES + localNameLen), nameBytes))
       throw fail(`${what}: the local header at ${localOffset} names a different entry`);
     if (localFlags & 0x1) throw fail(`${what} is encrypted`);
-    if (localMethod !== 0) throw fail(`${what}: its local header says compression method ${localMethod} but the central directory says stored`);
-    if (dataOffset + uncompressed > cdOffset)
-      throw fail(`${what}: data [${dataOffset}, ${dataOffset + uncompressed}) runs into the central directory at ${cdOffset}`);
-    entries.set(name, { name, dataOffset, size: uncompressed, crc32 });
-    spans.push({ name, start: localOffset, end: dataOffset + uncompressed });
+    if (localMethod !== method) throw fail(`${what}: its local header says compression method ${localMethod} but the central directory says ${method}`);
+    if (dataOffset + compressed > cdOffset)
+      throw fail(`${what}: data [${dataOffset}, ${dataOffset + compressed}) runs into the central directory at ${cdOffset}`);
+    entries.set(name, { name, dataOffset, compressedSize: compressed, size: uncompressed, method, crc32 });
+    spans.push({ name, start: localOffset, end: dataOffset + compressed });
     at = varEnd;
   }
 
@@ -149,6 +153,15 @@ export function readZipDirectory(buf: Uint8Array, file: string): ZipDirectory {
     if (spans[i].start < spans[i - 1].end)
       throw fail(`entries ${JSON.stringify(spans[i - 1].name)} [${spans[i - 1].start}, ${spans[i - 1].end}) and ${JSON.stringify(spans[i].name)} [${spans[i].start}, ${spans[i].end}) overlap`);
   return { entries };
+}
+
+/** The bytes of a stored entry of `buf` (a view); a compressed entry is refused, naming its method. */
+export function storedData(buf: Uint8Array, entry: ZipEntry, file: string): Uint8Array {
+  if (entry.method !== 0) {
+    const method = `${entry.method}${METHOD_NAMES[entry.method] ? ` = ${METHOD_NAMES[entry.method]}` : ''}`;
+    throw new ClipkitError('E_FORMAT', `Invalid zip archive ${file}: entry ${JSON.stringify(entry.name)} is compressed (method ${method}); torch.save writes stored entries only, and clipkit reads no others`);
+  }
+  return buf.subarray(entry.dataOffset, entry.dataOffset + entry.size);
 }
 
 /** The data range of the extra-field block with this id, or undefined. */

@@ -153,7 +153,7 @@ const Cases = suite('pytorch: torch.save cases (legacy and zip, protocols 2/4/5,
 const expected = readJson(path.join(CASES, 'expected.json')).files as Record<string, any>;
 
 for (const [file, want] of Object.entries(expected)) {
-  if (want.refused_global) continue;
+  if (want.refused_global || want.same_tensors_as) continue;
   Cases(`${file}: every tensor's dtype, shape, bytes and values`, () => {
     const ck = readTorchCheckpoint(path.join(CASES, file));
     assert.is(ck.format, file.startsWith('legacy') ? 'legacy' : 'zip');
@@ -188,6 +188,22 @@ Cases('the transpose and strided slices are gathered from the shared storage, no
   const s = ck.tensors.get('f32.strided')!; // base[::2, 1::2] -> [3, 2]
   assert.equal(s.shape, [3, 2]);
   assert.equal([...s.data()], [m[1], m[3], m[11], m[13], m[21], m[23]]);
+});
+
+Cases('a TorchScript archive (traced OpenAI-layout model) gives the tensors of its state dict and maps like it', () => {
+  const jit = readTorchCheckpoint(path.join(CASES, 'torchscript_openai_tiny.pt'));
+  const plain = readTorchCheckpoint(path.join(CASES, expected['torchscript_openai_tiny.pt'].same_tensors_as));
+  assert.is(jit.format, 'torchscript');
+  assert.equal([...jit.tensors.keys()].sort(), [...plain.tensors.keys()].sort());
+  for (const [name, want] of plain.tensors) sameTensor(jit.tensors.get(name), want, name);
+  const hfJit = toHfLayout(jit.tensors), hfPlain = toHfLayout(plain.tensors);
+  assert.is(hfJit.layout, 'openai');
+  assert.equal(hfJit.config, hfPlain.config);
+  assert.equal(
+    [hfJit.config.vision_config.image_size, hfJit.config.vision_config.patch_size, hfJit.config.text_config.max_position_embeddings, hfJit.config.projection_dim],
+    [16, 8, 7, 16],
+  );
+  for (const [name, want] of hfPlain.tensors) sameTensor(hfJit.tensors.get(name), want, name);
 });
 
 Cases('the hostile files written by the generator are refused by the global they name', () => {
