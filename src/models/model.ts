@@ -16,6 +16,7 @@
 import { describe, expectInt, expectOneOf } from '../check';
 import { ClipkitError, rangeError, typeError } from '../errors';
 import { preprocess as preprocessImage } from '../image/preprocess';
+import { resolveModel } from '../io/hub';
 import { infonce, InfonceResult } from '../ops/infonce';
 import { l2Normalize } from '../ops/l2_normalize';
 import { logits } from '../ops/logits';
@@ -41,6 +42,12 @@ export interface LoadModelOptions {
   tokenizerDir?: string;
   /** Show a download progress bar on stderr when a hub model is fetched; default false. */
   progress?: boolean;
+  /** Hub revision (branch, tag or commit) when `dir` is a hub id; `org/name@rev` says the same. */
+  revision?: string;
+  /** Hugging Face hub cache folder; default $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. */
+  cacheDir?: string;
+  /** Use the hub cache only (as HF_HUB_OFFLINE=1). */
+  offline?: boolean;
 }
 
 export interface EncodeOptions {
@@ -356,10 +363,14 @@ export class ClipModel {
   }
 }
 
-/** Loads config.json and the weights of a model folder and packs them. */
-export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<ClipModel> {
-  if (typeof dir !== 'string') throw typeError('E_ARG', `Expected a model folder path string for dir but received ${describe(dir)}`);
+/**
+ * Loads a model — a folder, or a Hugging Face hub id (`org/name`, `org/name@revision`) fetched
+ * into the shared hub cache on first use — reading config.json and the weights and packing them.
+ */
+export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}): Promise<ClipModel> {
+  if (typeof nameOrDir !== 'string') throw typeError('E_ARG', `Expected a model folder or hub id string but received ${describe(nameOrDir)}`);
   if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
+  const dir = await resolveModel(nameOrDir, { progress: opts.progress ?? false, revision: opts.revision, cacheDir: opts.cacheDir, offline: opts.offline });
   const batchSize = expectInt('batchSize', opts.batchSize ?? 16, 1);
   const dtype = expectOneOf('dtype', opts.dtype ?? 'fp32', ['fp32', 'bf16'] as const);
   if (opts.threads !== undefined) setThreads(opts.threads);

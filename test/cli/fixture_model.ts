@@ -25,6 +25,15 @@ export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEn
   });
 }
 
+/** Runs `clipkit args…` without blocking this process's event loop (needed when it serves the child). */
+export function cliRun(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = cliAsync(args, opts);
+  let stdout = '', stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
+}
+
 /** Starts `clipkit args…` without waiting (to kill it part way). */
 export function cliAsync(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
   return spawn(CLI[0], [...CLI.slice(1), ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
