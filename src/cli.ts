@@ -8,6 +8,7 @@ import { registerClassify } from './cli/classify';
 import { positiveInt } from './cli/common';
 import { registerEmbed } from './cli/embed';
 import { registerEval } from './cli/eval';
+import { registerSearch } from './cli/search';
 import { ISAS } from './runtime';
 
 export function buildProgram(): Command {
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerClassify(program);
   registerEmbed(program);
   registerEval(program);
+  registerSearch(program);
   registerBench(program);
   return program;
 }
