@@ -5,11 +5,12 @@
  */
 import { Command, Option } from 'commander';
 import { registerClassify } from './cli/classify';
-import { positiveInt } from './cli/common';
+import { positiveInt, table } from './cli/common';
 import { registerEmbed } from './cli/embed';
 import { registerEval } from './cli/eval';
 import { registerSearch } from './cli/search';
-import { ISAS } from './runtime';
+import { loadModel } from './models';
+import { cpuInfo, ISAS, setIsa } from './runtime';
 
 export function buildProgram(): Command {
   const program = new Command('clipkit').description('CLIP-family image–text models natively from Node.js').showHelpAfterError();
@@ -31,7 +32,11 @@ function registerBench(program: Command): void {
     .option('--threads <n>', 'threads (0: one per physical core)', positiveInt('--threads', 0), 0)
     .addOption(new Option('--isa <isa>', 'force an instruction set').choices([...ISAS]))
     .option('--samples <n>', 'samples per case (the median is reported)', positiveInt('--samples', 0), 7)
-    .action(async (o: { op?: string; listOps?: boolean; json?: boolean; threads: number; isa?: (typeof ISAS)[number]; samples: number }) => {
+    .option('--model <id|dir>', 'instead of the kernels: whole-tower throughput of this model (images/s, texts/s at batch 1 and --batch-size)')
+    .option('--batch-size <n>', 'with --model: the larger batch', positiveInt('--batch-size'), 8)
+    .addOption(new Option('--dtype <dtype>', 'with --model: weights in the GEMMs').choices(['fp32', 'bf16']).default('fp32'))
+    .action(async (o: { op?: string; listOps?: boolean; json?: boolean; threads: number; isa?: (typeof ISAS)[number]; samples: number; model?: string; batchSize: number; dtype: 'fp32' | 'bf16' }) => {
+      if (o.model !== undefined) return benchModel(o.model, o);
       // The bench harness is compiled next to src/ (dist/bench); loaded lazily so other commands stay light.
       const bench = require('../bench/index') as typeof import('../bench/index');
       if (o.listOps) {
@@ -53,6 +58,16 @@ function registerBench(program: Command): void {
       });
       if (!o.json) console.log(bench.formatTable(rows));
     });
+}
+
+async function benchModel(name: string, o: { json?: boolean; threads: number; isa?: (typeof ISAS)[number]; samples: number; batchSize: number; dtype: 'fp32' | 'bf16' }): Promise<void> {
+  const { towerThroughput } = require('../bench/throughput') as typeof import('../bench/throughput');
+  if (o.isa) setIsa(o.isa);
+  const model = await loadModel(name, { threads: o.threads || undefined, batchSize: o.batchSize, dtype: o.dtype, progress: process.stderr.isTTY === true });
+  const rows = await towerThroughput(model, Math.max(1, o.samples));
+  if (o.json) for (const r of rows) console.log(JSON.stringify({ model: name, dtype: o.dtype, isa: cpuInfo().isa, threads: cpuInfo().threads, ...r }));
+  else
+    console.log(table(['tower', 'batch', 'ms / batch', 'items/s', 'tokens'], rows.map((r) => [r.tower, r.batch, r.median_ms.toFixed(2), r.items_per_s.toFixed(1), r.tokens?.toFixed(1) ?? ''])));
 }
 
 if (require.main === module) {

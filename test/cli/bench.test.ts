@@ -40,4 +40,15 @@ Bench('--help describes the options', () => {
   for (const flag of ['--op', '--json', '--threads', '--isa']) assert.match(r.stdout, new RegExp(flag));
 });
 
+
+
+Bench('--model: tower throughput rows for images and texts at batch 1 and --batch-size', () => {
+  const { modelFolder } = require('./fixture_model') as typeof import('./fixture_model');
+  const r = cli('bench', '--model', modelFolder('openai_clip_tiny'), '--samples', '1', '--batch-size', '4', '--json');
+  assert.is(r.status, 0, r.stderr);
+  const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(rows.map((x) => `${x.tower}/${x.batch}`), ['image/1', 'image/4', 'text/1', 'text/4']);
+  for (const x of rows) assert.ok(x.median_ms > 0 && Math.abs(x.items_per_s - (1000 * x.batch) / x.median_ms) < 1e-6 * x.items_per_s, JSON.stringify(x));
+  assert.ok(rows[2].tokens >= 3 && rows[2].tokens <= 77, `tokens ${rows[2].tokens}`);
+});
 Bench.run();
