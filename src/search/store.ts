@@ -39,7 +39,7 @@ export const ANN_MIN_ROWS = MIN_PARTITIONS * TRAINING_ROWS_PER_PARTITION;
 /** Partitions probed per query (LanceDB's default). */
 export const DEFAULT_NPROBES = 20;
 /** PQ candidates re-ranked on the stored vectors per result (k × this many). */
-export const DEFAULT_REFINE_FACTOR = 20;
+export const DEFAULT_REFINE_FACTOR = 40;
 
 /** The ANN index's name records the row count it was trained on: `vector_ivfpq_<rows>`. */
 const ANN_INDEX_PREFIX = 'vector_ivfpq_';
