@@ -20,3 +20,4 @@ export { loadModel, ClipModel } from './models';
 export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore, TemplateSet, HiddenStates } from './models';
 export { TEMPLATES, EN_TEMPLATES, ZH_TEMPLATES } from './models';
 export * from './image';
+export * from './search';

@@ -10,24 +10,25 @@ import { ANN_MIN_ROWS, DEFAULT_NPROBES, DEFAULT_REFINE_FACTOR, IMAGE_EXTENSIONS,
 import { ClipkitError } from '../errors';
 import { ModelOptions, openModel, positiveInt, Progress, progressBar, table, withModelOptions } from './common';
 
-const DB_HELP = 'the LanceDB database: a folder (created if missing) or any URI LanceDB connects to';
+const DB_HELP = 'the LanceDB database: a folder on disk or any URI LanceDB connects to';
 
 const INDEX_HELP = `
-Images: ${IMAGE_EXTENSIONS.join(' ')} (any case), in DIR and its sub-folders.
-Each row keeps the file's absolute path, size and mtime, the --model as given and the embedding
-dim; a database built with another model is refused (use a new --db). Run it again to update:
-only new and changed files are embedded, rows of deleted files are removed. Files that cannot be
-decoded are reported on stderr and in the summary, and skipped.
+Images: ${IMAGE_EXTENSIONS.join(' ')} (any case), in DIR and its
+sub-folders. Each row keeps the file's absolute path, size and mtime, the --model as given and
+the embedding dim; a database built with another model is refused (use a new --db). Run it again
+to update: only new and changed files are embedded, rows of deleted files are removed. Files that
+cannot be decoded are reported on stderr and in the summary, and skipped.
 
-Search is exact (a flat scan) below ${ANN_MIN_ROWS} rows. From ${ANN_MIN_ROWS} rows on, an IVF-PQ index
-(cosine) is built: IVF trains on 256 rows per partition and PQ on 256 rows per codebook, so its
-16 partitions need 16 x 256 = ${ANN_MIN_ROWS} rows. Later runs fold new rows into the index, and
-retrain it when the table has doubled or halved.`;
+Search is exact (a flat scan) below ${ANN_MIN_ROWS} rows. From ${ANN_MIN_ROWS} rows on, an IVF-PQ index (cosine) is
+built: IVF k-means trains on 256 rows per partition and PQ on 256 rows per codebook, so the
+smallest index, 16 partitions, needs 16 x 256 = ${ANN_MIN_ROWS} rows. Later runs fold new rows into the
+index, and train it again when the table has doubled or halved.`;
 
 const QUERY_HELP = `
-A QUERY that names an existing file is embedded as an image, anything else as a text. Scores are
-cosine similarities. Above ${ANN_MIN_ROWS} rows the IVF-PQ index is probed (${DEFAULT_NPROBES} partitions, the
-${DEFAULT_REFINE_FACTOR} x k nearest PQ candidates re-ranked on the stored vectors).`;
+A QUERY that names an existing file is embedded as an image, anything else as a text; use the
+--model the index was built with. Scores are cosine similarities. From ${ANN_MIN_ROWS} rows on, the
+IVF-PQ index is probed (${DEFAULT_NPROBES} partitions; the ${DEFAULT_REFINE_FACTOR} x k nearest PQ candidates are re-ranked
+on the stored vectors).`;
 
 interface IndexOptions extends ModelOptions {
   db: string;

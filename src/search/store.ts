@@ -15,7 +15,8 @@
  * Search: below ANN_MIN_ROWS rows, exact (LanceDB's flat scan). From ANN_MIN_ROWS rows on, an
  * IVF-PQ index (cosine): IVF k-means samples 256 rows per partition and PQ trains 256 centroids (its
  * 8-bit codes) per sub-vector, so the smallest index, MIN_PARTITIONS partitions, needs
- * 16 × 256 = 4096 rows. Rows added after training are folded into the index's partitions by
+ * 16 × 256 = 4096 rows; partitions grow with the table (256 rows each, at most √rows), and PQ
+ * codes 8 dimensions per byte (dim / 8 sub-vectors). Rows added after training are folded into the index's partitions by
  * `optimize`; the index is retrained when the table has doubled or halved since training.
  * Queries probe `nprobes` partitions and re-rank `refineFactor × k` PQ candidates on the stored
  * vectors, so the scores returned are exact cosine similarities.

@@ -248,8 +248,13 @@ Search(`ImageStore: IVF-PQ above ${ANN_MIN_ROWS} rows, recall@10 against brute f
     assert.equal(await store.updateAnnIndex(), { search: 'ivf_pq', rows: N + 1, partitions: 19, action: 'updated' });
     assert.is((await store.search(extra.vector, { k: 1 }))[0].path, extra.path);
 
+    // Twice the rows it was trained on: trained again, with more partitions (10001 / 256 = 39).
+    const more = Array.from({ length: N }, (_, i) => ({ path: `/synthetic/more-${i}.jpg`, size: 1, mtime: 1, vector: unit(2e6 + i) }));
+    for (let i = 0; i < N; i += 1024) await store.upsert(more.slice(i, i + 1024));
+    assert.equal(await store.updateAnnIndex(), { search: 'ivf_pq', rows: 2 * N + 1, partitions: 39, action: 'trained' });
+
     // Below the threshold the index is dropped and the search is exact.
-    await store.remove([extra.path, ...rows.slice(ANN_MIN_ROWS - 1).map((r) => r.path)]);
+    await store.remove([extra.path, ...more.map((r) => r.path), ...rows.slice(ANN_MIN_ROWS - 1).map((r) => r.path)]);
     assert.equal(await store.updateAnnIndex(), { search: 'exact', rows: ANN_MIN_ROWS - 1, action: 'dropped' });
     rows.length = ANN_MIN_ROWS - 1;
     assert.is(await recallAt10(), 1, 'exact search finds the exact top 10');
