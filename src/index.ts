@@ -9,7 +9,7 @@ export type { ErrorCode } from './errors';
 export { cpuInfo, availableIsas, setIsa, setThreads, ISAS } from './runtime';
 export type { Isa } from './runtime';
 export * from './ops';
-export { loadTokenizer, BertWordPieceTokenizer, ClipBpeTokenizer, fixText } from './tokenizers';
+export { loadTokenizer, BertWordPieceTokenizer, ClipBpeTokenizer, XlmRobertaTokenizer, fixText } from './tokenizers';
 export type { Encoded, Tokenizer, LoadTokenizerOptions } from './tokenizers';
 export { readSafetensors, readSafetensorsIndex } from './io/safetensors';
 export type { SafetensorsFile, SafetensorsTensor, SafetensorsCheckpoint } from './io/safetensors';

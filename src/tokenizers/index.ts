@@ -14,10 +14,13 @@ import { ClipkitError, typeError } from '../errors';
 import { BertWordPieceTokenizer } from './bert_wordpiece';
 import { ClipBpeTokenizer } from './clip_bpe';
 import { Tokenizer } from './types';
+import { XlmRobertaTokenizer } from './xlm_roberta';
 
 export { BertWordPieceTokenizer } from './bert_wordpiece';
 export { ClipBpeTokenizer } from './clip_bpe';
 export { fixText } from './ftfy';
+export { SentencePieceUnigram } from './sentencepiece';
+export { XlmRobertaTokenizer } from './xlm_roberta';
 export type { Encoded, Tokenizer } from './types';
 
 type Builder = (dir: string, contextLength: number | undefined) => Tokenizer;
@@ -27,10 +30,15 @@ const BUILDERS: ReadonlyMap<string, Builder> = new Map<string, Builder>([
   ['BertTokenizerFast', bertFromDir],
   ['CLIPTokenizer', clipFromDir],
   ['CLIPTokenizerFast', clipFromDir],
+  ['XLMRobertaTokenizer', xlmRobertaFromDir],
+  ['XLMRobertaTokenizerFast', xlmRobertaFastFromDir],
 ]);
 
 export interface LoadTokenizerOptions {
-  /** Overrides the context length (default: Chinese-CLIP 52, OpenAI CLIP 77). */
+  /**
+   * Overrides the context length (default: Chinese-CLIP 52, OpenAI CLIP 77, AltCLIP
+   * tokenizer_config.json's model_max_length or else 77).
+   */
   contextLength?: number;
 }
 
@@ -56,7 +64,8 @@ function tokenizerClass(dir: string): string {
   if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) return 'CLIPTokenizer';
   if (existsSync(join(dir, 'bpe_simple_vocab_16e6.txt.gz'))) return 'CLIPTokenizer';
   if (existsSync(join(dir, 'vocab.txt'))) return 'BertTokenizer';
-  throw new ClipkitError('E_IO', `Expected tokenizer files in ${dir} (tokenizer_config.json, vocab.txt, or vocab.json + merges.txt) but found none`);
+  if (existsSync(join(dir, SPM_MODEL))) return 'XLMRobertaTokenizer';
+  throw new ClipkitError('E_IO', `Expected tokenizer files in ${dir} (tokenizer_config.json, vocab.txt, vocab.json + merges.txt, or ${SPM_MODEL}) but found none`);
 }
 
 function bertFromDir(dir: string, contextLength = 52): Tokenizer {
@@ -67,6 +76,30 @@ function clipFromDir(dir: string, contextLength = 77): Tokenizer {
   const vocab = join(dir, 'vocab.json'), merges = join(dir, 'merges.txt'), gz = join(dir, 'bpe_simple_vocab_16e6.txt.gz');
   if (!existsSync(vocab) && existsSync(gz)) return ClipBpeTokenizer.fromGzip(readBytes(gz), contextLength);
   return ClipBpeTokenizer.fromVocabMerges(readText(vocab), readText(merges), contextLength);
+}
+
+const SPM_MODEL = 'sentencepiece.bpe.model';
+/** The largest model_max_length taken as a context length; transformers writes 1e30 for "no limit". */
+const MAX_CONFIG_CONTEXT = 1 << 16;
+
+function xlmRobertaFromDir(dir: string, contextLength?: number): Tokenizer {
+  const model = join(dir, SPM_MODEL);
+  return XlmRobertaTokenizer.fromModelProto(readBytes(model), contextLength ?? configContextLength(dir) ?? 77, model);
+}
+
+/** The fast tokenizer's class is read with the slow tokenizer's files; a tokenizer.json-only folder is refused. */
+function xlmRobertaFastFromDir(dir: string, contextLength?: number): Tokenizer {
+  if (!existsSync(join(dir, SPM_MODEL)))
+    throw new ClipkitError('E_UNSUPPORTED', `Unsupported XLMRobertaTokenizerFast folder ${dir}: expected ${SPM_MODEL} (a folder with only tokenizer.json is not supported)`);
+  return xlmRobertaFromDir(dir, contextLength);
+}
+
+/** tokenizer_config.json's model_max_length when it is a usable context length. */
+function configContextLength(dir: string): number | undefined {
+  const configPath = join(dir, 'tokenizer_config.json');
+  if (!existsSync(configPath)) return undefined;
+  const n = (readJson(configPath) as { model_max_length?: unknown }).model_max_length;
+  return Number.isInteger(n) && (n as number) >= 2 && (n as number) <= MAX_CONFIG_CONTEXT ? (n as number) : undefined;
 }
 
 function readBytes(path: string): Buffer {

@@ -8,7 +8,7 @@ export interface Encoded {
 }
 
 export interface Tokenizer {
-  /** Which reference this reproduces: 'chinese_clip_bert_wordpiece' | 'openai_clip_bpe'. */
+  /** Which reference this reproduces: 'chinese_clip_bert_wordpiece' | 'openai_clip_bpe' | 'altclip_xlm_roberta_spm'. */
   readonly kind: string;
   readonly contextLength: number;
   readonly padId: number;

@@ -30,8 +30,22 @@ export interface OaCase {
   ftfy_changed: boolean;
 }
 
+export interface XrCase {
+  id: string;
+  text: string;
+  ids: number[];
+  attention_mask: number[];
+  num_tokens: number;
+  pieces: string[];
+  spm_ids: number[];
+  piece_ids: number[];
+  truncated: boolean;
+  has_unk: boolean;
+}
+
 export const cnCases = () => readJson<{ context_length: number; cases: CnCase[] }>('chinese_clip_tokenizer_cases.json');
 export const oaCases = () => readJson<{ context_length: number; cases: OaCase[] }>('openai_clip_tokenizer_cases.json');
+export const xrCases = () => readJson<{ context_length: number; spm_vocab_size: number; mask_id: number; cases: XrCase[] }>('altclip_tokenizer_cases.json');
 
 /** First index where two sequences differ, with both values, or '' when equal. */
 export function firstDiff(got: ArrayLike<unknown>, want: ArrayLike<unknown>): string {

@@ -70,8 +70,8 @@ const throwsCode = (fn: () => unknown, code: string, re: RegExp, ctor: Function 
 
 Load('unknown tokenizer_class is refused, naming it', () => {
   const dir = folder('unknown', { 'vocab.txt': path('vocab.txt') });
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'XLMRobertaTokenizer' }));
-  throwsCode(() => loadTokenizer(dir), 'E_UNSUPPORTED', /XLMRobertaTokenizer/);
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'T5Tokenizer' }));
+  throwsCode(() => loadTokenizer(dir), 'E_UNSUPPORTED', /T5Tokenizer/);
 });
 
 Load('missing or broken files give clear errors', () => {
