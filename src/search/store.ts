@@ -259,7 +259,8 @@ export class ImageStore {
   /** The k rows nearest to `vector` by cosine similarity, best first. */
   async search(vector: Float32Array, opts: SearchOptions = {}): Promise<SearchHit[]> {
     const rows = await this.query(vector, opts).select(['path', '_distance']).toArray();
-    return rows.map((r: { path: string; _distance: number }, i: number) => ({ rank: i + 1, path: r.path, score: 1 - r._distance }));
+    // Cosine distance is 1 - similarity; float32 rounding can step just past ±1.
+    return rows.map((r: { path: string; _distance: number }, i: number) => ({ rank: i + 1, path: r.path, score: Math.min(1, Math.max(-1, 1 - r._distance)) }));
   }
 
   /** The plan LanceDB runs for search(vector, opts): shows whether the ANN index is used. */
