@@ -53,7 +53,7 @@ interface Manifest {
   main_batch_images: string[];
 }
 
-for (const name of ['chinese_clip_tiny', 'openai_clip_tiny'] as TinyName[]) {
+for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as TinyName[]) {
   const test = suite<{ ref: Reference; m: ClipModel; man: Manifest; real: string[] }>(`${name} api`);
   test.before(async (ctx) => {
     ctx.ref = reference(name);

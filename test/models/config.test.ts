@@ -28,8 +28,24 @@ Config('chinese_clip_tiny: every field from the file, nothing defaulted', () => 
   assert.equal(c.text, {
     kind: 'bert', vocabSize: 21128, hiddenSize: 128, intermediateSize: 512, numHiddenLayers: 2, numAttentionHeads: 2,
     maxPositionEmbeddings: 512, typeVocabSize: 2, hiddenAct: 'gelu', layerNormEps: 1e-12, padTokenId: 0,
+    positionOffset: 0, pooling: 'cls', pooledSize: 128,
   });
   assert.equal(c.defaulted, []);
+});
+
+Config('altclip_tiny: XLM-R numbering (positions from pad + 1), transformation to project_dim', () => {
+  const c = readClipConfig(path.join(__dirname, '..', 'fixtures', 'models', 'altclip_tiny', 'config.json'));
+  assert.is(c.modelType, 'altclip');
+  assert.equal(c.text, {
+    kind: 'bert', vocabSize: 8002, hiddenSize: 128, intermediateSize: 512, numHiddenLayers: 2, numAttentionHeads: 2,
+    maxPositionEmbeddings: 514, typeVocabSize: 1, hiddenAct: 'gelu', layerNormEps: 1e-5, padTokenId: 1,
+    positionOffset: 2, pooling: 'transformation', pooledSize: 128,
+  });
+  assert.equal(c.defaulted, []);
+  const bare = parseClipConfig({ model_type: 'altclip' }, 'alt.json');
+  assert.ok(bare.text.kind === 'bert');
+  assert.equal([bare.text.vocabSize, bare.text.hiddenSize, bare.text.numHiddenLayers, bare.text.pooledSize, bare.projectionDim], [250002, 1024, 24, 768, 768]);
+  throwsCode(() => parseClipConfig({ model_type: 'altclip', text_config: { max_position_embeddings: 2 } }, 'alt.json'), 'E_FORMAT', /leaves no positions/);
 });
 
 Config('openai_clip_tiny: every field from the file, nothing defaulted', () => {
@@ -87,7 +103,7 @@ Config('square pairs are accepted; other pairs are unsupported', () => {
 });
 
 Config('unknown or missing model_type', () => {
-  throwsCode(() => parseClipConfig({ model_type: 'altclip' }, 'a/config.json'), 'E_UNSUPPORTED', /model_type string "altclip" in a\/config\.json; supported: chinese_clip, clip/);
+  throwsCode(() => parseClipConfig({ model_type: 'siglip' }, 'a/config.json'), 'E_UNSUPPORTED', /model_type string "siglip" in a\/config\.json; supported: chinese_clip, clip, altclip/);
   throwsCode(() => parseClipConfig({ model_type: 7 }, 'a/config.json'), 'E_UNSUPPORTED', /model_type number 7/);
   throwsCode(() => parseClipConfig({ text_config: {} }, 'a/config.json'), 'E_FORMAT', /a\/config\.json: required field model_type is missing/);
   throwsCode(() => parseClipConfig([], 'a/config.json'), 'E_FORMAT', /expected a JSON object but found array/);

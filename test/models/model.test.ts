@@ -1,5 +1,6 @@
 /**
- * loadModel on the two tiny models against their float64 reference forward passes.
+ * loadModel on the tiny models (Chinese-CLIP, OpenAI CLIP, AltCLIP) against their float64
+ * reference forward passes: embeddings, pooled outputs and every layer's hidden states.
  *
  * Tolerances (fp32): the reference is float64 stored as float32, so each stored value is already
  * within half an ulp (≤ 2.4e-7 at |x| < 4); our float32 path adds rounding from ~10 dependent ops
@@ -19,8 +20,8 @@ import { ClipkitError } from '../../src/errors';
 import { ClipModel, loadModel } from '../../src/models';
 import { logits } from '../../src';
 import { assertClose } from '../helpers';
-import { cnCases, oaCases } from '../tokenizers/fixtures';
-import { compare, concat, modelDir, reference, Reference, TinyName, tokenizerDir } from './reference';
+import { cnCases, oaCases, readJson } from '../tokenizers/fixtures';
+import { compare, concat, imageFile, modelDir, reference, Reference, referenceInfo, TinyName, tokenizerDir } from './reference';
 
 const FP32 = { atol: 1e-5, rtol: 1e-5, cos: 0.99999 };
 const BF16 = { atol: 0.06, rtol: 0.02, cos: 0.9999 };
@@ -32,36 +33,77 @@ function check(got: Float32Array, want: Float32Array, dim: number, tol: typeof F
   assertClose(got, want, { atol: tol.atol, rtol: tol.rtol, name });
 }
 
-const refJson = (name: TinyName) => JSON.parse(readFileSync(join(modelDir(name), '..', `${name}.reference.json`), 'utf8')) as { texts: string[] };
+const xrCases = () => readJson<{ cases: { text: string }[] }>('altclip_tokenizer_cases.json');
 
-for (const name of ['chinese_clip_tiny', 'openai_clip_tiny'] as const) {
-  const test = suite<{ ref: Reference; m: ClipModel; m1: ClipModel }>(name);
+const MODEL_TYPE = { chinese_clip_tiny: 'chinese_clip', openai_clip_tiny: 'clip', altclip_tiny: 'altclip' } as const;
+
+/**
+ * The main batch's pixel_values: stored in the reference, or (AltCLIP, whose reference leaves them
+ * out) the OpenAI pipeline's pixels of its four images, which preprocess() reproduces bit for bit.
+ */
+async function mainPixels(name: TinyName, m: ClipModel, ref: Reference): Promise<Float32Array> {
+  if (name !== 'altclip_tiny') return ref.get('vision.pixel_values');
+  return concat(await Promise.all(referenceInfo(name).main_batch_images!.map((key) => m.preprocess(imageFile(key)))));
+}
+
+for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as const) {
+  const test = suite<{ ref: Reference; m: ClipModel; m1: ClipModel; pixels: Float32Array }>(name);
   test.before(async (ctx) => {
     ctx.ref = reference(name);
     ctx.m = await loadModel(modelDir(name), { batchSize: 4, tokenizerDir: tokenizerDir(name) });
     ctx.m1 = await loadModel(modelDir(name), { batchSize: 1 });
+    ctx.pixels = await mainPixels(name, ctx.m, ctx.ref);
   });
 
   test('config', ({ m, ref }) => {
-    assert.is(m.config.modelType, name === 'chinese_clip_tiny' ? 'chinese_clip' : 'clip');
+    assert.is(m.config.modelType, MODEL_TYPE[name]);
     assert.is(m.config.projectionDim, PROJ);
     assert.is(m.config.imageSize, name === 'chinese_clip_tiny' ? 96 : 224);
     assert.is(m.config.contextLength, name === 'chinese_clip_tiny' ? 52 : 77);
     assert.is(m.config.logitScale, ref.get('logit_scale')[0]);
   });
 
-  test('image tower: pixel_values → pooled_output and image_embeds', async ({ m, ref }) => {
-    const out = await m.visionForward(ref.get('vision.pixel_values'), 4);
+  test('image tower: pixel_values → pooled_output and image_embeds', async ({ m, ref, pixels }) => {
+    const out = await m.visionForward(pixels, 4);
     check(out.pooled.data, ref.get('vision.pooled_output'), WIDTH, FP32, 'pooled_output');
     check(out.embeds.data, ref.get('image_embeds'), PROJ, FP32, 'image_embeds');
-    const unit = concat(await m.encodePixels(ref.get('vision.pixel_values'), 4));
+    const unit = concat(await m.encodePixels(pixels, 4));
     check(unit, ref.get('image_embeds_normalized'), PROJ, FP32, 'image_embeds_normalized');
-    const raw = concat(await m.encodePixels(ref.get('vision.pixel_values'), 4, { normalize: false }));
+    const raw = concat(await m.encodePixels(pixels, 4, { normalize: false }));
     assert.equal(raw, out.embeds.data);
   });
 
+  test('image tower: hidden states (every row of the last layer)', async ({ m, ref, pixels }) => {
+    const h = await m.imageHiddenStates(pixels, 4);
+    const want = ref.get('vision.last_hidden_state');
+    assert.equal(h.lastHiddenState.shape, [...ref.shape('vision.last_hidden_state')]);
+    check(h.lastHiddenState.data, want, WIDTH, FP32, 'vision.last_hidden_state');
+    assert.is(h.hiddenStates.length, m.config.clip.vision.numHiddenLayers + 1);
+    assert.equal(h.hiddenStates[h.hiddenStates.length - 1].data, h.lastHiddenState.data);
+  });
+
+  test('text tower: hidden states of every layer, on the real tokens', async ({ m, ref }) => {
+    const ids = ref.ints('text.input_ids'), mask = ref.ints('text.attention_mask');
+    const [n, context] = ref.shape('text.input_ids');
+    const h = await m.textHiddenStates(ids, n);
+    // Rows of padding tokens are compared only where the reference's position ids equal ours:
+    // RoBERTa numbering gives padding the position of the pad id; BERT and causal CLIP need no care.
+    const realRows = (x: Float32Array) => {
+      const out: number[] = [];
+      for (let r = 0; r < n * context; r++) if (name !== 'altclip_tiny' || mask[r]) for (let j = 0; j < WIDTH; j++) out.push(x[r * WIDTH + j]);
+      return Float32Array.from(out);
+    };
+    const all = ref.get('text.hidden_states'), per = n * context * WIDTH;
+    assert.is(h.hiddenStates.length, all.length / per);
+    h.hiddenStates.forEach((got, i) =>
+      check(realRows(got.data), realRows(all.subarray(i * per, (i + 1) * per)), WIDTH, FP32, `text.hidden_states[${i}]`));
+    check(realRows(h.lastHiddenState.data), realRows(ref.get('text.last_hidden_state')), WIDTH, FP32, 'text.last_hidden_state');
+    if (name === 'altclip_tiny')
+      check(realRows(h.hiddenStates[h.hiddenStates.length - 1].data), realRows(ref.get('text.roberta_last_hidden_state')), WIDTH, FP32, 'text.roberta_last_hidden_state');
+  });
+
   if (name === 'chinese_clip_tiny')
-    test('image tower: the 9 real images in batches of 4, 4, 1', async ({ m, ref }) => {
+    test('image tower: the 9 real images (stored pixels) in batches of 4, 4, 1', async ({ m, ref }) => {
       const out = await m.visionForward(ref.get('real_images.pixel_values'), 9);
       check(out.embeds.data, ref.get('real_images.image_embeds'), PROJ, FP32, 'real_images.image_embeds');
     });
@@ -81,16 +123,16 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny'] as const) {
   });
 
   test('tokenize() equals the reference input_ids; encodeText end to end', async ({ m, ref }) => {
-    assert.equal(m.tokenize(refJson(name).texts), ref.ints('text.input_ids'));
-    const cases = (name === 'chinese_clip_tiny' ? cnCases() : oaCases()).cases.map((c) => c.text);
+    assert.equal(m.tokenize(referenceInfo(name).texts), ref.ints('text.input_ids'));
+    const cases = ({ chinese_clip_tiny: cnCases, openai_clip_tiny: oaCases, altclip_tiny: xrCases })[name]().cases.map((c) => c.text);
     assert.equal(m.tokenize(cases), ref.ints('all_cases.input_ids'));
     const unit = concat(await m.encodeText(cases));
     check(unit, ref.get('all_cases.text_embeds_normalized'), PROJ, FP32, 'encodeText');
     assert.equal(concat(await m.encodeText(cases[0])), unit.subarray(0, PROJ));
   });
 
-  test('logits_per_image = exp(logit_scale) · cosine', async ({ m, ref }) => {
-    const img = await m.visionForward(ref.get('vision.pixel_values'), 4);
+  test('logits_per_image = exp(logit_scale) · cosine', async ({ m, ref, pixels }) => {
+    const img = await m.visionForward(pixels, 4);
     const txt = await m.textForward(ref.ints('text.input_ids'), 6);
     const l = await logits(img.embeds, txt.embeds, Math.exp(m.config.logitScale));
     // logits are ~25x the embeddings' cosines: 25 · 1e-5 relative.
@@ -107,19 +149,19 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny'] as const) {
     }
   });
 
-  test('batch size 1 equals batch size 4', async ({ m, m1, ref }) => {
+  test('batch size 1 equals batch size 4', async ({ m, m1, ref, pixels }) => {
     const ids = ref.ints('all_cases.input_ids');
     const a = await m.textForward(ids, 153), b = await m1.textForward(ids, 153);
     assert.ok(compare(a.embeds.data, b.embeds.data, PROJ).maxAbs <= 1e-6, 'text');
-    const px = ref.get('vision.pixel_values');
+    const px = pixels;
     const c = await m.visionForward(px, 4), d = await m1.visionForward(px, 4);
     assert.ok(compare(c.embeds.data, d.embeds.data, PROJ).maxAbs <= 1e-6, 'image');
   });
 
-  test('bf16 mode within its bound', async ({ ref }) => {
+  test('bf16 mode within its bound', async ({ ref, pixels }) => {
     const m = await loadModel(modelDir(name), { dtype: 'bf16', batchSize: 8 });
     assert.is(m.dtype, 'bf16');
-    const img = await m.visionForward(ref.get('vision.pixel_values'), 4);
+    const img = await m.visionForward(pixels, 4);
     check(img.embeds.data, ref.get('image_embeds'), PROJ, BF16, 'bf16 image_embeds');
     const txt = await m.textForward(ref.ints('all_cases.input_ids'), 153);
     check(txt.embeds.data, ref.get('all_cases.text_embeds'), PROJ, BF16, 'bf16 all_cases.text_embeds');
