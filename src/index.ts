@@ -19,5 +19,7 @@ export { loadClipWeights } from './models/weights';
 export { loadModel, ClipModel } from './models';
 export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore, TemplateSet, HiddenStates } from './models';
 export { TEMPLATES, EN_TEMPLATES, ZH_TEMPLATES } from './models';
+export { convertCheckpoint, CONVERT_DTYPES } from './models';
+export type { ConvertOptions, ConvertResult, ConvertedFile, ConvertDType } from './models';
 export * from './image';
 export * from './search';

@@ -4,3 +4,5 @@ export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyO
 export type { HiddenStates } from './blocks';
 export { TEMPLATES, EN_TEMPLATES, ZH_TEMPLATES } from './templates';
 export type { TemplateSet } from './templates';
+export { convertCheckpoint, CONVERT_DTYPES } from './convert';
+export type { ConvertOptions, ConvertResult, ConvertedFile, ConvertDType } from './convert';
