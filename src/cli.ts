@@ -6,6 +6,7 @@
 import { Command, Option } from 'commander';
 import { registerClassify } from './cli/classify';
 import { positiveInt, table } from './cli/common';
+import { registerConvert } from './cli/convert';
 import { registerEmbed } from './cli/embed';
 import { registerEval } from './cli/eval';
 import { registerSearch } from './cli/search';
@@ -15,6 +16,7 @@ import { cpuInfo, ISAS, setIsa } from './runtime';
 export function buildProgram(): Command {
   const program = new Command('clipkit').description('CLIP-family image–text models natively from Node.js').showHelpAfterError();
   registerClassify(program);
+  registerConvert(program);
   registerEmbed(program);
   registerEval(program);
   registerSearch(program);
