@@ -6,7 +6,7 @@
  * refusals (non-empty folder, garbage input, wrong vocabulary, a write that fails) that leave
  * nothing behind.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -48,6 +48,7 @@ test.before((ctx) => {
     ctx.converted.set(input.file, { dir, result: convertCheckpoint(input.file, dir) });
   }
 });
+test.after(() => rmSync(scratch, { recursive: true, force: true }));
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
