@@ -6,7 +6,8 @@
  *   per layer:  a = LayerNorm(dense(MHA(x, keyMask)) + x);  x = LayerNorm(output(gelu(intermediate(a))) + a)
  *   pooled = x[:, 0]                                  Chinese-CLIP
  *   pooled = transformation(pre_LN(x[:, 0]))           AltCLIP (both act row by row, so row 0 suffices)
- *   text_embeds = pooled · text_projectionᵀ
+ *   pooled = tanh(pooler(x[:, 0]))                     EasyNLP (BERT's pooler)
+ *   text_embeds = pooled · text_projectionᵀ (+ bias, EasyNLP)
  *
  * The position offset is 0 for BERT and pad + 1 for the RoBERTa numbering (cumsum(ids != pad) + pad:
  * real tokens of a right-padded text sit at pad + 1, pad + 2, …).
@@ -39,7 +40,8 @@ export class BertTower {
     private readonly w: BertTextWeights,
     private readonly layers: PackedBertLayer[],
     private readonly head: { preLayerNorm: Norm; transformation: PackedLinear } | undefined,
-    private readonly projection: PackedWeight,
+    private readonly pooler: PackedLinear | undefined,
+    private readonly projection: PackedLinear,
   ) {}
 
   static async load(w: BertTextWeights, config: BertTextConfig, dtype: WeightDType = 'float32'): Promise<BertTower> {
@@ -63,12 +65,16 @@ export class BertTower {
       layers: [],
       preLayerNorm: undefined,
       transformation: undefined,
+      pooler: undefined,
       projection: own(w.projection), // (packed below; a view here would pin the whole checkpoint)
+      projectionBias: undefined,
     };
     const head = w.preLayerNorm && w.transformation
       ? { preLayerNorm: ownNorm(w.preLayerNorm), transformation: await packLinear(w.transformation, dtype) }
       : undefined;
-    return new BertTower(config, kept, layers, head, await packWeight(w.projection, { dtype }));
+    const pooler = w.pooler && (await packLinear(w.pooler, dtype));
+    const projection = await packLinear({ weight: w.projection, bias: w.projectionBias as Tensor }, dtype);
+    return new BertTower(config, kept, layers, head, pooler, projection);
   }
 
   /** Real tokens per row: up to the last id that is not [PAD] (cn_clip's mask is ids != pad). At least 1. */
@@ -90,7 +96,7 @@ export class BertTower {
   async encode(ids: Int32Array, n: number, context: number, batchSize: number, padTo?: number): Promise<TextOutput> {
     const lengths = this.lengths(ids, n, context);
     return encodeInGroups(ids, n, context, lengths, batchSize, (longest) => longest, padTo, this.config.pooledSize,
-      this.projection.n, (groupIds, groupLengths, seq) => this.encodeGroup(groupIds, groupLengths, seq));
+      this.projection.weight.n, (groupIds, groupLengths, seq) => this.encodeGroup(groupIds, groupLengths, seq));
   }
 
   /**
@@ -148,8 +154,17 @@ export class BertTower {
       const h = await layerNorm(pooled, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps });
       pooled = await linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias });
     }
-    return { pooled, embeds: await linear(pooled, this.projection) };
+    if (this.pooler) {
+      pooled = await linear(pooled, this.pooler.weight, { bias: this.pooler.bias });
+      tanhInPlace(pooled.data as Float32Array);
+    }
+    return { pooled, embeds: await linear(pooled, this.projection.weight, { bias: this.projection.bias }) };
   }
+}
+
+/** tanh of a [B, W] pooled block: B·W values, computed in float64 and rounded once. */
+function tanhInPlace(x: Float32Array): void {
+  for (let i = 0; i < x.length; i++) x[i] = Math.tanh(x[i]);
 }
 
 /** 1 on each row's first lengths[b] keys of seq, 0 on its padding. */

@@ -11,7 +11,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
 
-export const MODEL_TYPES = ['chinese_clip', 'clip', 'altclip'] as const;
+/**
+ * `easynlp_clip` is EasyNLP's Chinese CLIP ("huggingface_clip" CLIPApp): a config clipkit writes
+ * for it (EasyNLP's own config.json says `clip`; its checkpoint's names tell it apart).
+ */
+export const MODEL_TYPES = ['chinese_clip', 'clip', 'altclip', 'easynlp_clip'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
 
 /** Activations clipkit implements: `gelu` is the exact erf GELU, `quick_gelu` is x·sigmoid(1.702x). */
@@ -34,9 +38,9 @@ export interface VisionConfig {
 /**
  * How a BERT-family tower turns the hidden state of its first token into the pooled output:
  * 'cls' takes it as is (Chinese-CLIP); 'transformation' is AltCLIP's pre_LN + transformation
- * (hidden size → project_dim).
+ * (hidden size → project_dim); 'tanh' is BERT's pooler, tanh(dense(x)) (EasyNLP).
  */
-export type BertPooling = 'cls' | 'transformation';
+export type BertPooling = 'cls' | 'transformation' | 'tanh';
 
 /** BERT-family text tower (Chinese-CLIP's BERT, AltCLIP's XLM-R RoBERTa): post-LayerNorm. */
 export interface BertTextConfig {
@@ -86,9 +90,11 @@ interface ClipConfigBase {
   vision: VisionConfig;
   /** Paths of the fields the file left out and that took transformers' defaults, e.g. `vision_config.num_channels`. */
   defaulted: string[];
+  /** Whether text_projection and visual_projection have biases (EasyNLP's do). */
+  projectionBias: boolean;
 }
 export type ClipConfig =
-  | (ClipConfigBase & { modelType: 'chinese_clip' | 'altclip'; text: BertTextConfig })
+  | (ClipConfigBase & { modelType: 'chinese_clip' | 'altclip' | 'easynlp_clip'; text: BertTextConfig })
   | (ClipConfigBase & { modelType: 'clip'; text: ClipTextConfig });
 
 // transformers' defaults per config class (configuration_chinese_clip.py, configuration_clip.py).
@@ -226,7 +232,8 @@ function parseVision(json: Json, source: string, defaulted: string[]): VisionCon
   return v;
 }
 
-function parseBertText(json: Json, source: string, defaulted: string[], altclip: boolean): BertTextConfig {
+function parseBertText(json: Json, source: string, defaulted: string[], modelType: 'chinese_clip' | 'altclip' | 'easynlp_clip'): BertTextConfig {
+  const altclip = modelType === 'altclip';
   const f = new Fields(section(json, 'text_config', source), 'text_config.', altclip ? ALTCLIP_TEXT_DEFAULTS : BERT_TEXT_DEFAULTS, source, defaulted);
   const t: BertTextConfig = {
     kind: 'bert',
@@ -245,13 +252,18 @@ function parseBertText(json: Json, source: string, defaulted: string[], altclip:
     pooledSize: 0,
   };
   t.pooledSize = t.hiddenSize;
+  if (modelType === 'easynlp_clip') {
+    // EasyNLP runs its RobertaModel on a BERT checkpoint: positions cumsum(ids != pad) + pad, a tanh pooler.
+    t.positionOffset = t.padTokenId + 1;
+    t.pooling = 'tanh';
+  }
   if (altclip) {
     t.positionOffset = t.padTokenId + 1;
     t.pooling = 'transformation';
     t.pooledSize = f.int('project_dim', 1);
-    if (t.maxPositionEmbeddings <= t.positionOffset)
-      throw configError(source, `text_config.max_position_embeddings ${t.maxPositionEmbeddings} leaves no positions after the padding offset ${t.positionOffset}`);
   }
+  if (t.maxPositionEmbeddings <= t.positionOffset)
+    throw configError(source, `text_config.max_position_embeddings ${t.maxPositionEmbeddings} leaves no positions after the padding offset ${t.positionOffset}`);
   f.literal('position_embedding_type', ['absolute']);
   checkHeads(source, 'text_config.', t.hiddenSize, t.numAttentionHeads);
   return t;
@@ -289,10 +301,12 @@ export function parseClipConfig(json: unknown, source: string): ClipConfig {
   const projectionDim = top.int('projection_dim', 1);
   const logitScaleInitValue = top.finite('logit_scale_init_value');
   const vision = parseVision(json, source, defaulted);
-  const base = { source, projectionDim, logitScaleInitValue, vision, defaulted };
+  // EasyNLP builds every vision LayerNorm without an eps argument: 1e-5 whatever the config says.
+  if (modelType === 'easynlp_clip') vision.layerNormEps = 1e-5;
+  const base = { source, projectionDim, logitScaleInitValue, vision, defaulted, projectionBias: modelType === 'easynlp_clip' };
   return modelType === 'clip'
     ? { ...base, modelType, text: parseClipText(json, source, defaulted) }
-    : { ...base, modelType: modelType as 'chinese_clip' | 'altclip', text: parseBertText(json, source, defaulted, modelType === 'altclip') };
+    : { ...base, modelType: modelType as 'chinese_clip' | 'altclip' | 'easynlp_clip', text: parseBertText(json, source, defaulted, modelType as 'chinese_clip' | 'altclip' | 'easynlp_clip') };
 }
 
 function readJson(file: string, what: string): unknown {

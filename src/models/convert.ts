@@ -116,7 +116,7 @@ export function convertCheckpoint(input: string, outDir: string, options: Conver
   const config: HfConfigJson = { ...hf.config, torch_dtype: torchDType(weights) };
   const small = [
     textFile('config.json', json(config)),
-    textFile('preprocessor_config.json', json(preprocessorConfig(config))),
+    textFile('preprocessor_config.json', json(defaultPreprocessorConfig(config.model_type, config.vision_config.image_size as number))),
     ...tokenizerFiles(config, o.tokenizer),
   ];
   const files = writeFolder(outDir, createDir, weights, small);
@@ -327,7 +327,7 @@ const CLIP_MERGES = CLIP_VOCAB_SIZE - 512 - 2;
 const BPE_GZ = 'bpe_simple_vocab_16e6.txt.gz';
 
 /** The package's assets/ folder: two levels above this file in the sources, three in dist/. */
-function assetsDir(): string {
+export function assetsDir(): string {
   for (const up of [['..', '..'], ['..', '..', '..']]) {
     const dir = path.join(__dirname, ...up, 'assets');
     if (fs.existsSync(path.join(dir, BPE_GZ))) return dir;
@@ -406,9 +406,8 @@ const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
  * whose pipeline is OpenAI's): resize the shorter side to the image size, centre crop. Chinese-CLIP:
  * resize to image size × image size, so the crop of the same size changes nothing.
  */
-function preprocessorConfig(config: HfConfigJson): Record<string, unknown> {
-  const s = config.vision_config.image_size as number;
-  const chinese = config.model_type === 'chinese_clip';
+export function defaultPreprocessorConfig(modelType: string, s: number): Record<string, unknown> {
+  const chinese = modelType === 'chinese_clip';
   return {
     crop_size: { height: s, width: s },
     do_center_crop: true,

@@ -1,6 +1,6 @@
 /**
- * loadModel(dir): a Hugging Face CLIP-family folder (chinese_clip or clip) ready to embed texts and
- * preprocessed images.
+ * loadModel(nameOrDir): a CLIP-family model (Chinese-CLIP, OpenAI CLIP, AltCLIP, EasyNLP) from a
+ * hub id, a Hugging Face folder or an original checkpoint (source.ts), ready to embed texts and images.
  *
  *   const model = await loadModel('models/openai_clip_tiny');
  *   const [t] = await model.encodeText('a photo of a cat');           // unit length by default
@@ -26,10 +26,11 @@ import { loadTokenizer, Tokenizer } from '../tokenizers';
 import { BertTower } from './bert';
 import { HiddenStates, TextOutput } from './blocks';
 import { ClipTextTower } from './clip_text';
-import { ClipConfig, ModelType, PreprocessConfig, readClipConfig, readPreprocessConfig } from './config';
+import { ClipConfig, ModelType, PreprocessConfig } from './config';
 import { TEMPLATES, TemplateSet } from './templates';
 import { VisionOutput, VisionTower } from './vit';
-import { loadClipWeights } from './weights';
+import { readModelSource } from './source';
+import { checkClipWeights } from './weights';
 
 export interface LoadModelOptions {
   /** Kernel threads (process-wide, as setThreads); default: leave the current setting. */
@@ -38,8 +39,10 @@ export interface LoadModelOptions {
   batchSize?: number;
   /** 'fp32' (default, exact) or 'bf16' (faster GEMMs, ~3 significant digits). */
   dtype?: 'fp32' | 'bf16';
-  /** Folder with the tokenizer files; default the model folder. Read on first use. */
+  /** Folder with the tokenizer files; default the model folder (or the family's bundled vocabulary). Read on first use. */
   tokenizerDir?: string;
+  /** Token ids per text; default the family's (Chinese-CLIP 52, OpenAI CLIP and AltCLIP 77, EasyNLP 32). */
+  contextLength?: number;
   /** Show a download progress bar on stderr when a hub model is fetched; default false. */
   progress?: boolean;
   /** Hub revision (branch, tag or commit) when `dir` is a hub id; `org/name@rev` says the same. */
@@ -62,7 +65,7 @@ export interface ClassifyOptions {
   /**
    * Prompt templates with a `{}` where the label goes, averaged per label (a template ensemble):
    * 'en' (OpenAI CLIP's 80 ImageNet templates), 'zh' (Chinese-CLIP's 80) or your own list.
-   * Default 'zh' for chinese_clip models, 'en' for clip.
+   * Default 'zh' for the Chinese models (chinese_clip, easynlp_clip), 'en' for clip and altclip.
    */
   templates?: TemplateSet | readonly string[];
 }
@@ -85,7 +88,8 @@ export interface ModelInfo {
   clip: ClipConfig;
 }
 
-const CONTEXT_LENGTH: Record<ModelType, number> = { chinese_clip: 52, clip: 77, altclip: 77 };
+/** Token ids per text: Chinese-CLIP's 52, OpenAI's and AltCLIP's 77, EasyNLP's examples' 32. */
+const CONTEXT_LENGTH: Record<ModelType, number> = { chinese_clip: 52, clip: 77, altclip: 77, easynlp_clip: 32 };
 
 /** Label embeddings kept per (labels, templates); the oldest is dropped past this many. */
 const LABEL_CACHE_SIZE = 32;
@@ -102,19 +106,20 @@ export class ClipModel {
     readonly dtype: 'fp32' | 'bf16',
     /** @internal */ readonly vision: VisionTower,
     /** @internal */ readonly text: BertTower | ClipTextTower,
-    private readonly tokenizerDir: string,
-    /** @internal */ readonly dir: string,
+    private readonly sideFiles: { tokenizer: (contextLength: number) => Tokenizer; preprocess: () => PreprocessConfig },
+    /** The folder the model was loaded from (a hub id's snapshot in the cache), or its checkpoint file. */
+    readonly location: string,
   ) {}
 
-  /** The folder's preprocessor_config.json (read on first use). */
+  /** The preprocessing: the folder's preprocessor_config.json, else the family's standard one (read on first use). */
   get preprocessConfig(): PreprocessConfig {
-    this.preprocessCache ??= readPreprocessConfig(this.dir);
+    this.preprocessCache ??= this.sideFiles.preprocess();
     return this.preprocessCache;
   }
 
-  /** The model's tokenizer (loaded from the folder on first use). */
+  /** The model's tokenizer: the folder's, else the family's bundled vocabulary (loaded on first use). */
   get tokenizer(): Tokenizer {
-    this.tokenizerCache ??= loadTokenizer(this.tokenizerDir, { contextLength: this.config.contextLength });
+    this.tokenizerCache ??= this.sideFiles.tokenizer(this.config.contextLength);
     return this.tokenizerCache;
   }
 
@@ -294,7 +299,7 @@ export class ClipModel {
   }
 
   private templatesOf(t: ClassifyOptions['templates']): readonly string[] {
-    if (t === undefined) return this.config.modelType === 'chinese_clip' ? TEMPLATES.zh : TEMPLATES.en;
+    if (t === undefined) return this.config.modelType === 'chinese_clip' || this.config.modelType === 'easynlp_clip' ? TEMPLATES.zh : TEMPLATES.en;
     if (typeof t === 'string') {
       if (t === 'zh' || t === 'en') return TEMPLATES[t];
       throw rangeError('E_ARG', `Expected templates 'zh', 'en' or an array of template strings but received ${describe(t)}`);
@@ -374,11 +379,13 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
   const batchSize = expectInt('batchSize', opts.batchSize ?? 16, 1);
   const dtype = expectOneOf('dtype', opts.dtype ?? 'fp32', ['fp32', 'bf16'] as const);
   if (opts.threads !== undefined) setThreads(opts.threads);
-  const tokenizerDir = opts.tokenizerDir ?? dir;
-  if (typeof tokenizerDir !== 'string') throw typeError('E_ARG', `Expected a folder path string for tokenizerDir but received ${describe(tokenizerDir)}`);
+  const tokenizerDir = opts.tokenizerDir;
+  if (tokenizerDir !== undefined && typeof tokenizerDir !== 'string')
+    throw typeError('E_ARG', `Expected a folder path string for tokenizerDir but received ${describe(tokenizerDir)}`);
 
-  const config = readClipConfig(dir);
-  const weights = loadClipWeights(dir, config);
+  const source = readModelSource(dir);
+  const config = source.config;
+  const weights = checkClipWeights(source.tensors, config, source.files.length === 1 ? source.files[0] : dir, source.files);
   const packed = dtype === 'bf16' ? 'bfloat16' : 'float32';
   const vision = await VisionTower.load(weights.vision, config.vision, packed);
   const text =
@@ -386,7 +393,7 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
       ? await ClipTextTower.load(weights.text, weights.config.text, packed)
       : await BertTower.load(weights.text, weights.config.text, packed);
   const positions = config.text.maxPositionEmbeddings - (config.text.kind === 'bert' ? config.text.positionOffset : 0);
-  const contextLength = Math.min(CONTEXT_LENGTH[config.modelType], positions);
+  const contextLength = expectInt('contextLength', opts.contextLength ?? Math.min(CONTEXT_LENGTH[config.modelType], positions), 2, positions);
   const info: ModelInfo = {
     modelType: config.modelType,
     projectionDim: config.projectionDim,
@@ -395,7 +402,11 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
     logitScale: weights.logitScale,
     clip: config,
   };
-  return new ClipModel(info, batchSize, dtype, vision, text, tokenizerDir, dir);
+  const sideFiles = {
+    tokenizer: tokenizerDir === undefined ? source.tokenizer : (n: number) => loadTokenizer(tokenizerDir, { contextLength: n }),
+    preprocess: source.preprocess,
+  };
+  return new ClipModel(info, batchSize, dtype, vision, text, sideFiles, dir);
 }
 
 function expectImage(x: unknown, name: string): void {

@@ -4,7 +4,7 @@
  *   x = patchEmbed(pixels)                      conv (stride = patch) + class token + positions
  *   x = pre_layrnorm(x)
  *   per layer:  x += out_proj(MHA(layer_norm1(x)));  x += fc2(act(fc1(layer_norm2(x))))
- *   pooled = post_layernorm(x[:, 0]);  image_embeds = pooled · visual_projectionᵀ
+ *   pooled = post_layernorm(x[:, 0]);  image_embeds = pooled · visual_projectionᵀ (+ bias, EasyNLP)
  *
  * Only the class row leaves the tower, so the last layer computes attention for query row 0 alone
  * (keys and values still come from every row) and runs its out_proj, MLP and norms on that row.
@@ -33,6 +33,7 @@ export class VisionTower {
     private readonly layers: PackedPreNormLayer[],
     private readonly postLayerNorm: Norm,
     private readonly projection: PackedWeight,
+    private readonly projectionBias: Tensor | undefined,
   ) {}
 
   /** Packs every weight once (fp32, or bf16 for the fast mode). */
@@ -45,7 +46,8 @@ export class VisionTower {
     };
     const layers: PackedPreNormLayer[] = [];
     for (const l of w.layers) layers.push(await packPreNormLayer(l, dtype));
-    return new VisionTower(config, embed, ownNorm(w.preLayerNorm), layers, ownNorm(w.postLayerNorm), await packWeight(w.projection, { dtype }));
+    const projection = await packWeight(w.projection, { dtype });
+    return new VisionTower(config, embed, ownNorm(w.preLayerNorm), layers, ownNorm(w.postLayerNorm), projection, w.projectionBias && own(w.projectionBias));
   }
 
   private get settings(): BlockSettings {
@@ -76,7 +78,7 @@ export class VisionTower {
     x = cls;
 
     const pooled = await layerNorm(x, this.postLayerNorm.weight, this.postLayerNorm.bias, { eps: s.eps });
-    const embeds = await linear(pooled, this.projection);
+    const embeds = await linear(pooled, this.projection, { bias: this.projectionBias });
     return { pooled, embeds };
   }
 

@@ -41,7 +41,8 @@ export interface VisionWeights {
   preLayerNorm: Norm;
   layers: PreNormLayer[];
   postLayerNorm: Norm;
-  projection: Tensor; // [E, W] (visual_projection, no bias)
+  projection: Tensor; // [E, W] (visual_projection)
+  projectionBias?: Tensor; // [E] (EasyNLP only)
 }
 /** Post-LayerNorm BERT layer: a = LN(dense(MHA(x)) + x); x = LN(output(act(intermediate(a))) + a). */
 export interface BertLayer {
@@ -64,7 +65,10 @@ export interface BertTextWeights {
   /** AltCLIP: pre_LN [W] and transformation [P, W] after the encoder (pooling 'transformation'). */
   preLayerNorm?: Norm;
   transformation?: Linear;
-  projection: Tensor; // [E, P] (text_projection, no bias; P = pooledSize)
+  /** EasyNLP: BERT's pooler dense [W, W] (pooling 'tanh'). */
+  pooler?: Linear;
+  projection: Tensor; // [E, P] (text_projection; P = pooledSize)
+  projectionBias?: Tensor; // [E] (EasyNLP only)
 }
 export interface ClipTextWeights {
   kind: 'clip';
@@ -84,7 +88,7 @@ interface ClipWeightsBase {
   files: string[];
 }
 export type ClipWeights =
-  | (ClipWeightsBase & { modelType: 'chinese_clip' | 'altclip'; config: ClipConfig & { text: BertTextConfig }; text: BertTextWeights })
+  | (ClipWeightsBase & { modelType: 'chinese_clip' | 'altclip' | 'easynlp_clip'; config: ClipConfig & { text: BertTextConfig }; text: BertTextWeights })
   | (ClipWeightsBase & { modelType: 'clip'; config: ClipConfig & { text: ClipTextConfig }; text: ClipTextWeights });
 
 export interface ExpectedParameter {
@@ -117,7 +121,7 @@ function preNormLayer(take: Take, p: string, w: number, inter: number): PreNormL
   };
 }
 
-function visionTower(take: Take, c: VisionConfig, proj: number): VisionWeights {
+function visionTower(take: Take, c: VisionConfig, proj: number, bias: boolean): VisionWeights {
   const w = c.hiddenSize, grid = c.imageSize / c.patchSize;
   return {
     classEmbedding: take('vision_model.embeddings.class_embedding', [w]),
@@ -127,11 +131,12 @@ function visionTower(take: Take, c: VisionConfig, proj: number): VisionWeights {
     layers: range(c.numHiddenLayers).map((i) => preNormLayer(take, `vision_model.encoder.layers.${i}`, w, c.intermediateSize)),
     postLayerNorm: norm(take, 'vision_model.post_layernorm', w),
     projection: take('visual_projection.weight', [proj, w]),
+    ...(bias && { projectionBias: take('visual_projection.bias', [proj]) }),
   };
 }
 
 /** ChineseCLIPModel's BERT lives at `text_model.`, AltCLIPModel's RoBERTa at `text_model.roberta.`. */
-function bertTower(take: Take, c: BertTextConfig, proj: number): BertTextWeights {
+function bertTower(take: Take, c: BertTextConfig, proj: number, bias: boolean): BertTextWeights {
   const w = c.hiddenSize, inter = c.intermediateSize;
   const bert = c.pooling === 'transformation' ? 'text_model.roberta' : 'text_model';
   return {
@@ -157,7 +162,9 @@ function bertTower(take: Take, c: BertTextConfig, proj: number): BertTextWeights
       preLayerNorm: norm(take, 'text_model.pre_LN', w),
       transformation: linear(take, 'text_model.transformation', c.pooledSize, w),
     }),
+    ...(c.pooling === 'tanh' && { pooler: linear(take, 'text_model.pooler.dense', w, w) }),
     projection: take('text_projection.weight', [proj, c.pooledSize]),
+    ...(bias && { projectionBias: take('text_projection.bias', [proj]) }),
   };
 }
 
@@ -175,8 +182,8 @@ function clipTextTower(take: Take, c: ClipTextConfig, proj: number): ClipTextWei
 
 /** Builds the whole model's weights through `take`, in one order: vision, text, logit scale. */
 function buildModel(take: Take, config: ClipConfig) {
-  const vision = visionTower(take, config.vision, config.projectionDim);
-  const text = config.text.kind === 'bert' ? bertTower(take, config.text, config.projectionDim) : clipTextTower(take, config.text, config.projectionDim);
+  const vision = visionTower(take, config.vision, config.projectionDim, config.projectionBias);
+  const text = config.text.kind === 'bert' ? bertTower(take, config.text, config.projectionDim, config.projectionBias) : clipTextTower(take, config.text, config.projectionDim);
   const logitScale = take('logit_scale', []);
   return { vision, text, logitScale };
 }

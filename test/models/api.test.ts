@@ -53,7 +53,10 @@ interface Manifest {
   main_batch_images: string[];
 }
 
-for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as TinyName[]) {
+/** Chinese models default to (and are tested with) Chinese labels and Chinese-CLIP's templates. */
+const CHINESE: readonly TinyName[] = ['chinese_clip_tiny', 'easynlp_clip_cn_tiny'];
+
+for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny', 'easynlp_clip_cn_tiny'] as TinyName[]) {
   const test = suite<{ ref: Reference; m: ClipModel; man: Manifest; real: string[] }>(`${name} api`);
   test.before(async (ctx) => {
     ctx.ref = reference(name);
@@ -113,8 +116,8 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as 
   });
 
   test('classify(): a softmax over the labels, best first, equal to the template-ensemble hand computation', async ({ m, real }) => {
-    const labels = name === 'chinese_clip_tiny' ? ['猫', '狗', '宝可梦'] : ['cat', 'dog', 'pokemon'];
-    const templates = name === 'chinese_clip_tiny' ? ZH_TEMPLATES : EN_TEMPLATES;
+    const labels = CHINESE.includes(name) ? ['猫', '狗', '宝可梦'] : ['cat', 'dog', 'pokemon'];
+    const templates = CHINESE.includes(name) ? ZH_TEMPLATES : EN_TEMPLATES;
     const got = await m.classify(real[0], labels);
     assert.equal(got.map((g) => g.label).sort(), [...labels].sort());
     assert.ok(Math.abs(got.reduce((s, g) => s + g.score, 0) - 1) < 1e-12, 'scores sum to 1');
@@ -162,7 +165,7 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as 
     const sims = await m.similarity([image], lab);
     const want = 1 / (1 + Math.exp(sims[1] - sims[0])); // P(cat)
     assertClose([got.find((g) => g.label === 'cat')!.score], [want], { atol: 1e-5, rtol: 0, name: 'custom templates' });
-    const other = await m.classify(real[1], labels, { templates: name === 'chinese_clip_tiny' ? 'en' : 'zh' });
+    const other = await m.classify(real[1], labels, { templates: CHINESE.includes(name) ? 'en' : 'zh' });
     assert.is(other.length, 2);
   });
 

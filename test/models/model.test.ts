@@ -35,18 +35,22 @@ function check(got: Float32Array, want: Float32Array, dim: number, tol: typeof F
 
 const xrCases = () => readJson<{ cases: { text: string }[] }>('altclip_tokenizer_cases.json');
 
-const MODEL_TYPE = { chinese_clip_tiny: 'chinese_clip', openai_clip_tiny: 'clip', altclip_tiny: 'altclip' } as const;
+const MODEL_TYPE = { chinese_clip_tiny: 'chinese_clip', openai_clip_tiny: 'clip', altclip_tiny: 'altclip', easynlp_clip_cn_tiny: 'easynlp_clip' } as const;
+const CONTEXT = { chinese_clip_tiny: 52, openai_clip_tiny: 77, altclip_tiny: 77, easynlp_clip_cn_tiny: 32 } as const;
+/** Models whose text positions follow the RoBERTa numbering (padding rows get the pad position). */
+const ROBERTA_NUMBERING: readonly TinyName[] = ['altclip_tiny', 'easynlp_clip_cn_tiny'];
 
 /**
- * The main batch's pixel_values: stored in the reference, or (AltCLIP, whose reference leaves them
- * out) the OpenAI pipeline's pixels of its four images, which preprocess() reproduces bit for bit.
+ * The main batch's pixel_values: stored in the reference, or (AltCLIP, EasyNLP, whose references
+ * leave them out) the OpenAI pipeline's pixels of its four images, which preprocess() reproduces bit
+ * for bit.
  */
 async function mainPixels(name: TinyName, m: ClipModel, ref: Reference): Promise<Float32Array> {
-  if (name !== 'altclip_tiny') return ref.get('vision.pixel_values');
+  if (name === 'chinese_clip_tiny' || name === 'openai_clip_tiny') return ref.get('vision.pixel_values');
   return concat(await Promise.all(referenceInfo(name).main_batch_images!.map((key) => m.preprocess(imageFile(key)))));
 }
 
-for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as const) {
+for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny', 'easynlp_clip_cn_tiny'] as const) {
   const test = suite<{ ref: Reference; m: ClipModel; m1: ClipModel; pixels: Float32Array }>(name);
   test.before(async (ctx) => {
     ctx.ref = reference(name);
@@ -59,7 +63,7 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as 
     assert.is(m.config.modelType, MODEL_TYPE[name]);
     assert.is(m.config.projectionDim, PROJ);
     assert.is(m.config.imageSize, name === 'chinese_clip_tiny' ? 96 : 224);
-    assert.is(m.config.contextLength, name === 'chinese_clip_tiny' ? 52 : 77);
+    assert.is(m.config.contextLength, CONTEXT[name]);
     assert.is(m.config.logitScale, ref.get('logit_scale')[0]);
   });
 
@@ -90,13 +94,17 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as 
     // RoBERTa numbering gives padding the position of the pad id; BERT and causal CLIP need no care.
     const realRows = (x: Float32Array) => {
       const out: number[] = [];
-      for (let r = 0; r < n * context; r++) if (name !== 'altclip_tiny' || mask[r]) for (let j = 0; j < WIDTH; j++) out.push(x[r * WIDTH + j]);
+      for (let r = 0; r < n * context; r++) if (!ROBERTA_NUMBERING.includes(name) || mask[r]) for (let j = 0; j < WIDTH; j++) out.push(x[r * WIDTH + j]);
       return Float32Array.from(out);
     };
-    const all = ref.get('text.hidden_states'), per = n * context * WIDTH;
-    assert.is(h.hiddenStates.length, all.length / per);
-    h.hiddenStates.forEach((got, i) =>
-      check(realRows(got.data), realRows(all.subarray(i * per, (i + 1) * per)), WIDTH, FP32, `text.hidden_states[${i}]`));
+    const per = n * context * WIDTH;
+    if (name !== 'easynlp_clip_cn_tiny') {
+      // (EasyNLP's reference stores the last layer's only.)
+      const all = ref.get('text.hidden_states');
+      assert.is(h.hiddenStates.length, all.length / per);
+      h.hiddenStates.forEach((got, i) =>
+        check(realRows(got.data), realRows(all.subarray(i * per, (i + 1) * per)), WIDTH, FP32, `text.hidden_states[${i}]`));
+    }
     check(realRows(h.lastHiddenState.data), realRows(ref.get('text.last_hidden_state')), WIDTH, FP32, 'text.last_hidden_state');
     if (name === 'altclip_tiny')
       check(realRows(h.hiddenStates[h.hiddenStates.length - 1].data), realRows(ref.get('text.roberta_last_hidden_state')), WIDTH, FP32, 'text.roberta_last_hidden_state');
@@ -124,7 +132,7 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as 
 
   test('tokenize() equals the reference input_ids; encodeText end to end', async ({ m, ref }) => {
     assert.equal(m.tokenize(referenceInfo(name).texts), ref.ints('text.input_ids'));
-    const cases = ({ chinese_clip_tiny: cnCases, openai_clip_tiny: oaCases, altclip_tiny: xrCases })[name]().cases.map((c) => c.text);
+    const cases = ({ chinese_clip_tiny: cnCases, openai_clip_tiny: oaCases, altclip_tiny: xrCases, easynlp_clip_cn_tiny: cnCases })[name]().cases.map((c) => c.text);
     assert.equal(m.tokenize(cases), ref.ints('all_cases.input_ids'));
     const unit = concat(await m.encodeText(cases));
     check(unit, ref.get('all_cases.text_embeds_normalized'), PROJ, FP32, 'encodeText');

@@ -7,12 +7,13 @@ import { readSafetensors, SafetensorsTensor } from '../../src/io/safetensors';
 
 export const MODELS = join(__dirname, '..', 'fixtures', 'models');
 export const TOKENIZERS = join(__dirname, '..', 'fixtures', 'tokenizer');
-export type TinyName = 'chinese_clip_tiny' | 'openai_clip_tiny' | 'altclip_tiny';
+export type TinyName = 'chinese_clip_tiny' | 'openai_clip_tiny' | 'altclip_tiny' | 'easynlp_clip_cn_tiny';
 export const IMAGES = join(__dirname, '..', 'fixtures', 'images');
 export const modelDir = (name: TinyName) => join(MODELS, name);
 
 /** A folder holding just the tokenizer files of a tiny model (the fixtures keep them apart). */
 export function tokenizerDir(name: TinyName): string {
+  if (name === 'easynlp_clip_cn_tiny') return modelDir(name); // its folder holds vocab.txt, as EasyNLP ships it
   const dir = mkdtempSync(join(tmpdir(), `clipkit-tok-${name}-`));
   const own = (files: string[], from: string) => Object.fromEntries(files.map((f) => [f, join(TOKENIZERS, from, f)]));
   const files: Record<string, string> =
