@@ -13,6 +13,7 @@
  * rounded to bf16 inside the GEMMs, fp32 accumulation). Inputs are run `batchSize` at a time; texts
  * are grouped by length and each runs at its true length.
  */
+import { statSync } from 'node:fs';
 import { describe, expectInt, expectOneOf } from '../check';
 import { ClipkitError, rangeError, typeError } from '../errors';
 import { preprocess as preprocessImage } from '../image/preprocess';
@@ -375,7 +376,10 @@ export class ClipModel {
 export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}): Promise<ClipModel> {
   if (typeof nameOrDir !== 'string') throw typeError('E_ARG', `Expected a model folder or hub id string but received ${describe(nameOrDir)}`);
   if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
-  const dir = await resolveModel(nameOrDir, { progress: opts.progress ?? false, revision: opts.revision, cacheDir: opts.cacheDir, offline: opts.offline });
+  // A checkpoint file is read as it is; anything else is a folder or a hub id.
+  const dir = statSync(nameOrDir, { throwIfNoEntry: false })?.isFile()
+    ? nameOrDir
+    : await resolveModel(nameOrDir, { progress: opts.progress ?? false, revision: opts.revision, cacheDir: opts.cacheDir, offline: opts.offline });
   const batchSize = expectInt('batchSize', opts.batchSize ?? 16, 1);
   const dtype = expectOneOf('dtype', opts.dtype ?? 'fp32', ['fp32', 'bf16'] as const);
   if (opts.threads !== undefined) setThreads(opts.threads);

@@ -60,10 +60,8 @@ function fromTensors(tensors: ReadonlyMap<string, TensorEntry>, files: string[],
     ? { layout: 'hf' as const, tensors, config: undefined }
     : toHfLayout(tensors, { source });
   let config: ClipConfig;
-  if (hf.layout === 'hf') {
-    if (!configJson) throw new ClipkitError('E_IO', `${dir} has Hugging Face weights but no config.json (it says the geometry and the model type)`);
-    config = parseClipConfig(configJson, configPath);
-  } else config = parseClipConfig(hf.layout === 'easynlp' ? withEasyNlpConfig(hf.config!, configJson) : hf.config!, `the shapes of ${source}`);
+  if (hf.layout === 'hf') config = configJson ? parseClipConfig(configJson, configPath) : parseClipConfig(hf.config!, `the shapes of ${source}`);
+  else config = parseClipConfig(hf.layout === 'easynlp' ? withEasyNlpConfig(hf.config!, configJson) : hf.config!, `the shapes of ${source}`);
   const hasTokenizer = TOKENIZER_FILES.some((f) => fs.existsSync(path.join(dir, f)));
   const preprocessorPath = path.join(dir, 'preprocessor_config.json');
   return {

@@ -199,6 +199,7 @@ export function expectedParameters(config: ClipConfig): ExpectedParameter[] {
 }
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
 const LIST_AT_MOST = 10;
 
 /**
@@ -213,7 +214,7 @@ export function checkClipWeights(tensors: ReadonlyMap<string, SafetensorsTensor>
   for (const p of expected) {
     const t = tensors.get(p.name);
     if (!t) missing.push(p);
-    else if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
+    else if (!sameShape(t.shape, p.shape) && !(p.name === 'logit_scale' && sameShape(t.shape, [1]))) // older checkpoints store [1]
       misshaped.push(`${p.name}: expected ${fmt(p.shape)} but received ${fmt(t.shape)}`);
   }
   const what = `a ${config.modelType} model with the geometry of ${config.source}`;
