@@ -229,6 +229,33 @@ Storages('an expanded (stride 0) view within the limits is gathered; zero-size t
   assert.is(ck.tensors.get('z')!.data().length, 0);
 });
 
+Storages('torch >= 2 forms: _rebuild_tensor_v3 over an untyped storage, _rebuild_from_type_v2, parameters with state', () => {
+  // v3: ('storage', torch.UntypedStorage, key, 'cpu', nbytes) reinterpreted with an explicit dtype.
+  const p = new PickleWriter().proto(2).emptyDict().str('v3').global('torch._utils', '_rebuild_tensor_v3').mark();
+  p.mark().str('storage').global('torch.storage', 'UntypedStorage').str('0').str('cpu').int(16).tuple().persid();
+  p.int(1).mark().int(3).tuple().mark().int(1).tuple().bool(false).global('collections', 'OrderedDict').emptyTuple().reduce();
+  p.global('torch', 'float32').tuple().reduce();
+  // _rebuild_from_type_v2(_rebuild_tensor_v2, torch.Tensor, (args), {attributes}) and _rebuild_parameter_with_state.
+  p.setitem().str('typed').global('torch._tensor', '_rebuild_from_type_v2').mark().global('torch._utils', '_rebuild_tensor_v2').global('torch', 'Tensor');
+  p.mark().mark().str('storage').global('torch', 'FloatStorage').str('1').str('cpu').int(4).tuple().persid();
+  p.int(0).mark().int(4).tuple().mark().int(1).tuple().bool(false).global('collections', 'OrderedDict').emptyTuple().reduce().tuple();
+  p.emptyDict().tuple().reduce().setitem();
+  p.str('param').global('torch._utils', '_rebuild_parameter_with_state').mark();
+  writeTensor(p, { storage: { type: 'FloatStorage', key: '1', numel: 4 }, offset: 2, size: [2] });
+  p.bool(true).global('collections', 'OrderedDict').emptyTuple().reduce().emptyDict().tuple().reduce().setitem().stop();
+  const ck = parse(torchZip(p.bytes(), { '0': f32Bytes([1, 2, 3, 4]), '1': f32Bytes([5, 6, 7, 8]) }));
+  assert.is(ck.tensors.get('v3')!.dtype, 'F32');
+  assert.equal([...ck.tensors.get('v3')!.data()], [2, 3, 4]);
+  assert.equal([...ck.tensors.get('typed')!.data()], [5, 6, 7, 8]);
+  assert.equal([...ck.tensors.get('param')!.data()], [7, 8]);
+  // A dtype that does not match a typed storage is refused.
+  const q = new PickleWriter().proto(2).emptyDict().str('bad').global('torch._utils', '_rebuild_tensor_v3').mark();
+  q.mark().str('storage').global('torch', 'HalfStorage').str('0').str('cpu').int(8).tuple().persid();
+  q.int(0).mark().int(4).tuple().mark().int(1).tuple().bool(false).global('collections', 'OrderedDict').emptyTuple().reduce();
+  q.global('torch', 'float32').tuple().reduce().setitem().stop();
+  throwsCode(() => parse(torchZip(q.bytes(), FOUR_BYTES)), 'E_FORMAT', /_rebuild_tensor_v3: dtype torch\.float32 over a F16 storage/);
+});
+
 Storages('what is not a state dict: a list, a dict without tensors', () => {
   pickleError(new PickleWriter().proto(2).emptyList().stop(), /the pickled object is a list, not a dict of tensors/);
   pickleError(new PickleWriter().proto(2).emptyDict().str('epoch').int(3).setitem().stop(), /no tensors found: the top-level dict has keys "epoch"/);
