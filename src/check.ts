@@ -63,3 +63,9 @@ export function describe(v: unknown): string {
 export function rowsOf(shape: readonly number[]): number {
   return shape.slice(0, -1).reduce((a, b) => a * b, 1);
 }
+
+/** Whether two typed arrays share any bytes. */
+export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  if (a.buffer !== b.buffer) return false;
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}

@@ -21,7 +21,7 @@ import { embedding } from '../ops/embedding';
 import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { collectStates, encodeInGroups, HiddenStates, own, ownNorm, PackedLinear, packLinear, packQkv, pickRows, TextOutput } from './blocks';
+import { collectStates, encodeInGroups, HiddenStates, own, ownNorm, PackedLinear, packLinear, packQkv, pickRows, TextOutput, Workspace, WorkspacePool } from './blocks';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
 
@@ -43,6 +43,8 @@ export class BertTower {
     private readonly pooler: PackedLinear | undefined,
     private readonly projection: PackedLinear,
   ) {}
+
+  private readonly workspaces = new WorkspacePool();
 
   static async load(w: BertTextWeights, config: BertTextConfig, dtype: WeightDType = 'float32'): Promise<BertTower> {
     const layers: PackedBertLayer[] = [];
@@ -95,8 +97,9 @@ export class BertTower {
    */
   async encode(ids: Int32Array, n: number, context: number, batchSize: number, padTo?: number): Promise<TextOutput> {
     const lengths = this.lengths(ids, n, context);
-    return encodeInGroups(ids, n, context, lengths, batchSize, (longest) => longest, padTo, this.config.pooledSize,
-      this.projection.weight.n, (groupIds, groupLengths, seq) => this.encodeGroup(groupIds, groupLengths, seq));
+    return this.workspaces.use((ws) =>
+      encodeInGroups(ids, n, context, lengths, batchSize, (longest) => longest, padTo, this.config.pooledSize,
+        this.projection.weight.n, (groupIds, groupLengths, seq) => this.encodeGroup(groupIds, groupLengths, seq, ws)));
   }
 
   /**
@@ -104,51 +107,59 @@ export class BertTower {
    * padding keys masked, as transformers runs it: `hiddenStates` [embeddings, layer 1, …] each
    * [n, context, W], and `lastHiddenState` (AltCLIP: transformation(pre_LN(x)) on every row).
    */
-  async hiddenStates(ids: Int32Array, n: number, context: number): Promise<HiddenStates> {
-    const lengths = Array.from(this.lengths(ids, n, context));
-    const keyMask = keyMaskOf(lengths, context);
-    const x0 = await this.embed(ids, n, context);
-    const { states, x } = await collectStates(x0, this.layers, (x, l) => this.block(x, l, keyMask, false));
-    if (!this.head) return { hiddenStates: states, lastHiddenState: x };
-    const h = await layerNorm(x, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps });
-    return { hiddenStates: states, lastHiddenState: await linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias }) };
+  hiddenStates(ids: Int32Array, n: number, context: number): Promise<HiddenStates> {
+    return this.workspaces.use(async (ws) => {
+      const lengths = Array.from(this.lengths(ids, n, context));
+      const keyMask = keyMaskOf(lengths, context);
+      const x0 = await this.embed(ids, n, context, ws);
+      const { states } = await collectStates(x0, this.layers, (x, l) => this.block(x, l, keyMask, false, ws));
+      const x = states[states.length - 1];
+      if (!this.head) return { hiddenStates: states, lastHiddenState: x };
+      const h = await layerNorm(x, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps });
+      return { hiddenStates: states, lastHiddenState: await linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias }) };
+    });
   }
 
-  private embed(ids: Int32Array, batch: number, seq: number): Promise<Tensor> {
+  /** The residual stream after the embeddings' LayerNorm, in `ws`. */
+  private async embed(ids: Int32Array, batch: number, seq: number, ws: Workspace): Promise<Tensor> {
     const w = this.w;
-    return embedding(
+    const emb = await embedding(
       new Tensor(ids, [batch, seq], 'int32'),
       { tokens: w.wordEmbeddings, positions: w.positionEmbeddings, types: w.tokenTypeEmbeddings },
       { positionOffset: this.config.positionOffset },
-    ).then((emb) => layerNorm(emb, w.embeddingsLayerNorm.weight, w.embeddingsLayerNorm.bias, { eps: this.config.layerNormEps }));
+    );
+    return layerNorm(emb, w.embeddingsLayerNorm.weight, w.embeddingsLayerNorm.bias, { eps: this.config.layerNormEps, out: ws.tensor('x', emb.shape) });
   }
 
   /**
-   * One post-LN layer on x [B, S, W] (modified in place as the residual). `firstRowOnly`: attention
-   * for query row 0 alone and the rest of the layer on that row, returning [B, W].
+   * One post-LN layer on x [B, S, W] (modified in place as the residual; the result goes to the
+   * other of the workspace's two residual buffers). `firstRowOnly`: attention for query row 0 alone
+   * and the rest of the layer on that row, returning a new [B, W] tensor.
    */
-  private async block(x: Tensor, l: PackedBertLayer, keyMask: Int32Array, firstRowOnly: boolean): Promise<Tensor> {
+  private async block(x: Tensor, l: PackedBertLayer, keyMask: Int32Array, firstRowOnly: boolean, ws: Workspace): Promise<Tensor> {
     const c = this.config, eps = c.layerNormEps;
-    const [batch, seq] = x.shape;
-    const qkv = await linear(x, l.qkv.weight, { bias: l.qkv.bias });
-    let a = await attentionPacked(qkv, { heads: c.numAttentionHeads, keyMask, qRows: firstRowOnly ? 1 : seq });
+    const [batch, seq, width] = x.shape;
+    const qkv = await linear(x, l.qkv.weight, { bias: l.qkv.bias, out: ws.tensor('qkv', [batch, seq, l.qkv.weight.n]) });
+    let a = await attentionPacked(qkv, { heads: c.numAttentionHeads, keyMask, qRows: firstRowOnly ? 1 : seq, out: ws.tensor('attn', [batch, firstRowOnly ? 1 : seq, width]) });
     if (firstRowOnly) {
       x = await pickRows(x, new Int32Array(batch)); // [CLS] rows only: [B, W]
       a = a.reshape(x.shape);
     }
+    // The last layer's rows leave the tower: they get buffers of their own.
+    const stream = (t: Tensor) => (firstRowOnly ? undefined : ws.tensor(ws.holds('x', t) ? 'x2' : 'x', t.shape));
     await linear(a, l.attentionOutput.weight, { bias: l.attentionOutput.bias, residual: x, out: x });
-    x = await layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps });
-    const f = await linear(x, l.intermediate.weight, { bias: l.intermediate.bias, activation: c.hiddenAct });
+    x = await layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps, out: stream(x) });
+    const f = await linear(x, l.intermediate.weight, { bias: l.intermediate.bias, activation: c.hiddenAct, out: ws.tensor('mlp', [...x.shape.slice(0, -1), l.intermediate.weight.n]) });
     await linear(f, l.output.weight, { bias: l.output.bias, residual: x, out: x });
-    return layerNorm(x, l.outputLayerNorm.weight, l.outputLayerNorm.bias, { eps });
+    return layerNorm(x, l.outputLayerNorm.weight, l.outputLayerNorm.bias, { eps, out: stream(x) });
   }
 
   /** One batch: ids [B, seq], each row real up to lengths[b] (keys past it masked). */
-  private async encodeGroup(ids: Int32Array, lengths: number[], seq: number): Promise<TextOutput> {
+  private async encodeGroup(ids: Int32Array, lengths: number[], seq: number, ws: Workspace): Promise<TextOutput> {
     const batch = lengths.length, keyMask = keyMaskOf(lengths, seq);
-    let x = await this.embed(ids, batch, seq);
+    let x = await this.embed(ids, batch, seq, ws);
     const last = this.layers.length - 1;
-    for (let i = 0; i <= last; i++) x = await this.block(x, this.layers[i], keyMask, i === last);
+    for (let i = 0; i <= last; i++) x = await this.block(x, this.layers[i], keyMask, i === last, ws);
     let pooled = last >= 0 ? x : await pickRows(x, new Int32Array(batch));
     if (this.head) {
       const h = await layerNorm(pooled, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps });

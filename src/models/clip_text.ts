@@ -15,7 +15,7 @@ import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import {
-  BlockSettings, collectStates, encodeInGroups, HiddenStates, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, TextOutput,
+  BlockSettings, collectStates, encodeInGroups, HiddenStates, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, TextOutput, Workspace, WorkspacePool,
 } from './blocks';
 import { ClipTextConfig } from './config';
 import { ClipTextWeights } from './weights';
@@ -27,6 +27,8 @@ export class ClipTextTower {
     private readonly layers: PackedPreNormLayer[],
     private readonly projection: PackedWeight,
   ) {}
+
+  private readonly workspaces = new WorkspacePool();
 
   static async load(w: ClipTextWeights, config: ClipTextConfig, dtype: WeightDType = 'float32'): Promise<ClipTextTower> {
     const layers: PackedPreNormLayer[] = [];
@@ -74,8 +76,9 @@ export class ClipTextTower {
    */
   async encode(ids: Int32Array, n: number, context: number, batchSize: number, padTo?: number): Promise<TextOutput> {
     const eot = this.eotPositions(ids, n, context);
-    return encodeInGroups(ids, n, context, eot, batchSize, (lastEot) => lastEot + 1, padTo, this.config.hiddenSize,
-      this.projection.n, (groupIds, groupEot, seq) => this.encodeGroup(groupIds, groupEot, seq));
+    return this.workspaces.use((ws) =>
+      encodeInGroups(ids, n, context, eot, batchSize, (lastEot) => lastEot + 1, padTo, this.config.hiddenSize,
+        this.projection.n, (groupIds, groupEot, seq) => this.encodeGroup(groupIds, groupEot, seq, ws)));
   }
 
   /**
@@ -83,14 +86,16 @@ export class ClipTextTower {
    * runs it: `hiddenStates` [embeddings, layer 1, …] each [n, context, W], and
    * `lastHiddenState` = final_layer_norm of the last.
    */
-  async hiddenStates(ids: Int32Array, n: number, context: number): Promise<HiddenStates> {
-    const x0 = await this.embed(ids, n, context);
-    const { states, x } = await collectStates(x0, this.layers, async (x, l) => {
-      await this.block(x, l);
-      return x;
+  hiddenStates(ids: Int32Array, n: number, context: number): Promise<HiddenStates> {
+    return this.workspaces.use(async (ws) => {
+      const x0 = await this.embed(ids, n, context);
+      const { states, x } = await collectStates(x0, this.layers, async (x, l) => {
+        await this.block(x, l, ws);
+        return x;
+      });
+      const w = this.w;
+      return { hiddenStates: states, lastHiddenState: await layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: this.config.layerNormEps }) };
     });
-    const w = this.w;
-    return { hiddenStates: states, lastHiddenState: await layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: this.config.layerNormEps }) };
   }
 
   private embed(ids: Int32Array, batch: number, seq: number): Promise<Tensor> {
@@ -98,26 +103,26 @@ export class ClipTextTower {
   }
 
   /** One causal pre-LN layer, in place on x [B, S, W]. */
-  private async block(x: Tensor, l: PackedPreNormLayer): Promise<void> {
+  private async block(x: Tensor, l: PackedPreNormLayer, ws: Workspace): Promise<void> {
     const s = this.settings;
-    const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads, causal: true });
+    const a = await attentionPacked(await preNormQkv(x, l, s, ws), { heads: s.heads, causal: true, out: ws.tensor('attn', x.shape) });
     await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
-    await preNormMlp(x, l, s);
+    await preNormMlp(x, l, s, ws);
   }
 
   /** One batch: ids [B, seq], pooled at row eot[b]. */
-  private async encodeGroup(ids: Int32Array, eot: number[], seq: number): Promise<TextOutput> {
+  private async encodeGroup(ids: Int32Array, eot: number[], seq: number, ws: Workspace): Promise<TextOutput> {
     const s = this.settings, w = this.w, batch = eot.length;
     let x = await this.embed(ids, batch, seq);
 
     const last = this.layers.length - 1;
-    for (let i = 0; i < last; i++) await this.block(x, this.layers[i]);
+    for (let i = 0; i < last; i++) await this.block(x, this.layers[i], ws);
     if (last >= 0) {
       const l = this.layers[last];
-      const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads, causal: true });
+      const a = await attentionPacked(await preNormQkv(x, l, s, ws), { heads: s.heads, causal: true, out: ws.tensor('attn', x.shape) });
       x = await pickRows(x, eot); // end-of-text rows only: [B, W]
       await linear(await pickRows(a, eot), l.out.weight, { bias: l.out.bias, residual: x, out: x });
-      await preNormMlp(x, l, s);
+      await preNormMlp(x, l, s, ws);
     } else {
       x = await pickRows(x, eot);
     }

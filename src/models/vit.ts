@@ -14,7 +14,9 @@ import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
 import { Tensor } from '../tensor';
-import { BlockSettings, collectStates, HiddenStates, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv } from './blocks';
+import {
+  BlockSettings, collectStates, HiddenStates, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, Workspace, WorkspacePool,
+} from './blocks';
 import { VisionConfig } from './config';
 import { Norm, VisionWeights } from './weights';
 
@@ -36,6 +38,8 @@ export class VisionTower {
     private readonly projectionBias: Tensor | undefined,
   ) {}
 
+  private readonly workspaces = new WorkspacePool();
+
   /** Packs every weight once (fp32, or bf16 for the fast mode). */
   static async load(w: VisionWeights, config: VisionConfig, dtype: WeightDType = 'float32'): Promise<VisionTower> {
     const embed: PatchEmbedWeights = {
@@ -56,22 +60,26 @@ export class VisionTower {
   }
 
   /** pixels [B, C, S, S], preprocessed at the model's resolution. */
-  async encode(pixels: Tensor): Promise<VisionOutput> {
+  encode(pixels: Tensor): Promise<VisionOutput> {
+    return this.workspaces.use((ws) => this.encodeIn(pixels, ws));
+  }
+
+  private async encodeIn(pixels: Tensor, ws: Workspace): Promise<VisionOutput> {
     const s = this.settings;
     const batch = pixels.shape[0];
-    let x = await this.embedPatches(pixels);
+    let x = await this.embedPatches(pixels, ws);
 
     const last = this.layers.length - 1;
-    for (let i = 0; i < last; i++) await this.block(x, this.layers[i]);
+    for (let i = 0; i < last; i++) await this.block(x, this.layers[i], ws);
 
     // The class row only, from here on: [B, W].
     let cls: Tensor;
     if (last >= 0) {
       const l = this.layers[last];
-      const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads, qRows: 1 });
+      const a = await attentionPacked(await preNormQkv(x, l, s, ws), { heads: s.heads, qRows: 1, out: ws.tensor('attn', [batch, 1, x.shape[2]]) });
       cls = await pickRows(x, new Int32Array(batch));
       await linear(a.reshape(cls.shape), l.out.weight, { bias: l.out.bias, residual: cls, out: cls });
-      await preNormMlp(cls, l, s);
+      await preNormMlp(cls, l, s, ws);
     } else {
       cls = await pickRows(x, new Int32Array(batch));
     }
@@ -86,24 +94,27 @@ export class VisionTower {
    * Every row of every layer, as transformers' `output_hidden_states`: [pre_layrnorm output, layer
    * 1, …] each [B, 1 + patches, W]; `lastHiddenState` is the last of them (before post_layernorm).
    */
-  async hiddenStates(pixels: Tensor): Promise<HiddenStates> {
-    const { states, x } = await collectStates(await this.embedPatches(pixels), this.layers, async (x, l) => {
-      await this.block(x, l);
-      return x;
+  hiddenStates(pixels: Tensor): Promise<HiddenStates> {
+    return this.workspaces.use(async (ws) => {
+      const { states } = await collectStates(await this.embedPatches(pixels, ws), this.layers, async (x, l) => {
+        await this.block(x, l, ws);
+        return x;
+      });
+      return { hiddenStates: states, lastHiddenState: states[states.length - 1] };
     });
-    return { hiddenStates: states, lastHiddenState: x };
   }
 
-  private async embedPatches(pixels: Tensor): Promise<Tensor> {
+  /** The residual stream after patch embedding and pre_layrnorm, in `ws`. */
+  private async embedPatches(pixels: Tensor, ws: Workspace): Promise<Tensor> {
     const tokens = await patchEmbed(pixels, this.embed);
-    return layerNorm(tokens, this.preLayerNorm.weight, this.preLayerNorm.bias, { eps: this.config.layerNormEps });
+    return layerNorm(tokens, this.preLayerNorm.weight, this.preLayerNorm.bias, { eps: this.config.layerNormEps, out: ws.tensor('x', tokens.shape) });
   }
 
   /** One pre-LN layer, in place on x [B, S, W]. */
-  private async block(x: Tensor, l: PackedPreNormLayer): Promise<void> {
+  private async block(x: Tensor, l: PackedPreNormLayer, ws: Workspace): Promise<void> {
     const s = this.settings;
-    const a = await attentionPacked(await preNormQkv(x, l, s), { heads: s.heads });
+    const a = await attentionPacked(await preNormQkv(x, l, s, ws), { heads: s.heads, out: ws.tensor('attn', x.shape) });
     await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
-    await preNormMlp(x, l, s);
+    await preNormMlp(x, l, s, ws);
   }
 }

@@ -2,7 +2,7 @@
  * Fused multi-head attention: out = softmax(scale·Q·Kᵀ + mask)·V per (batch, head), computed with a
  * streaming softmax over key blocks (the [seq, seq] score matrix is never stored).
  */
-import { describe, expectInt, expectPositive, expectShape, expectTensor } from '../check';
+import { describe, expectInt, expectPositive, expectShape, expectTensor, overlaps } from '../check';
 import { rangeError, typeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
@@ -21,6 +21,8 @@ export interface AttentionOptions {
   qRows?: number;
   /** Multiplier of the scores, > 0. Default 1/sqrt(headDim). */
   scale?: number;
+  /** Writes the result here ([batch, qRows, heads·headDim], not sharing storage with the inputs) instead of a new tensor. */
+  out?: Tensor;
 }
 
 /** Separate projections. q, k, v: [batch, seq, heads·headDim] → [batch, qRows, heads·headDim]. */
@@ -31,9 +33,9 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   expectShape('v', expectTensor('v', v, 'float32'), q.shape);
   const [batch, seq, width] = q.shape;
   const o = attentionOptions(opts, batch, seq, width, 'q');
-  const out = new Float32Array(batch * o.qRows * width);
-  await native().attention({ q: q.data, k: k.data, v: v.data, out, batch, seq, ...o });
-  return new Tensor(out, [batch, o.qRows, width]);
+  const out = outputOf(opts.out, [batch, o.qRows, width], [q, k, v]);
+  await native().attention({ q: q.data, k: k.data, v: v.data, out: out.data, batch, seq, ...o });
+  return out;
 }
 
 /**
@@ -47,9 +49,17 @@ export async function attentionPacked(qkv: Tensor, opts: AttentionOptions): Prom
   const [batch, seq, width3] = qkv.shape;
   const width = width3 / 3;
   const o = attentionOptions(opts, batch, seq, width, 'qkv');
-  const out = new Float32Array(batch * o.qRows * width);
-  await native().attention({ qkv: qkv.data, out, batch, seq, ...o });
-  return new Tensor(out, [batch, o.qRows, width]);
+  const out = outputOf(opts.out, [batch, o.qRows, width], [qkv]);
+  await native().attention({ qkv: qkv.data, out: out.data, batch, seq, ...o });
+  return out;
+}
+
+/** opts.out checked against the output shape and the inputs, or a new tensor. */
+function outputOf(out: Tensor | undefined, shape: number[], inputs: Tensor[]): Tensor {
+  if (out === undefined) return new Tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+  expectShape('out', expectTensor('out', out, 'float32'), shape);
+  if (inputs.some((t) => overlaps(out.data, t.data))) throw rangeError('E_ARG', 'Expected out not to share storage with the inputs');
+  return out;
 }
 
 function attentionOptions(opts: AttentionOptions, batch: number, seq: number, width: number, input: string) {

@@ -3,7 +3,7 @@
  * A weight [N, K] is packed once (at model load) into the micro-kernel's panels, in fp32 or in bf16
  * (the opt-in fast mode: weights and activations rounded to bf16, products accumulated in fp32).
  */
-import { expectFinite, expectOneOf, expectRankAtLeast, expectShape, expectTensor, describe, rowsOf } from '../check';
+import { expectFinite, expectOneOf, expectRankAtLeast, expectShape, expectTensor, describe, rowsOf, overlaps } from '../check';
 import { rangeError, typeError } from '../errors';
 import { native, PackedHandle } from '../native';
 import { Tensor } from '../tensor';
@@ -85,9 +85,4 @@ function expectPacked(name: string, w: unknown): asserts w is PackedWeight {
 export function checkPacked(name: string, w: unknown): PackedWeight {
   expectPacked(name, w);
   return w;
-}
-
-function overlaps(a: Float32Array, b: Float32Array): boolean {
-  if (a.buffer !== b.buffer) return false;
-  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }

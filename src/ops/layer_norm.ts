@@ -1,5 +1,6 @@
 /** Layer norm over the last axis, optionally fused with the residual add before it. */
-import { expectFinite, expectShape, expectTensor, rowsOf, expectRankAtLeast } from '../check';
+import { expectFinite, expectShape, expectTensor, rowsOf, expectRankAtLeast, overlaps } from '../check';
+import { rangeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
 
@@ -9,8 +10,11 @@ export interface LayerNormOptions {
   residual?: Tensor;
 }
 
-/** y = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis.        x: [..., D] */
-export async function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor | null, opts?: { eps?: number }): Promise<Tensor>;
+/**
+ * y = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis.        x: [..., D]
+ * `out` (same shape as x, not sharing storage with it) receives y instead of a new tensor.
+ */
+export async function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor | null, opts?: { eps?: number; out?: Tensor }): Promise<Tensor>;
 /** With a residual: s = x + residual, returns { sum: s, y: layerNorm(s) }. */
 export async function layerNorm(
   x: Tensor,
@@ -18,7 +22,7 @@ export async function layerNorm(
   beta: Tensor | null,
   opts: LayerNormOptions & { residual: Tensor },
 ): Promise<{ sum: Tensor; y: Tensor }>;
-export async function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor | null, opts: LayerNormOptions = {}) {
+export async function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor | null, opts: LayerNormOptions & { out?: Tensor } = {}) {
   expectTensor('x', x, 'float32');
   expectRankAtLeast('x', x, 1);
   const dim = x.shape[x.shape.length - 1];
@@ -28,9 +32,15 @@ export async function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor | null, o
   const eps = expectFinite('eps', opts.eps ?? 1e-5);
   const residual = opts.residual;
   if (residual !== undefined) expectShape('residual', expectTensor('residual', residual, 'float32'), x.shape);
-  const y = new Float32Array(x.size);
+  const out = opts.out;
+  if (out !== undefined) {
+    if (residual) throw rangeError('E_ARG', 'Expected either out or residual but received both');
+    expectShape('out', expectTensor('out', out, 'float32'), x.shape);
+    if (overlaps(out.data, x.data)) throw rangeError('E_ARG', 'Expected out not to share storage with x');
+  }
+  const y = out ? out.data : new Float32Array(x.size);
   const sum = residual ? new Float32Array(x.size) : undefined;
   await native().layerNorm({ x: x.data, residual: residual?.data, gamma: gamma.data, beta: beta?.data, y, sum, rows, dim, eps });
-  const yt = new Tensor(y, x.shape);
+  const yt = out ?? new Tensor(y, x.shape);
   return sum ? { sum: new Tensor(sum, x.shape), y: yt } : yt;
 }
