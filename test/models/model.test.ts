@@ -166,6 +166,18 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny', 'ea
     assert.ok(compare(c.embeds.data, d.embeds.data, PROJ).maxAbs <= 1e-6, 'image');
   });
 
+  test('concurrent calls on one model (each with its own workspace) equal calls one at a time', async ({ m, ref, pixels }) => {
+    const ids = ref.ints('all_cases.input_ids');
+    const [t1, i1] = [await m.textForward(ids, 153), await m.visionForward(pixels, 4)];
+    const [t2, i2, t3, i3] = await Promise.all([m.textForward(ids, 153), m.visionForward(pixels, 4), m.textForward(ids, 153), m.visionForward(pixels, 4)]);
+    for (const t of [t2, t3]) assert.equal(t.embeds.data, t1.embeds.data);
+    for (const i of [i2, i3]) assert.equal(i.embeds.data, i1.embeds.data);
+    // Results never alias a workspace: a later call leaves earlier results intact.
+    const before = i1.pooled.data.slice();
+    await m.visionForward(pixels.map((v) => -v), 4);
+    assert.equal(i1.pooled.data, before);
+  });
+
   test('bf16 mode within its bound', async ({ ref, pixels }) => {
     const m = await loadModel(modelDir(name), { dtype: 'bf16', batchSize: 8 });
     assert.is(m.dtype, 'bf16');

@@ -175,4 +175,23 @@ Attention('empty shapes', async () => {
   assert.equal((await attention(z, z, z, { heads: 2 })).shape, [2, 0, 8]);
 });
 
+Attention('out: the result is written into the given tensor, checked for shape and overlap', async () => {
+  const [b, seq, heads, hd] = [2, 7, 3, 5], width = heads * hd;
+  const qkv = new Tensor(normal(b * seq * 3 * width, 91), [b, seq, 3 * width]);
+  const keyMask = Int32Array.from({ length: b * seq }, (_, i) => (i % seq < 5 ? 1 : 0));
+  const want = await attentionPacked(qkv, { heads, keyMask });
+  const out = new Tensor(new Float32Array(b * seq * width).fill(Number.NaN), [b, seq, width]);
+  const got = await attentionPacked(qkv, { heads, out, keyMask });
+  assert.is(got, out);
+  assert.equal(out.data, want.data);
+  const first = new Tensor(new Float32Array(b * width), [b, 1, width]);
+  await attentionPacked(qkv, { heads, keyMask, qRows: 1, out: first });
+  for (let i = 0; i < b; i++) assert.equal(first.data.subarray(i * width, (i + 1) * width), want.data.subarray(i * seq * width, i * seq * width + width));
+  const q = new Tensor(normal(b * seq * width, 92), [b, seq, width]);
+  const sep = new Tensor(new Float32Array(b * seq * width), [b, seq, width]);
+  assert.equal((await attention(q, q, q, { heads, out: sep })).data, (await attention(q, q, q, { heads })).data);
+  await rejects(attentionPacked(qkv, { heads, out: new Tensor(new Float32Array(b * width), [b, 1, width]) }), RangeError, /out/);
+  await rejects(attention(q, q, q, { heads, out: q }), RangeError, /share storage/);
+});
+
 Attention.run();

@@ -1,4 +1,5 @@
 import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { layerNorm, Tensor } from '../../src';
 import { assertClose, AWKWARD, isas, normal, onIsa, rejects, uniform } from '../helpers';
 import { layerNormRefF64 } from '../ref/layer_norm';
@@ -41,6 +42,19 @@ LayerNorm('large mean, small spread stays accurate', async () => {
       const y = await layerNorm(new Tensor(x, [1, dim]), new Tensor(g, [dim]), null);
       assertClose(y.data, layerNormRefF64(x, g, null, 1, dim, 1e-5).y, { atol: 2e-3, rtol: 2e-3, name: `y (${isa})` });
     });
+});
+
+LayerNorm('out: the result is written into the given tensor, checked for shape and overlap', async () => {
+  const [rows, dim] = [7, 63];
+  const x = new Tensor(normal(rows * dim, 93), [rows, dim]);
+  const g = new Tensor(normal(dim, 94), [dim]), b = new Tensor(normal(dim, 95), [dim]);
+  const want = await layerNorm(x, g, b, { eps: 1e-5 });
+  const out = new Tensor(new Float32Array(rows * dim).fill(Number.NaN), [rows, dim]);
+  const got = await layerNorm(x, g, b, { eps: 1e-5, out });
+  assert.is(got, out);
+  assert.equal(out.data, want.data);
+  await rejects(layerNorm(x, g, b, { out: new Tensor(new Float32Array(dim), [1, dim]) }), RangeError, /out/);
+  await rejects(layerNorm(x, g, b, { out: x }), RangeError, /share storage/);
 });
 
 LayerNorm('bad arguments name the argument', async () => {
