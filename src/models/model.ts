@@ -52,6 +52,14 @@ export interface LoadModelOptions {
   cacheDir?: string;
   /** Use the hub cache only (as HF_HUB_OFFLINE=1). */
   offline?: boolean;
+  /**
+   * For an original checkpoint (OpenAI / open_clip, Chinese-CLIP, EasyNLP names), whose geometry is
+   * read off its shapes: `model` names it instead (ViT-B-32, ViT-B-16, ViT-L-14, ViT-L-14-336,
+   * ViT-H-14; checked against the shapes), `text` the Chinese-CLIP text tower
+   * (RoBERTa-wwm-ext-base-chinese, RoBERTa-wwm-ext-large-chinese, RBT3-chinese), `hiddenAct`
+   * 'gelu' for open_clip models trained with erf GELU (LAION's). Hugging Face folders ignore it.
+   */
+  checkpoint?: { model?: string; text?: string; hiddenAct?: 'quick_gelu' | 'gelu' };
 }
 
 export interface EncodeOptions {
@@ -387,7 +395,9 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
   if (tokenizerDir !== undefined && typeof tokenizerDir !== 'string')
     throw typeError('E_ARG', `Expected a folder path string for tokenizerDir but received ${describe(tokenizerDir)}`);
 
-  const source = readModelSource(dir);
+  if (opts.checkpoint !== undefined && (opts.checkpoint === null || typeof opts.checkpoint !== 'object'))
+    throw typeError('E_ARG', `Expected an object { model?, text?, hiddenAct? } for checkpoint but received ${describe(opts.checkpoint)}`);
+  const source = readModelSource(dir, opts.checkpoint ?? {});
   const config = source.config;
   const weights = checkClipWeights(source.tensors, config, source.files.length === 1 ? source.files[0] : dir, source.files);
   const packed = dtype === 'bf16' ? 'bfloat16' : 'float32';

@@ -21,7 +21,7 @@ import { TensorEntry } from '../io/tensor_entry';
 import { BertWordPieceTokenizer, ClipBpeTokenizer, loadTokenizer, Tokenizer } from '../tokenizers';
 import { ClipConfig, parseClipConfig, parsePreprocessConfig, PreprocessConfig, readPreprocessConfig } from './config';
 import { assetsDir, defaultPreprocessorConfig } from './convert';
-import { CheckpointLayout, HfConfigJson, toHfLayout } from './layouts';
+import { CheckpointLayout, HfConfigJson, LayoutOptions, toHfLayout } from './layouts';
 
 export interface ModelSource {
   config: ClipConfig;
@@ -38,27 +38,31 @@ export interface ModelSource {
 const CHECKPOINT_EXTENSIONS = ['.pt', '.pth', '.bin', '.safetensors'];
 const TOKENIZER_FILES = ['tokenizer_config.json', 'vocab.txt', 'vocab.json', 'sentencepiece.bpe.model', 'bpe_simple_vocab_16e6.txt.gz'];
 
-/** Reads a model folder or checkpoint file (see the file comment). */
-export function readModelSource(location: string): ModelSource {
+/**
+ * Reads a model folder or checkpoint file (see the file comment). `layout` names the geometry of
+ * an original checkpoint (e.g. `{ model: 'ViT-B-16' }`, checked against its shapes) or its
+ * activation (`hiddenAct: 'gelu'` for LAION's open_clip models); Hugging Face folders ignore it.
+ */
+export function readModelSource(location: string, layout: LayoutOptions = {}): ModelSource {
   const stat = fs.statSync(location, { throwIfNoEntry: false });
   if (!stat) throw new ClipkitError('E_IO', `No such model folder or checkpoint file: ${location}`);
   if (stat.isFile()) {
     if (!CHECKPOINT_EXTENSIONS.includes(path.extname(location).toLowerCase()))
       throw new ClipkitError('E_UNSUPPORTED', `Cannot load ${location}: expected a model folder or a checkpoint file (${CHECKPOINT_EXTENSIONS.join(', ')})`);
-    return fromTensors(readWeightFile(location), [location], path.dirname(location));
+    return fromTensors(readWeightFile(location), [location], path.dirname(location), layout);
   }
   const { tensors, files } = readFolderWeights(location);
-  return fromTensors(tensors, files, location);
+  return fromTensors(tensors, files, location, layout);
 }
 
-function fromTensors(tensors: ReadonlyMap<string, TensorEntry>, files: string[], dir: string): ModelSource {
+function fromTensors(tensors: ReadonlyMap<string, TensorEntry>, files: string[], dir: string, layout: LayoutOptions): ModelSource {
   const source = files.length === 1 ? files[0] : `${dir} (${files.length} weight files)`;
   const configPath = path.join(dir, 'config.json');
   const configJson = fs.existsSync(configPath) ? readJson(configPath) : undefined;
   // Hugging Face names with a config.json: as they are (this also covers AltCLIP, whose geometry shapes cannot give).
   const hf = configJson && tensors.has('vision_model.embeddings.patch_embedding.weight')
     ? { layout: 'hf' as const, tensors, config: undefined }
-    : toHfLayout(tensors, { source });
+    : toHfLayout(tensors, { ...layout, source });
   let config: ClipConfig;
   if (hf.layout === 'hf') config = configJson ? parseClipConfig(configJson, configPath) : parseClipConfig(hf.config!, `the shapes of ${source}`);
   else config = parseClipConfig(hf.layout === 'easynlp' ? withEasyNlpConfig(hf.config!, configJson) : hf.config!, `the shapes of ${source}`);
