@@ -39,7 +39,7 @@ const VISION_B = (patch: number) => ({
   image_size: 224, patch_size: patch, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, projection_dim: 512,
 });
 
-const SPECS: Spec[] = [
+export const SPECS: Spec[] = [
   {
     key: 'chinese',
     name: 'Chinese-CLIP ViT-B/16 + RoBERTa-wwm-base',
@@ -166,7 +166,7 @@ interface Folder {
   weightBytes: number;
 }
 
-function writeFolder(spec: Spec, root: string, withOnnx: boolean): Folder {
+export function writeFolder(spec: Spec, root: string, withOnnx: boolean): Folder {
   const dir = path.join(root, spec.key);
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec.config, null, 2));
@@ -476,7 +476,8 @@ function fmtRow(r: Row): string {
   return `fp32 ${num(r.fp32)}, bf16 ${num(r.bf16)}` + (r.ort !== undefined ? `, ORT ${num(r.ort)} (${ratio(r.ratio_fp32)}, ${ratio(r.ratio_bf16)})` : '') + ` ${r.unit}`;
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+if (require.main === module)
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
