@@ -304,14 +304,15 @@ function makeTensor(e: Entry, data: Buffer, file: string): SafetensorsTensor {
 }
 
 /** Little-endian 16-bit words of `b`: a view when aligned on a little-endian host, else assembled. */
-function u16View(b: Uint8Array): Uint16Array {
+export function u16View(b: Uint8Array): Uint16Array {
   if (LITTLE_ENDIAN && b.byteOffset % 2 === 0) return new Uint16Array(b.buffer, b.byteOffset, b.length / 2);
   const out = new Uint16Array(b.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = b[2 * i] | (b[2 * i + 1] << 8);
   return out;
 }
 
-function copyF32(b: Uint8Array): Float32Array {
+/** Little-endian float32 values of `b`, copied (for data not aligned to 4 bytes). */
+export function copyF32(b: Uint8Array): Float32Array {
   const out = new Float32Array(b.length / 4);
   const bits = new Uint32Array(out.buffer);
   for (let i = 0; i < bits.length; i++) bits[i] = (b[4 * i] | (b[4 * i + 1] << 8) | (b[4 * i + 2] << 16) | (b[4 * i + 3] << 24)) >>> 0;

@@ -12,7 +12,7 @@
  */
 import { ClipkitError } from '../errors';
 import { Tensor } from '../tensor';
-import { bf16ToF32, f16ToF32, FLOAT_DTYPES, SafetensorsDType, SafetensorsTensor } from './safetensors';
+import { bf16ToF32, copyF32, f16ToF32, FLOAT_DTYPES, SafetensorsDType, SafetensorsTensor, u16View } from './safetensors';
 
 /** One tensor of a checkpoint, whatever the file format. */
 export type TensorEntry = SafetensorsTensor;
@@ -89,23 +89,6 @@ function decodeFloat32(name: string, dtype: StorageDType, b: Uint8Array, source:
         `Tensor ${JSON.stringify(name)} in ${source} has dtype ${dtype}; clipkit reads only ${FLOAT_DTYPES.join(', ')} tensors as float32 (bytes() gives the raw values)`,
       );
   }
-}
-
-function u16View(b: Uint8Array): Uint16Array {
-  if (LITTLE_ENDIAN && b.byteOffset % 2 === 0) return new Uint16Array(b.buffer, b.byteOffset, b.length / 2);
-  const out = new Uint16Array(b.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = b[2 * i] | (b[2 * i + 1] << 8);
-  return out;
-}
-
-function copyF32(b: Uint8Array): Float32Array {
-  const out = new Float32Array(b.length / 4);
-  if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(b);
-  else {
-    const view = new DataView(b.buffer, b.byteOffset, b.length);
-    for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(4 * i, true);
-  }
-  return out;
 }
 
 /**
