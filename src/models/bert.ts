@@ -18,12 +18,15 @@
  */
 import { attentionPacked } from '../ops/attention';
 import { embedding } from '../ops/embedding';
-import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
+import { linear, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import { collectStates, encodeInGroups, HiddenStates, own, ownNorm, PackedLinear, packLinear, packQkv, pickRows, TextOutput, Workspace, WorkspacePool } from './blocks';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
+
+/** The input embedding tables and their LayerNorm. */
+type BertEmbeddings = Pick<BertTextWeights, 'wordEmbeddings' | 'positionEmbeddings' | 'tokenTypeEmbeddings' | 'embeddingsLayerNorm'>;
 
 interface PackedBertLayer {
   qkv: PackedLinear;
@@ -37,7 +40,7 @@ interface PackedBertLayer {
 export class BertTower {
   private constructor(
     readonly config: BertTextConfig,
-    private readonly w: BertTextWeights,
+    private readonly w: BertEmbeddings,
     private readonly layers: PackedBertLayer[],
     private readonly head: { preLayerNorm: Norm; transformation: PackedLinear } | undefined,
     private readonly pooler: PackedLinear | undefined,
@@ -57,25 +60,18 @@ export class BertTower {
         output: await packLinear(l.output, dtype),
         outputLayerNorm: ownNorm(l.outputLayerNorm),
       });
-    // Keep only what runs unpacked; the linear weights live on in their packed form.
-    const kept: BertTextWeights = {
-      ...w,
+    // What runs unpacked, as copies (a view would pin the whole checkpoint); the linear weights live on packed.
+    const kept: BertEmbeddings = {
       wordEmbeddings: own(w.wordEmbeddings),
       positionEmbeddings: own(w.positionEmbeddings),
       tokenTypeEmbeddings: own(w.tokenTypeEmbeddings),
       embeddingsLayerNorm: ownNorm(w.embeddingsLayerNorm),
-      layers: [],
-      preLayerNorm: undefined,
-      transformation: undefined,
-      pooler: undefined,
-      projection: own(w.projection), // (packed below; a view here would pin the whole checkpoint)
-      projectionBias: undefined,
     };
     const head = w.preLayerNorm && w.transformation
       ? { preLayerNorm: ownNorm(w.preLayerNorm), transformation: await packLinear(w.transformation, dtype) }
       : undefined;
     const pooler = w.pooler && (await packLinear(w.pooler, dtype));
-    const projection = await packLinear({ weight: w.projection, bias: w.projectionBias as Tensor }, dtype);
+    const projection = { weight: await packWeight(w.projection, { dtype }), bias: w.projectionBias && own(w.projectionBias) };
     return new BertTower(config, kept, layers, head, pooler, projection);
   }
 

@@ -20,10 +20,13 @@ import {
 import { ClipTextConfig } from './config';
 import { ClipTextWeights } from './weights';
 
+/** The embedding tables and the final LayerNorm. */
+type ClipTextUnpacked = Pick<ClipTextWeights, 'tokenEmbedding' | 'positionEmbedding' | 'finalLayerNorm'>;
+
 export class ClipTextTower {
   private constructor(
     readonly config: ClipTextConfig,
-    private readonly w: ClipTextWeights,
+    private readonly w: ClipTextUnpacked,
     private readonly layers: PackedPreNormLayer[],
     private readonly projection: PackedWeight,
   ) {}
@@ -33,14 +36,11 @@ export class ClipTextTower {
   static async load(w: ClipTextWeights, config: ClipTextConfig, dtype: WeightDType = 'float32'): Promise<ClipTextTower> {
     const layers: PackedPreNormLayer[] = [];
     for (const l of w.layers) layers.push(await packPreNormLayer(l, dtype));
-    // Keep only what runs unpacked; the linear weights live on in their packed form.
-    const kept: ClipTextWeights = {
-      ...w,
+    // What runs unpacked, as copies (a view would pin the whole checkpoint); the linear weights live on packed.
+    const kept: ClipTextUnpacked = {
       tokenEmbedding: own(w.tokenEmbedding),
       positionEmbedding: own(w.positionEmbedding),
       finalLayerNorm: ownNorm(w.finalLayerNorm),
-      layers: [],
-      projection: own(w.projection), // (packed below; a view here would pin the whole checkpoint)
     };
     return new ClipTextTower(config, kept, layers, await packWeight(w.projection, { dtype }));
   }
