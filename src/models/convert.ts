@@ -54,6 +54,7 @@ import { TensorSource, writeSafetensorsFile } from '../io/safetensors_writer';
 import { elementCount, TensorEntry } from '../io/tensor_entry';
 import { BertWordPieceTokenizer } from '../tokenizers/bert_wordpiece';
 import { bytesToUnicode, ClipBpeTokenizer, EOT, SOT } from '../tokenizers/clip_bpe';
+import { assetsDir, BPE_GZ, defaultPreprocessorConfig } from './family_files';
 import { CheckpointLayout, HfCheckpoint, HfConfigJson, LayoutModelType, toHfLayout } from './layouts';
 
 export const CONVERT_DTYPES = ['keep', 'fp32', 'fp16', 'bf16'] as const;
@@ -324,16 +325,7 @@ const json = (value: unknown) => JSON.stringify(value, null, 2) + '\n';
 /** SimpleTokenizer's vocabulary size: 256 byte symbols, 256 with `</w>`, the merges, two special tokens. */
 const CLIP_VOCAB_SIZE = 49408;
 const CLIP_MERGES = CLIP_VOCAB_SIZE - 512 - 2;
-const BPE_GZ = 'bpe_simple_vocab_16e6.txt.gz';
 
-/** The package's assets/ folder: two levels above this file in the sources, three in dist/. */
-export function assetsDir(): string {
-  for (const up of [['..', '..'], ['..', '..', '..']]) {
-    const dir = path.join(__dirname, ...up, 'assets');
-    if (fs.existsSync(path.join(dir, BPE_GZ))) return dir;
-  }
-  throw new ClipkitError('E_IO', `clipkit's assets/ folder (with ${BPE_GZ} and vocab.txt) is missing from the installed package near ${__dirname}`);
-}
 
 /** The tokenizer files of the config's text tower, their vocabulary checked against the checkpoint. */
 function tokenizerFiles(config: HfConfigJson, dir: string | undefined): SmallFile[] {
@@ -398,31 +390,6 @@ function clipVocabFromBpe(gz: Uint8Array, file: string): { vocabJson: string; me
   };
 }
 
-const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
-const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
-
-/**
- * preprocessor_config.json (keys sorted, as transformers writes them). OpenAI CLIP (and EasyNLP,
- * whose pipeline is OpenAI's): resize the shorter side to the image size, centre crop. Chinese-CLIP:
- * resize to image size × image size, so the crop of the same size changes nothing.
- */
-export function defaultPreprocessorConfig(modelType: string, s: number): Record<string, unknown> {
-  const chinese = modelType === 'chinese_clip';
-  return {
-    crop_size: { height: s, width: s },
-    do_center_crop: true,
-    do_convert_rgb: true,
-    do_normalize: true,
-    do_rescale: true,
-    do_resize: true,
-    image_mean: CLIP_MEAN,
-    image_processor_type: chinese ? 'ChineseCLIPImageProcessor' : 'CLIPImageProcessor',
-    image_std: CLIP_STD,
-    resample: 3, // PIL bicubic
-    rescale_factor: 1 / 255,
-    size: chinese ? { height: s, width: s } : { shortest_edge: s },
-  };
-}
 
 function readFile(file: string): Buffer {
   try {

@@ -20,7 +20,7 @@ import { readSafetensors, readSafetensorsIndex } from '../io/safetensors';
 import { TensorEntry } from '../io/tensor_entry';
 import { BertWordPieceTokenizer, ClipBpeTokenizer, loadTokenizer, Tokenizer } from '../tokenizers';
 import { ClipConfig, parseClipConfig, parsePreprocessConfig, PreprocessConfig, readPreprocessConfig } from './config';
-import { assetsDir, defaultPreprocessorConfig } from './convert';
+import { assetsDir, defaultPreprocessorConfig } from './family_files';
 import { CheckpointLayout, HfConfigJson, LayoutOptions, toHfLayout } from './layouts';
 
 export interface ModelSource {
