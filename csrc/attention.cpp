@@ -58,6 +58,12 @@ ck_status attention_f32(const AttentionArgs& a) {
   if (a.batch == 0 || a.heads == 0 || a.q_rows == 0 || a.head_dim == 0) return CK_OK;
   if (!a.q || !a.k || !a.v || !a.out || a.q_rows > a.seq || (a.key_mask_i32 && a.key_mask_u8)) return CK_ERR_ARG;
   if (!std::isfinite(a.scale)) return CK_ERR_ARG;
+  if (a.seq_starts) {  // ragged: starts from 0, increasing, no sequence longer than seq
+    if (a.seq_starts[0] != 0) return CK_ERR_ARG;
+    for (size_t b = 0; b < a.batch; ++b)
+      if (a.seq_starts[b + 1] <= a.seq_starts[b] || static_cast<size_t>(a.seq_starts[b + 1] - a.seq_starts[b]) > a.seq)
+        return CK_ERR_ARG;
+  }
 
   Plan plan;
   const size_t bq_max = a.causal ? kBqCausal : kBqMax;
@@ -218,9 +224,12 @@ static ck_status attention_task(const AttentionArgs& a, const attention_detail::
 
   const size_t bh = task / plan.tasks_per_head, part = task % plan.tasks_per_head;
   const size_t b = bh / a.heads, h = bh % a.heads;
+  // This batch's rows: a fixed-size slab, or its own range of a ragged batch.
+  const size_t row0 = a.seq_starts ? static_cast<size_t>(a.seq_starts[b]) : 0;
+  const size_t seq = a.seq_starts ? static_cast<size_t>(a.seq_starts[b + 1]) - row0 : a.seq;
   const size_t blk0 = part * plan.blocks_per_task;
   const size_t blk1 = std::min(plan.q_blocks, blk0 + plan.blocks_per_task);
-  const size_t row_begin = blk0 * plan.bq, row_end = std::min(a.q_rows, blk1 * plan.bq);
+  const size_t row_begin = blk0 * plan.bq, row_end = std::min(std::min(a.q_rows, seq), blk1 * plan.bq);
   if (row_begin >= row_end) return CK_OK;
 
   const size_t d = a.head_dim;
@@ -228,7 +237,7 @@ static ck_status attention_task(const AttentionArgs& a, const attention_detail::
   const bool v_in_place = dp == d;  // rows of V are read where they are; else packed with zero padding
   const size_t qs = (plan.bq + 2 * V::W - 1) / (2 * V::W) * (2 * V::W);  // query lanes per block
   // Keys this task can see: with a causal mask, none past its last query row.
-  const size_t n_keys = a.causal ? std::min(a.seq, row_end) : a.seq;
+  const size_t n_keys = a.causal ? std::min(seq, row_end) : seq;
 
   // Scratch, in floats; every region starts on a 64-byte boundary.
   auto pad16 = [](size_t n) { return (n + 15) / 16 * 16; };
@@ -245,13 +254,14 @@ static ck_status attention_task(const AttentionArgs& a, const attention_detail::
   float* alpha = l + lane_n; // rescale factor of the current key block
   float* qpos = alpha + lane_n;  // each lane's query index (causal)
 
+  const size_t mask0 = a.seq_starts ? row0 : b * a.seq;
   auto keep = [&](size_t j) {
-    if (a.key_mask_i32) return a.key_mask_i32[b * a.seq + j] != 0;
-    if (a.key_mask_u8) return a.key_mask_u8[b * a.seq + j] != 0;
+    if (a.key_mask_i32) return a.key_mask_i32[mask0 + j] != 0;
+    if (a.key_mask_u8) return a.key_mask_u8[mask0 + j] != 0;
     return true;
   };
-  const float* kbase = a.k + b * a.k_batch_stride + h * d;
-  const float* vbase = a.v + b * a.v_batch_stride + h * d;
+  const float* kbase = a.seq_starts ? a.k + row0 * a.k_row_stride + h * d : a.k + b * a.k_batch_stride + h * d;
+  const float* vbase = a.seq_starts ? a.v + row0 * a.v_row_stride + h * d : a.v + b * a.v_batch_stride + h * d;
   if (!v_in_place)
     for (size_t j = 0; j < n_keys; ++j) {
       if (!keep(j)) continue;
@@ -259,8 +269,9 @@ static ck_status attention_task(const AttentionArgs& a, const attention_detail::
       std::memset(vp + j * dp + d, 0, (dp - d) * sizeof(float));
     }
 
-  const float* qbase = a.q + b * a.q_batch_stride + h * d;
-  float* obase = a.out + b * a.out_batch_stride + h * d;
+  const float* qbase = a.seq_starts ? a.q + row0 * a.q_row_stride + h * d : a.q + b * a.q_batch_stride + h * d;
+  float* obase = a.out + h * d +
+                 (!a.seq_starts ? b * a.out_batch_stride : a.q_rows == 1 ? b * a.out_row_stride : row0 * a.out_row_stride);
   const size_t dv = d - d % V::W;
   const int dtail = static_cast<int>(d - dv);
   const float* krow[kBk];

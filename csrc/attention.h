@@ -13,6 +13,12 @@ namespace ck {
 // j <= i only. A dropped key gets weight exactly 0, so padding never changes the real tokens'
 // outputs. A query row whose keys are all dropped gets an output of 0 (not NaN).
 // Only the first q_rows query rows are computed (q_rows <= seq; the class token alone: 1).
+//
+// Ragged batches (seq_starts given): sequence b is rows [seq_starts[b], seq_starts[b+1]) of q, k, v
+// (the batch strides are unused), `seq` is the longest of them, and a key mask holds one entry per
+// row. Output rows: with q_rows == 1 sequence b's first row goes to out row b; otherwise every row
+// of every sequence goes to the out row of the same index. Sequences of different lengths thus run
+// in one call without padding.
 struct AttentionArgs {
   const float* q;            // element [b, i, h·D + c] at q[b·q_batch_stride + i·q_row_stride + h·D + c]
   const float* k;
@@ -22,6 +28,7 @@ struct AttentionArgs {
   size_t v_batch_stride, v_row_stride;
   const int32_t* key_mask_i32;  // [batch, seq], nonzero = keep; optional
   const uint8_t* key_mask_u8;   // the same as bytes; at most one of the two is given
+  const int32_t* seq_starts;    // [batch + 1], increasing from 0; optional (ragged batches)
   float* out;                // [batch, q_rows, heads·D], row stride out_row_stride
   size_t out_batch_stride, out_row_stride;
   size_t batch, seq, heads, head_dim, q_rows;

@@ -12,16 +12,19 @@
  * The position offset is 0 for BERT and pad + 1 for the RoBERTa numbering (cumsum(ids != pad) + pad:
  * real tokens of a right-padded text sit at pad + 1, pad + 2, …).
  *
- * Each text runs at its true length: texts are grouped by length, a group is padded only to its
- * longest member, and the padding keys are masked (weight exactly 0), so [CLS] equals the fully
- * padded run. The last layer computes only the [CLS] row (attention for query row 0, then its tail).
+ * Each text runs at its true length, without padding: a batch stacks its texts row after row
+ * (blocks.ts RaggedBatch), the GEMMs run over all rows at once and attention within each text. The
+ * padding keys of a padded run get weight exactly 0, so [CLS] is the same as the fully padded run's.
+ * The last layer computes only the [CLS] rows (attention for each text's first query, then its tail).
  */
-import { attentionPacked } from '../ops/attention';
+import { attentionRagged } from '../ops/attention';
 import { embedding } from '../ops/embedding';
 import { linear, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { collectStates, encodeInGroups, HiddenStates, own, ownNorm, PackedLinear, packLinear, packQkv, pickRows, TextOutput, Workspace, WorkspacePool } from './blocks';
+import {
+  collectStates, encodeInGroups, fresh, HiddenStates, OpQueue, own, ownNorm, PackedLinear, packLinear, packQkv, pickRows, RaggedBatch, raggedBatch, TextOutput, Workspace, WorkspacePool,
+} from './blocks';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
 
@@ -88,14 +91,14 @@ export class BertTower {
   }
 
   /**
-   * ids [n, context] → pooled and embeds of each row, in input order. Runs groups of at most
-   * `batchSize` texts of similar length; `padTo` (tests) pads every group to that length instead.
+   * ids [n, context] → pooled and embeds of each row, in input order. Runs ragged batches of at most
+   * `batchSize` texts of similar length; `padTo` (tests) runs every text padded to that length instead.
    */
   async encode(ids: Int32Array, n: number, context: number, batchSize: number, padTo?: number): Promise<TextOutput> {
     const lengths = this.lengths(ids, n, context);
     return this.workspaces.use((ws) =>
-      encodeInGroups(ids, n, context, lengths, batchSize, (longest) => longest, padTo, this.config.pooledSize,
-        this.projection.weight.n, (groupIds, groupLengths, seq) => this.encodeGroup(groupIds, groupLengths, seq, ws)));
+      encodeInGroups(ids, n, context, lengths, batchSize, (length) => length, padTo, this.config.pooledSize,
+        this.projection.weight.n, (batch) => this.encodeBatch(batch, ws)));
   }
 
   /**
@@ -106,66 +109,95 @@ export class BertTower {
   hiddenStates(ids: Int32Array, n: number, context: number): Promise<HiddenStates> {
     return this.workspaces.use(async (ws) => {
       const lengths = Array.from(this.lengths(ids, n, context));
-      const keyMask = keyMaskOf(lengths, context);
-      const x0 = await this.embed(ids, n, context, ws);
-      const { states } = await collectStates(x0, this.layers, (x, l) => this.block(x, l, keyMask, false, ws));
+      const all = Array.from({ length: n }, (_, i) => i);
+      const batch = raggedBatch(ids, context, all, all.map(() => context), lengths);
+      const keyMask = keyMaskOf(batch);
+      const q = new OpQueue();
+      const x0 = this.embed(batch, ws, q);
+      await q.done();
+      const shaped = (t: Tensor) => t.reshape([n, context, t.shape[1]]);
+      const { states } = await collectStates(x0, this.layers, async (x, l) => {
+        const y = this.block(x, l, batch.starts, keyMask, false, ws, q);
+        await q.done();
+        return y;
+      });
       const x = states[states.length - 1];
-      if (!this.head) return { hiddenStates: states, lastHiddenState: x };
-      const h = await layerNorm(x, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps });
-      return { hiddenStates: states, lastHiddenState: await linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias }) };
+      let last = x;
+      if (this.head) {
+        const h = fresh(x.shape[0], x.shape[1]);
+        last = fresh(x.shape[0], this.head.transformation.weight.n);
+        q.add(layerNorm(x, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps, out: h }));
+        q.add(linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias, out: last }));
+        await q.done();
+      }
+      return { hiddenStates: states.map(shaped), lastHiddenState: shaped(last) };
     });
   }
 
-  /** The residual stream after the embeddings' LayerNorm, in `ws`. */
-  private async embed(ids: Int32Array, batch: number, seq: number, ws: Workspace): Promise<Tensor> {
-    const w = this.w;
-    const emb = await embedding(
-      new Tensor(ids, [batch, seq], 'int32'),
+  /** The residual stream after the embeddings' LayerNorm [rows, W], queued, in `ws`. */
+  private embed(batch: RaggedBatch, ws: Workspace, q: OpQueue): Tensor {
+    const w = this.w, rows = batch.ids.length, width = w.wordEmbeddings.shape[1];
+    const positionIds = batch.positions.map((p) => p + this.config.positionOffset);
+    const emb = ws.tensor('emb', [1, rows, width]), x = ws.tensor('x', [rows, width]);
+    q.add(embedding(
+      new Tensor(batch.ids, [1, rows], 'int32'),
       { tokens: w.wordEmbeddings, positions: w.positionEmbeddings, types: w.tokenTypeEmbeddings },
-      { positionOffset: this.config.positionOffset },
-    );
-    return layerNorm(emb, w.embeddingsLayerNorm.weight, w.embeddingsLayerNorm.bias, { eps: this.config.layerNormEps, out: ws.tensor('x', emb.shape) });
+      { positionIds: new Tensor(positionIds, [1, rows], 'int32'), out: emb },
+    ));
+    q.add(layerNorm(emb, w.embeddingsLayerNorm.weight, w.embeddingsLayerNorm.bias, { eps: this.config.layerNormEps, out: x.reshape(emb.shape) }));
+    return x;
   }
 
   /**
-   * One post-LN layer on x [B, S, W] (modified in place as the residual; the result goes to the
-   * other of the workspace's two residual buffers). `firstRowOnly`: attention for query row 0 alone
-   * and the rest of the layer on that row, returning a new [B, W] tensor.
+   * One post-LN layer, queued, on x [rows, W] (modified in place as the residual; the result goes to
+   * the other of the workspace's two residual buffers). `firstRowOnly`: attention for each text's
+   * first query row alone and the rest of the layer on those rows, returning a new [B, W] tensor.
    */
-  private async block(x: Tensor, l: PackedBertLayer, keyMask: Int32Array, firstRowOnly: boolean, ws: Workspace): Promise<Tensor> {
+  private block(x: Tensor, l: PackedBertLayer, starts: Int32Array, keyMask: Int32Array | undefined, firstRowOnly: boolean, ws: Workspace, q: OpQueue): Tensor {
     const c = this.config, eps = c.layerNormEps;
-    const [batch, seq, width] = x.shape;
-    const qkv = await linear(x, l.qkv.weight, { bias: l.qkv.bias, out: ws.tensor('qkv', [batch, seq, l.qkv.weight.n]) });
-    let a = await attentionPacked(qkv, { heads: c.numAttentionHeads, keyMask, qRows: firstRowOnly ? 1 : seq, out: ws.tensor('attn', [batch, firstRowOnly ? 1 : seq, width]) });
-    if (firstRowOnly) {
-      x = await pickRows(x, new Int32Array(batch)); // [CLS] rows only: [B, W]
-      a = a.reshape(x.shape);
-    }
+    const [rows, width] = x.shape, texts = starts.length - 1;
+    const qkv = ws.tensor('qkv', [rows, l.qkv.weight.n]);
+    const a = ws.tensor('attn', [firstRowOnly ? texts : rows, width]);
+    q.add(linear(x, l.qkv.weight, { bias: l.qkv.bias, out: qkv }));
+    q.add(attentionRagged(qkv, { heads: c.numAttentionHeads, seqStarts: starts, keyMask, firstRowOnly, out: a }));
+    if (firstRowOnly) x = pickRows(x, starts.subarray(0, texts), q); // [CLS] rows only: [B, W]
     // The last layer's rows leave the tower: they get buffers of their own.
-    const stream = (t: Tensor) => (firstRowOnly ? undefined : ws.tensor(ws.holds('x', t) ? 'x2' : 'x', t.shape));
-    await linear(a, l.attentionOutput.weight, { bias: l.attentionOutput.bias, residual: x, out: x });
-    x = await layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps, out: stream(x) });
-    const f = await linear(x, l.intermediate.weight, { bias: l.intermediate.bias, activation: c.hiddenAct, out: ws.tensor('mlp', [...x.shape.slice(0, -1), l.intermediate.weight.n]) });
-    await linear(f, l.output.weight, { bias: l.output.bias, residual: x, out: x });
-    return layerNorm(x, l.outputLayerNorm.weight, l.outputLayerNorm.bias, { eps, out: stream(x) });
+    const stream = (t: Tensor) => (firstRowOnly ? fresh(t.shape[0], t.shape[1]) : ws.tensor(ws.holds('x', t) ? 'x2' : 'x', t.shape));
+    q.add(linear(a, l.attentionOutput.weight, { bias: l.attentionOutput.bias, residual: x, out: x }));
+    const h = stream(x);
+    q.add(layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps, out: h }));
+    const f = ws.tensor('mlp', [h.shape[0], l.intermediate.weight.n]);
+    q.add(linear(h, l.intermediate.weight, { bias: l.intermediate.bias, activation: c.hiddenAct, out: f }));
+    q.add(linear(f, l.output.weight, { bias: l.output.bias, residual: h, out: h }));
+    const y = stream(h);
+    q.add(layerNorm(h, l.outputLayerNorm.weight, l.outputLayerNorm.bias, { eps, out: y }));
+    return y;
   }
 
-  /** One batch: ids [B, seq], each row real up to lengths[b] (keys past it masked). */
-  private async encodeGroup(ids: Int32Array, lengths: number[], seq: number, ws: Workspace): Promise<TextOutput> {
-    const batch = lengths.length, keyMask = keyMaskOf(lengths, seq);
-    let x = await this.embed(ids, batch, seq, ws);
+  /** One ragged batch: each text at its own length (keys past its true length, if any, masked). */
+  private async encodeBatch(batch: RaggedBatch, ws: Workspace): Promise<TextOutput> {
+    const texts = batch.keys.length, keyMask = keyMaskOf(batch), q = new OpQueue();
+    let x = this.embed(batch, ws, q);
     const last = this.layers.length - 1;
-    for (let i = 0; i <= last; i++) x = await this.block(x, this.layers[i], keyMask, i === last, ws);
-    let pooled = last >= 0 ? x : await pickRows(x, new Int32Array(batch));
+    for (let i = 0; i <= last; i++) x = this.block(x, this.layers[i], batch.starts, keyMask, i === last, ws, q);
+    let pooled = last >= 0 ? x : pickRows(x, batch.starts.subarray(0, texts), q);
     if (this.head) {
-      const h = await layerNorm(pooled, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps });
-      pooled = await linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias });
+      const h = fresh(texts, pooled.shape[1]);
+      q.add(layerNorm(pooled, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps, out: h }));
+      pooled = fresh(texts, this.head.transformation.weight.n);
+      q.add(linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias, out: pooled }));
     }
     if (this.pooler) {
-      pooled = await linear(pooled, this.pooler.weight, { bias: this.pooler.bias });
-      tanhInPlace(pooled.data as Float32Array);
+      const p = fresh(texts, this.pooler.weight.n);
+      q.add(linear(pooled, this.pooler.weight, { bias: this.pooler.bias, out: p }));
+      await q.done();
+      tanhInPlace(p.data as Float32Array);
+      pooled = p;
     }
-    return { pooled, embeds: await linear(pooled, this.projection.weight, { bias: this.projection.bias }) };
+    const embeds = fresh(texts, this.projection.weight.n);
+    q.add(linear(pooled, this.projection.weight, { bias: this.projection.bias, out: embeds }));
+    await q.done();
+    return { pooled, embeds };
   }
 }
 
@@ -174,9 +206,11 @@ function tanhInPlace(x: Float32Array): void {
   for (let i = 0; i < x.length; i++) x[i] = Math.tanh(x[i]);
 }
 
-/** 1 on each row's first lengths[b] keys of seq, 0 on its padding. */
-function keyMaskOf(lengths: readonly number[], seq: number): Int32Array {
-  const mask = new Int32Array(lengths.length * seq);
-  lengths.forEach((len, b) => mask.fill(1, b * seq, b * seq + len));
+/** 1 on each text's first keys[b] rows (its true length), 0 on its padding; none when nothing is padded. */
+function keyMaskOf(batch: RaggedBatch): Int32Array | undefined {
+  const { starts, keys } = batch;
+  if (keys.every((len, b) => starts[b + 1] - starts[b] <= len)) return undefined;
+  const mask = new Int32Array(batch.ids.length);
+  keys.forEach((len, b) => mask.fill(1, starts[b], Math.min(starts[b] + len, starts[b + 1])));
   return mask;
 }

@@ -1,10 +1,10 @@
 /**
- * Pieces the towers share: packed linear layers (with q, k, v fused into one GEMM), the pre-LN
- * transformer block of the ViT and the CLIP text tower, row picking, and grouping texts by length.
+ * Pieces the towers share: queued ops, packed linear layers (with q, k, v fused into one GEMM), the
+ * pre-LN transformer block of the ViT and the CLIP text tower, row picking, and ragged text batches.
  */
+import { gatherRows } from '../ops/embedding';
 import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
-import { gatherRows } from '../ops/embedding';
 import { Tensor } from '../tensor';
 import { HiddenAct } from './config';
 import { Linear, Norm, PreNormLayer } from './weights';
@@ -23,6 +23,37 @@ export interface HiddenStates {
   hiddenStates: Tensor[];
   /** The tower's last_hidden_state [B, S, ·]. */
   lastHiddenState: Tensor;
+}
+
+/**
+ * Ops queued back to back, without waiting for each to finish before submitting the next. The
+ * native dispatcher runs jobs one at a time in the order they were submitted (csrc/thread_pool.h),
+ * and every op submits its job before its first await, so an op may be queued while the op whose
+ * output it reads is still running: the worker goes straight from one op to the next instead of
+ * idling through a round trip to JavaScript (70–130 µs per op on a 2-core VM, ~110 ops per text).
+ * Outputs are tensors the caller created (`out`), so they are known before the ops run.
+ */
+export class OpQueue {
+  private pending: Promise<unknown>[] = [];
+
+  add(op: Promise<unknown>): void {
+    op.catch(() => undefined); // reported by done()
+    this.pending.push(op);
+  }
+
+  /** Waits for every queued op; rejects with the first failure (in queue order). */
+  async done(): Promise<void> {
+    const ops = this.pending;
+    this.pending = [];
+    const settled = await Promise.allSettled(ops);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+}
+
+/** A new [rows, width] tensor (results that leave a tower, which a workspace would overwrite). */
+export function fresh(rows: number, width: number): Tensor {
+  return new Tensor(new Float32Array(rows * width), [rows, width]);
 }
 
 /**
@@ -146,31 +177,36 @@ export interface BlockSettings {
 }
 
 /**
- * The MLP half of a pre-LN block, in place on the residual stream x [..., W]:
+ * The MLP half of a pre-LN block, queued in place on the residual stream x [..., W]:
  * x += fc2(act(fc1(layer_norm2(x)))). Intermediates go to `ws`.
  */
-export async function preNormMlp(x: Tensor, l: PackedPreNormLayer, s: BlockSettings, ws: Workspace): Promise<void> {
+export function preNormMlp(x: Tensor, l: PackedPreNormLayer, s: BlockSettings, ws: Workspace, q: OpQueue): void {
   const rows = x.shape.slice(0, -1);
-  const h = await layerNorm(x, l.layerNorm2.weight, l.layerNorm2.bias, { eps: s.eps, out: ws.tensor('norm', x.shape) });
-  const f = await linear(h, l.fc1.weight, { bias: l.fc1.bias, activation: s.act, out: ws.tensor('mlp', [...rows, l.fc1.weight.n]) });
-  await linear(f, l.fc2.weight, { bias: l.fc2.bias, residual: x, out: x });
+  const h = ws.tensor('norm', x.shape), f = ws.tensor('mlp', [...rows, l.fc1.weight.n]);
+  q.add(layerNorm(x, l.layerNorm2.weight, l.layerNorm2.bias, { eps: s.eps, out: h }));
+  q.add(linear(h, l.fc1.weight, { bias: l.fc1.bias, activation: s.act, out: f }));
+  q.add(linear(f, l.fc2.weight, { bias: l.fc2.bias, residual: x, out: x }));
 }
 
-/** The attention input of a pre-LN block: packed q | k | v [B, S, 3W] of layer_norm1(x), in `ws`. */
-export async function preNormQkv(x: Tensor, l: PackedPreNormLayer, s: BlockSettings, ws: Workspace): Promise<Tensor> {
-  const h = await layerNorm(x, l.layerNorm1.weight, l.layerNorm1.bias, { eps: s.eps, out: ws.tensor('norm', x.shape) });
-  return linear(h, l.qkv.weight, { bias: l.qkv.bias, out: ws.tensor('qkv', [...x.shape.slice(0, -1), l.qkv.weight.n]) });
+/** The attention input of a pre-LN block, queued: packed q | k | v [..., 3W] of layer_norm1(x), in `ws`. */
+export function preNormQkv(x: Tensor, l: PackedPreNormLayer, s: BlockSettings, ws: Workspace, q: OpQueue): Tensor {
+  const h = ws.tensor('norm', x.shape), qkv = ws.tensor('qkv', [...x.shape.slice(0, -1), l.qkv.weight.n]);
+  q.add(layerNorm(x, l.layerNorm1.weight, l.layerNorm1.bias, { eps: s.eps, out: h }));
+  q.add(linear(h, l.qkv.weight, { bias: l.qkv.bias, out: qkv }));
+  return qkv;
 }
 
-/** Row `rows[b]` of each batch element of x [B, S, W] → [B, W]. */
-export function pickRows(x: Tensor, rows: ArrayLike<number>): Promise<Tensor> {
-  const [batch, seq, width] = x.shape;
-  return gatherRows(x.reshape([batch * seq, width]), Array.from({ length: batch }, (_, b) => b * seq + rows[b]));
+/** Rows `index` of x [R, W] (or [B, S, W], rows counted across the batch), queued → a new [n, W]. */
+export function pickRows(x: Tensor, index: ArrayLike<number>, q: OpQueue): Tensor {
+  const width = x.shape[x.shape.length - 1];
+  const out = fresh(index.length, width);
+  q.add(gatherRows(x.reshape([x.size / width, width]), index, { out }));
+  return out;
 }
 
 /**
  * Indices of the inputs grouped into batches of at most `batchSize`, by length (sorted, stable),
- * so each batch runs padded only to its own longest member.
+ * so texts of similar length run together.
  */
 export function groupByLength(lengths: ArrayLike<number>, batchSize: number): number[][] {
   const order = Array.from({ length: lengths.length }, (_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
@@ -180,9 +216,37 @@ export function groupByLength(lengths: ArrayLike<number>, batchSize: number): nu
 }
 
 /**
- * Runs a text tower over ids [n, context] in groups of at most `batchSize` rows of similar `keys[i]`
- * (true length, or end-of-text position), each group cut to `seqOf(its largest key)` columns (or to
- * `padTo` when given), and puts every row's pooled output and embedding back in input order.
+ * Texts of different lengths stacked row after row, without padding: text b is rows
+ * [starts[b], starts[b + 1]) of `ids`. The towers run every GEMM over all the rows at once and
+ * attention within each text (attentionRagged), so a batch costs the sum of its true lengths.
+ */
+export interface RaggedBatch {
+  ids: Int32Array; // [rows]
+  starts: Int32Array; // [B + 1]
+  /** Each text's key (true length, or end-of-text position), as given to encodeInGroups. */
+  keys: number[];
+  /** Each row's position within its text: 0, 1, … */
+  positions: Int32Array; // [rows]
+}
+
+/** Rows `group` of ids [n, context], each cut to its own `lengths[i]` columns and stacked. */
+export function raggedBatch(ids: Int32Array, context: number, group: readonly number[], lengths: readonly number[], keys: number[]): RaggedBatch {
+  const starts = new Int32Array(group.length + 1);
+  group.forEach((_, b) => (starts[b + 1] = starts[b] + lengths[b]));
+  const rows = starts[group.length];
+  const out = new Int32Array(rows), positions = new Int32Array(rows);
+  group.forEach((g, b) => {
+    out.set(ids.subarray(g * context, g * context + lengths[b]), starts[b]);
+    for (let j = 0; j < lengths[b]; j++) positions[starts[b] + j] = j;
+  });
+  return { ids: out, starts, keys, positions };
+}
+
+/**
+ * Runs a text tower over ids [n, context] in ragged batches of at most `batchSize` texts of similar
+ * `keys[i]` (true length, or end-of-text position), each text cut to `lengthOf(its key)` rows (or
+ * to `padTo` when given: tests compare against padded runs), and puts every text's pooled output
+ * and embedding back in input order.
  */
 export async function encodeInGroups(
   ids: Int32Array,
@@ -190,28 +254,21 @@ export async function encodeInGroups(
   context: number,
   keys: ArrayLike<number>,
   batchSize: number,
-  seqOf: (maxKey: number) => number,
+  lengthOf: (key: number) => number,
   padTo: number | undefined,
   width: number,
   proj: number,
-  runGroup: (ids: Int32Array, groupKeys: number[], seq: number) => Promise<TextOutput>,
+  runGroup: (batch: RaggedBatch) => Promise<TextOutput>,
 ): Promise<TextOutput> {
   const pooled = new Float32Array(n * width), embeds = new Float32Array(n * proj);
   for (const group of groupByLength(keys, batchSize)) {
     const groupKeys = group.map((g) => keys[g] as number);
-    const seq = padTo ?? seqOf(Math.max(...groupKeys));
-    const out = await runGroup(sliceIds(ids, context, group, seq), groupKeys, seq);
+    const lengths = groupKeys.map((k) => padTo ?? lengthOf(k));
+    const out = await runGroup(raggedBatch(ids, context, group, lengths, groupKeys));
     group.forEach((g, r) => {
       pooled.set(out.pooled.data.subarray(r * width, (r + 1) * width), g * width);
       embeds.set(out.embeds.data.subarray(r * proj, (r + 1) * proj), g * proj);
     });
   }
   return { pooled: new Tensor(pooled, [n, width]), embeds: new Tensor(embeds, [n, proj]) };
-}
-
-/** Rows `group` of ids [n, context], cut to the first `seq` columns. */
-export function sliceIds(ids: Int32Array, context: number, group: readonly number[], seq: number): Int32Array {
-  const out = new Int32Array(group.length * seq);
-  group.forEach((g, r) => out.set(ids.subarray(g * context, g * context + seq), r * seq));
-  return out;
 }

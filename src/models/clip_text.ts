@@ -6,16 +6,17 @@
  *   pooled = final_layer_norm(x[:, eot]);  text_embeds = pooled · text_projectionᵀ
  *
  * Attention is causal, so nothing after the end-of-text position influences its row: each text runs
- * only up to it (grouped by that length; a group's shorter members need no mask). The last layer's
- * out_proj, MLP and final norm run on the end-of-text rows alone.
+ * only up to it, without padding (a ragged batch, blocks.ts). The last layer's out_proj, MLP and
+ * final norm run on the end-of-text rows alone.
  */
-import { attentionPacked } from '../ops/attention';
+import { attentionRagged } from '../ops/attention';
 import { embedding } from '../ops/embedding';
 import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import {
-  BlockSettings, collectStates, encodeInGroups, HiddenStates, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, TextOutput, Workspace, WorkspacePool,
+  BlockSettings, collectStates, encodeInGroups, fresh, HiddenStates, OpQueue, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv,
+  RaggedBatch, raggedBatch, TextOutput, Workspace, WorkspacePool,
 } from './blocks';
 import { ClipTextConfig } from './config';
 import { ClipTextWeights } from './weights';
@@ -71,14 +72,14 @@ export class ClipTextTower {
   }
 
   /**
-   * ids [n, context] → pooled and embeds of each row, in input order, in groups of at most
-   * `batchSize`; `padTo` (tests) runs every group at that length instead of up to its end tokens.
+   * ids [n, context] → pooled and embeds of each row, in input order, in ragged batches of at most
+   * `batchSize`; `padTo` (tests) runs every text at that length instead of up to its end token.
    */
   async encode(ids: Int32Array, n: number, context: number, batchSize: number, padTo?: number): Promise<TextOutput> {
     const eot = this.eotPositions(ids, n, context);
     return this.workspaces.use((ws) =>
-      encodeInGroups(ids, n, context, eot, batchSize, (lastEot) => lastEot + 1, padTo, this.config.hiddenSize,
-        this.projection.n, (groupIds, groupEot, seq) => this.encodeGroup(groupIds, groupEot, seq, ws)));
+      encodeInGroups(ids, n, context, eot, batchSize, (eotPosition) => eotPosition + 1, padTo, this.config.hiddenSize,
+        this.projection.n, (batch) => this.encodeBatch(batch, ws)));
   }
 
   /**
@@ -88,45 +89,65 @@ export class ClipTextTower {
    */
   hiddenStates(ids: Int32Array, n: number, context: number): Promise<HiddenStates> {
     return this.workspaces.use(async (ws) => {
-      const x0 = await this.embed(ids, n, context);
+      const all = Array.from({ length: n }, (_, i) => i);
+      const batch = raggedBatch(ids, context, all, all.map(() => context), Array.from(this.eotPositions(ids, n, context)));
+      const q = new OpQueue();
+      const x0 = this.embed(batch, ws, q);
+      await q.done();
       const { states, x } = await collectStates(x0, this.layers, async (x, l) => {
-        await this.block(x, l, ws);
+        this.block(x, l, batch.starts, ws, q);
+        await q.done();
         return x;
       });
-      const w = this.w;
-      return { hiddenStates: states, lastHiddenState: await layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: this.config.layerNormEps }) };
+      const w = this.w, last = fresh(x.shape[0], x.shape[1]);
+      q.add(layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: this.config.layerNormEps, out: last }));
+      await q.done();
+      const shaped = (t: Tensor) => t.reshape([n, context, t.shape[1]]);
+      return { hiddenStates: states.map(shaped), lastHiddenState: shaped(last) };
     });
   }
 
-  private embed(ids: Int32Array, batch: number, seq: number): Promise<Tensor> {
-    return embedding(new Tensor(ids, [batch, seq], 'int32'), { tokens: this.w.tokenEmbedding, positions: this.w.positionEmbedding });
+  /** token + position embeddings [rows, W], queued, in `ws`. */
+  private embed(batch: RaggedBatch, ws: Workspace, q: OpQueue): Tensor {
+    const rows = batch.ids.length, x = ws.tensor('x', [rows, this.config.hiddenSize]);
+    q.add(embedding(
+      new Tensor(batch.ids, [1, rows], 'int32'),
+      { tokens: this.w.tokenEmbedding, positions: this.w.positionEmbedding },
+      { positionIds: new Tensor(batch.positions, [1, rows], 'int32'), out: x.reshape([1, rows, x.shape[1]]) },
+    ));
+    return x;
   }
 
-  /** One causal pre-LN layer, in place on x [B, S, W]. */
-  private async block(x: Tensor, l: PackedPreNormLayer, ws: Workspace): Promise<void> {
-    const s = this.settings;
-    const a = await attentionPacked(await preNormQkv(x, l, s, ws), { heads: s.heads, causal: true, out: ws.tensor('attn', x.shape) });
-    await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
-    await preNormMlp(x, l, s, ws);
+  /** One causal pre-LN layer, queued, in place on x [rows, W]; returns its attention output [rows, W]. */
+  private block(x: Tensor, l: PackedPreNormLayer, starts: Int32Array, ws: Workspace, q: OpQueue, mlp = true): Tensor {
+    const s = this.settings, a = ws.tensor('attn', x.shape);
+    q.add(attentionRagged(preNormQkv(x, l, s, ws, q), { heads: s.heads, causal: true, seqStarts: starts, out: a }));
+    if (!mlp) return a;
+    q.add(linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x }));
+    preNormMlp(x, l, s, ws, q);
+    return a;
   }
 
-  /** One batch: ids [B, seq], pooled at row eot[b]. */
-  private async encodeGroup(ids: Int32Array, eot: number[], seq: number, ws: Workspace): Promise<TextOutput> {
-    const s = this.settings, w = this.w, batch = eot.length;
-    let x = await this.embed(ids, batch, seq);
-
+  /** One ragged batch, pooled at each text's end-of-text row. */
+  private async encodeBatch(batch: RaggedBatch, ws: Workspace): Promise<TextOutput> {
+    const s = this.settings, w = this.w, texts = batch.keys.length, q = new OpQueue();
+    const eotRows = batch.keys.map((eot, b) => batch.starts[b] + eot);
+    let x = this.embed(batch, ws, q);
     const last = this.layers.length - 1;
-    for (let i = 0; i < last; i++) await this.block(x, this.layers[i], ws);
+    for (let i = 0; i < last; i++) this.block(x, this.layers[i], batch.starts, ws, q);
     if (last >= 0) {
       const l = this.layers[last];
-      const a = await attentionPacked(await preNormQkv(x, l, s, ws), { heads: s.heads, causal: true, out: ws.tensor('attn', x.shape) });
-      x = await pickRows(x, eot); // end-of-text rows only: [B, W]
-      await linear(await pickRows(a, eot), l.out.weight, { bias: l.out.bias, residual: x, out: x });
-      await preNormMlp(x, l, s, ws);
+      const a = this.block(x, l, batch.starts, ws, q, false);
+      x = pickRows(x, eotRows, q); // end-of-text rows only: [B, W]
+      q.add(linear(pickRows(a, eotRows, q), l.out.weight, { bias: l.out.bias, residual: x, out: x }));
+      preNormMlp(x, l, s, ws, q);
     } else {
-      x = await pickRows(x, eot);
+      x = pickRows(x, eotRows, q);
     }
-    const pooled = await layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: s.eps });
-    return { pooled, embeds: await linear(pooled, this.projection) };
+    const pooled = fresh(texts, x.shape[1]), embeds = fresh(texts, this.projection.n);
+    q.add(layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: s.eps, out: pooled }));
+    q.add(linear(pooled, this.projection, { out: embeds }));
+    await q.done();
+    return { pooled, embeds };
   }
 }

@@ -15,7 +15,7 @@ import { layerNorm } from '../ops/layer_norm';
 import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
 import { Tensor } from '../tensor';
 import {
-  BlockSettings, collectStates, HiddenStates, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, Workspace, WorkspacePool,
+  BlockSettings, collectStates, fresh, HiddenStates, OpQueue, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, Workspace, WorkspacePool,
 } from './blocks';
 import { VisionConfig } from './config';
 import { Norm, VisionWeights } from './weights';
@@ -65,28 +65,32 @@ export class VisionTower {
   }
 
   private async encodeIn(pixels: Tensor, ws: Workspace): Promise<VisionOutput> {
-    const s = this.settings;
+    const s = this.settings, q = new OpQueue();
     const batch = pixels.shape[0];
-    let x = await this.embedPatches(pixels, ws);
+    const x = this.embedPatches(pixels, ws, q);
+    const width = x.shape[2];
 
     const last = this.layers.length - 1;
-    for (let i = 0; i < last; i++) await this.block(x, this.layers[i], ws);
+    for (let i = 0; i < last; i++) this.block(x, this.layers[i], ws, q);
 
     // The class row only, from here on: [B, W].
+    const classRows = Array.from({ length: batch }, (_, b) => b * x.shape[1]);
     let cls: Tensor;
     if (last >= 0) {
       const l = this.layers[last];
-      const a = await attentionPacked(await preNormQkv(x, l, s, ws), { heads: s.heads, qRows: 1, out: ws.tensor('attn', [batch, 1, x.shape[2]]) });
-      cls = await pickRows(x, new Int32Array(batch));
-      await linear(a.reshape(cls.shape), l.out.weight, { bias: l.out.bias, residual: cls, out: cls });
-      await preNormMlp(cls, l, s, ws);
+      const a = ws.tensor('attn', [batch, 1, width]);
+      q.add(attentionPacked(preNormQkv(x, l, s, ws, q), { heads: s.heads, qRows: 1, out: a }));
+      cls = pickRows(x, classRows, q);
+      q.add(linear(a.reshape(cls.shape), l.out.weight, { bias: l.out.bias, residual: cls, out: cls }));
+      preNormMlp(cls, l, s, ws, q);
     } else {
-      cls = await pickRows(x, new Int32Array(batch));
+      cls = pickRows(x, classRows, q);
     }
-    x = cls;
 
-    const pooled = await layerNorm(x, this.postLayerNorm.weight, this.postLayerNorm.bias, { eps: s.eps });
-    const embeds = await linear(pooled, this.projection, { bias: this.projectionBias });
+    const pooled = fresh(batch, width), embeds = fresh(batch, this.projection.n);
+    q.add(layerNorm(cls, this.postLayerNorm.weight, this.postLayerNorm.bias, { eps: s.eps, out: pooled }));
+    q.add(linear(pooled, this.projection, { bias: this.projectionBias, out: embeds }));
+    await q.done();
     return { pooled, embeds };
   }
 
@@ -96,25 +100,35 @@ export class VisionTower {
    */
   hiddenStates(pixels: Tensor): Promise<HiddenStates> {
     return this.workspaces.use(async (ws) => {
-      const { states } = await collectStates(await this.embedPatches(pixels, ws), this.layers, async (x, l) => {
-        await this.block(x, l, ws);
+      const q = new OpQueue();
+      const x0 = this.embedPatches(pixels, ws, q);
+      await q.done();
+      const { states } = await collectStates(x0, this.layers, async (x, l) => {
+        this.block(x, l, ws, q);
+        await q.done();
         return x;
       });
       return { hiddenStates: states, lastHiddenState: states[states.length - 1] };
     });
   }
 
-  /** The residual stream after patch embedding and pre_layrnorm, in `ws`. */
-  private async embedPatches(pixels: Tensor, ws: Workspace): Promise<Tensor> {
-    const tokens = await patchEmbed(pixels, this.embed);
-    return layerNorm(tokens, this.preLayerNorm.weight, this.preLayerNorm.bias, { eps: this.config.layerNormEps, out: ws.tensor('x', tokens.shape) });
+  /** The residual stream after patch embedding and pre_layrnorm, queued, in `ws`. */
+  private embedPatches(pixels: Tensor, ws: Workspace, q: OpQueue): Tensor {
+    const c = this.config, [batch, , height, width] = pixels.shape;
+    const grid = Math.floor(height / c.patchSize) * Math.floor(width / c.patchSize); // patchEmbed checks the sizes
+    const tokens = ws.tensor('tokens', [batch, 1 + grid, c.hiddenSize]);
+    const x = ws.tensor('x', tokens.shape);
+    q.add(patchEmbed(pixels, this.embed, { out: tokens }));
+    q.add(layerNorm(tokens, this.preLayerNorm.weight, this.preLayerNorm.bias, { eps: c.layerNormEps, out: x }));
+    return x;
   }
 
-  /** One pre-LN layer, in place on x [B, S, W]. */
-  private async block(x: Tensor, l: PackedPreNormLayer, ws: Workspace): Promise<void> {
+  /** One pre-LN layer, queued, in place on x [B, S, W]. */
+  private block(x: Tensor, l: PackedPreNormLayer, ws: Workspace, q: OpQueue): void {
     const s = this.settings;
-    const a = await attentionPacked(await preNormQkv(x, l, s, ws), { heads: s.heads, out: ws.tensor('attn', x.shape) });
-    await linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x });
-    await preNormMlp(x, l, s, ws);
+    const a = ws.tensor('attn', x.shape);
+    q.add(attentionPacked(preNormQkv(x, l, s, ws, q), { heads: s.heads, out: a }));
+    q.add(linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x }));
+    preNormMlp(x, l, s, ws, q);
   }
 }

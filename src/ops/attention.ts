@@ -25,6 +25,16 @@ export interface AttentionOptions {
   out?: Tensor;
 }
 
+/** A ragged batch: sequences of different lengths stacked row after row, without padding. */
+export interface RaggedOptions extends Omit<AttentionOptions, 'qRows'> {
+  /** [batch + 1]: sequence b is rows [seqStarts[b], seqStarts[b + 1]), each at least 1 row; seqStarts[0] = 0. */
+  seqStarts: Int32Array;
+  /** Only each sequence's first row (out: [batch, heads·headDim]) instead of every row (out: [rows, heads·headDim]). */
+  firstRowOnly?: boolean;
+  /** Key mask: one entry per row ([rows]). */
+  keyMask?: Int32Array | Uint8Array;
+}
+
 /** Separate projections. q, k, v: [batch, seq, heads·headDim] → [batch, qRows, heads·headDim]. */
 export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Promise<Tensor> {
   expectTensor('q', q, 'float32');
@@ -51,6 +61,44 @@ export async function attentionPacked(qkv: Tensor, opts: AttentionOptions): Prom
   const o = attentionOptions(opts, batch, seq, width, 'qkv');
   const out = outputOf(opts.out, [batch, o.qRows, width], [qkv]);
   await native().attention({ qkv: qkv.data, out: out.data, batch, seq, ...o });
+  return out;
+}
+
+/**
+ * Attention within each sequence of a ragged batch. qkv: [rows, 3·heads·headDim] holding q | k | v,
+ * sequence b at rows [seqStarts[b], seqStarts[b + 1]) → [rows, heads·headDim], or [batch, ·] with
+ * firstRowOnly. Every sequence gives exactly what it gives alone (no padding, no cross-talk).
+ */
+export async function attentionRagged(qkv: Tensor, opts: RaggedOptions): Promise<Tensor> {
+  expectTensor('qkv', qkv, 'float32');
+  if (qkv.rank !== 2 || qkv.shape[1] % 3 !== 0)
+    throw rangeError('E_SHAPE', `Expected qkv of shape [rows, 3·heads·headDim] but received [${qkv.shape.join(', ')}]`);
+  const [rows, width3] = qkv.shape;
+  const width = width3 / 3;
+  const starts = opts?.seqStarts;
+  if (!(starts instanceof Int32Array) || starts.length < 1)
+    throw typeError('E_ARG', `Expected an Int32Array [batch + 1] for seqStarts but received ${describe(starts)}`);
+  const batch = starts.length - 1;
+  let seq = 0;
+  for (let b = 0; b < batch; b++) {
+    const len = starts[b + 1] - starts[b];
+    if (!(len >= 1)) throw rangeError('E_ARG', `Expected seqStarts to increase, each sequence at least 1 row, but sequence ${b} has ${len}`);
+    seq = Math.max(seq, len);
+  }
+  if (starts[0] !== 0 || starts[batch] !== rows)
+    throw rangeError('E_SHAPE', `Expected seqStarts from 0 to the ${rows} rows of qkv but received ${starts[0]} … ${starts[batch]}`);
+  const o = attentionOptions({ ...opts, keyMask: undefined, qRows: undefined }, batch, seq, width, 'qkv');
+  if (opts.keyMask !== undefined && opts.keyMask !== null) {
+    const m = opts.keyMask;
+    if (!(m instanceof Int32Array || m instanceof Uint8Array))
+      throw typeError('E_DTYPE', `Expected Int32Array or Uint8Array for keyMask but received ${describe(m)}`);
+    if (m.length !== rows) throw rangeError('E_SHAPE', `Expected keyMask of length ${rows} (one per row) but received length ${m.length}`);
+    o.keyMask = m;
+  }
+  const firstRowOnly = opts.firstRowOnly ?? false;
+  if (typeof firstRowOnly !== 'boolean') throw typeError('E_ARG', `Expected a boolean for firstRowOnly but received ${describe(firstRowOnly)}`);
+  const out = outputOf(opts.out, [firstRowOnly ? batch : rows, width], [qkv]);
+  await native().attention({ qkv: qkv.data, out: out.data, batch, seq, ...o, qRows: firstRowOnly ? Math.min(1, seq) : seq, seqStarts: starts });
   return out;
 }
 

@@ -1,5 +1,6 @@
 /** Row gathers: a text tower's input embeddings, and picking rows out of a hidden state. */
-import { expectInt, expectShape, expectTensor } from '../check';
+import { expectInt, expectShape, expectTensor, overlaps } from '../check';
+import { rangeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
 
@@ -15,6 +16,8 @@ export interface EmbeddingOptions {
   positionOffset?: number;
   /** Token-type ids [B, S]; default type 0. */
   typeIds?: Tensor<'int32'>;
+  /** Writes y here ([B, S, D]) instead of a new tensor. */
+  out?: Tensor;
 }
 
 /** y[b,s] = tokens[ids[b,s]] (+ types[type]) + positions[pos].      ids: [B, S] int32 → [B, S, D] */
@@ -39,18 +42,34 @@ export async function embedding(ids: Tensor<'int32'>, tables: EmbeddingTables, o
       args.typeIds = opts.typeIds.data;
     }
   }
-  const y = new Float32Array(batch * seq * dim);
-  args.y = y;
+  let y: Tensor;
+  if (opts.out !== undefined) {
+    expectShape('out', expectTensor('out', opts.out, 'float32'), [batch, seq, dim]);
+    y = opts.out;
+  } else {
+    y = new Tensor(new Float32Array(batch * seq * dim), [batch, seq, dim]);
+  }
+  args.y = y.data;
   await native().embedding(args);
-  return new Tensor(y, [batch, seq, dim]);
+  return y;
 }
 
-/** y[i] = x[index[i]] over the rows of x [R, D] (e.g. each text's end-of-text row).  → [n, D] */
-export async function gatherRows(x: Tensor, index: ArrayLike<number>): Promise<Tensor> {
+/**
+ * y[i] = x[index[i]] over the rows of x [R, D] (e.g. each text's end-of-text row).  → [n, D]
+ * `out` ([n, D], not sharing storage with x) receives y instead of a new tensor.
+ */
+export async function gatherRows(x: Tensor, index: ArrayLike<number>, opts: { out?: Tensor } = {}): Promise<Tensor> {
   expectTensor('x', x, 'float32');
   const [rows, dim] = expectShape('x', x, [-1, -1]);
   const idx = Int32Array.from(index, (v, i) => expectInt(`index[${i}]`, v, 0, Math.max(0, rows - 1)));
-  const y = new Float32Array(idx.length * dim);
-  await native().gatherRows({ x: x.data, rows, dim, index: idx, y });
-  return new Tensor(y, [idx.length, dim]);
+  let y: Tensor;
+  if (opts.out !== undefined) {
+    expectShape('out', expectTensor('out', opts.out, 'float32'), [idx.length, dim]);
+    y = opts.out;
+    if (overlaps(y.data, x.data)) throw rangeError('E_ARG', 'Expected out not to share storage with x');
+  } else {
+    y = new Tensor(new Float32Array(idx.length * dim), [idx.length, dim]);
+  }
+  await native().gatherRows({ x: x.data, rows, dim, index: idx, y: y.data });
+  return y;
 }

@@ -3,7 +3,7 @@ export { gelu, quickGelu, add } from './elementwise';
 export { softmax } from './softmax';
 export { l2Normalize } from './l2_normalize';
 export { embedding, gatherRows } from './embedding';
-export { attention, attentionPacked } from './attention';
+export { attention, attentionPacked, attentionRagged } from './attention';
 export { packWeight, linear, PackedWeight } from './gemm';
 export type { WeightDType, Activation, LinearOptions } from './gemm';
 export { matmul } from './matmul';

@@ -21,8 +21,11 @@ export async function packPatchWeight(conv: Tensor, opts: { dtype?: WeightDType 
   return packWeight(conv.reshape([d, c * ph * pw]), opts);
 }
 
-/** pixels [B, C, H, W] -> tokens [B, 1 + (H/patch)·(W/patch), D]: class token first, positions added. */
-export async function patchEmbed(pixels: Tensor, w: PatchEmbedWeights): Promise<Tensor> {
+/**
+ * pixels [B, C, H, W] -> tokens [B, 1 + (H/patch)·(W/patch), D]: class token first, positions added.
+ * `out` (that shape) receives the tokens instead of a new tensor.
+ */
+export async function patchEmbed(pixels: Tensor, w: PatchEmbedWeights, opts: { out?: Tensor } = {}): Promise<Tensor> {
   const [batch, channels, height, width] = expectShape('pixels', expectTensor('pixels', pixels, 'float32'), [-1, -1, -1, -1]);
   const weight = checkPacked('weight', w?.weight);
   const patch = expectInt('patch', w.patch, 1);
@@ -34,10 +37,16 @@ export async function patchEmbed(pixels: Tensor, w: PatchEmbedWeights): Promise<
   if (w.bias !== undefined) expectShape('bias', expectTensor('bias', w.bias, 'float32'), [dim]);
   expectShape('classEmbedding', expectTensor('classEmbedding', w.classEmbedding, 'float32'), [dim]);
   expectShape('positionEmbedding', expectTensor('positionEmbedding', w.positionEmbedding, 'float32'), [tokens, dim]);
-  const y = new Float32Array(batch * tokens * dim);
+  let y: Float32Array;
+  if (opts.out !== undefined) {
+    expectShape('out', expectTensor('out', opts.out, 'float32'), [batch, tokens, dim]);
+    y = opts.out.data;
+  } else {
+    y = new Float32Array(batch * tokens * dim);
+  }
   await native().patchEmbed({
     pixels: pixels.data, batch, channels, height, width, patch, w: weight.handle, bias: w.bias?.data,
     classEmb: w.classEmbedding.data, posEmb: w.positionEmbedding.data, y,
   });
-  return new Tensor(y, [batch, tokens, dim]);
+  return opts.out ?? new Tensor(y, [batch, tokens, dim]);
 }

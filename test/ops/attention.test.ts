@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { attention, attentionPacked, setThreads, Tensor } from '../../src';
+import { attention, attentionPacked, attentionRagged, setThreads, Tensor } from '../../src';
 import { native } from '../../src/native';
 import { assertClose, isas, normal, onIsa, rejects, rng } from '../helpers';
 import { attentionRefF64, AttentionRefOptions, packQkv } from '../ref/attention';
@@ -192,6 +192,91 @@ Attention('out: the result is written into the given tensor, checked for shape a
   assert.equal((await attention(q, q, q, { heads, out: sep })).data, (await attention(q, q, q, { heads })).data);
   await rejects(attentionPacked(qkv, { heads, out: new Tensor(new Float32Array(b * width), [b, 1, width]) }), RangeError, /out/);
   await rejects(attention(q, q, q, { heads, out: q }), RangeError, /share storage/);
+});
+
+// Ragged batches: each sequence is checked against the float64 reference run on it alone.
+const RAGGED: { lengths: number[]; heads: number; headDim: number; causal?: boolean; mask?: boolean; firstRowOnly?: boolean }[] = [
+  { lengths: [1], heads: 1, headDim: 64 },
+  { lengths: [7, 1, 63], heads: 12, headDim: 17 },
+  { lengths: [16, 31, 22, 25, 18, 1, 52, 20], heads: 12, headDim: 64 },
+  { lengths: [16, 31, 22, 25, 18, 1, 52, 20], heads: 12, headDim: 64, firstRowOnly: true },
+  { lengths: [77, 14, 20, 9], heads: 8, headDim: 64, causal: true },
+  { lengths: [197, 7, 130], heads: 2, headDim: 40, mask: true },
+  { lengths: [769, 3], heads: 1, headDim: 40, causal: true, mask: true },
+  { lengths: [5, 63, 2], heads: 3, headDim: 8, mask: true, firstRowOnly: true },
+];
+
+RAGGED.forEach((c, idx) => {
+  const label = `ragged [${c.lengths.join(', ')}] ${c.heads}x${c.headDim}` + (c.causal ? ' causal' : '') + (c.mask ? ' mask' : '') + (c.firstRowOnly ? ' firstRowOnly' : '');
+  Attention(label, async () => {
+    const width = c.heads * c.headDim, rows = c.lengths.reduce((a, b) => a + b, 0);
+    const starts = new Int32Array(c.lengths.length + 1);
+    c.lengths.forEach((len, b) => (starts[b + 1] = starts[b] + len));
+    const q = normal(rows * width, 700 + idx), k = normal(rows * width, 800 + idx), v = normal(rows * width, 900 + idx);
+    const r = rng(1000 + idx);
+    const keyMask = c.mask ? Int32Array.from({ length: rows }, (_, i) => (starts.includes(i) || r() > 0.3 ? 1 : 0)) : undefined;
+    const want: number[] = [];
+    c.lengths.forEach((len, b) => {
+      const part = (x: Float32Array) => x.subarray(starts[b] * width, starts[b + 1] * width);
+      const one = attentionRefF64(part(q), part(k), part(v), {
+        batch: 1, seq: len, heads: c.heads, headDim: c.headDim, causal: c.causal, qRows: c.firstRowOnly ? 1 : len,
+        keyMask: keyMask?.subarray(starts[b], starts[b + 1]),
+      });
+      want.push(...one);
+    });
+    const qkv = new Tensor(packQkv(q, k, v, rows, width), [rows, 3 * width]);
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const got = await attentionRagged(qkv, { heads: c.heads, seqStarts: starts, causal: c.causal, keyMask, firstRowOnly: c.firstRowOnly });
+        assert.equal(got.shape, [c.firstRowOnly ? c.lengths.length : rows, width]);
+        assertClose(got.data, want, { ...TOL, name: `out (${isa})` });
+      });
+  });
+});
+
+Attention('ragged batches equal padded ones bit for bit on the real rows', async () => {
+  const lengths = [16, 31, 22, 25, 18, 1, 52, 20], heads = 12, hd = 64, width = heads * hd, seq = 52;
+  const rows = lengths.reduce((a, b) => a + b, 0);
+  const padded = normal(lengths.length * seq * 3 * width, 31);
+  const keyMask = new Int32Array(lengths.length * seq);
+  const ragged = new Float32Array(rows * 3 * width), starts = new Int32Array(lengths.length + 1);
+  lengths.forEach((len, b) => {
+    starts[b + 1] = starts[b] + len;
+    keyMask.fill(1, b * seq, b * seq + len);
+    ragged.set(padded.subarray(b * seq * 3 * width, (b * seq + len) * 3 * width), starts[b] * 3 * width);
+  });
+  for (const isa of isas)
+    await onIsa(isa, async () => {
+      for (const causal of [false, true]) {
+        const full = await attentionPacked(new Tensor(padded, [lengths.length, seq, 3 * width]), { heads, keyMask, causal });
+        const got = await attentionRagged(new Tensor(ragged, [rows, 3 * width]), { heads, seqStarts: starts, causal });
+        lengths.forEach((len, b) =>
+          assert.equal(got.data.subarray(starts[b] * width, starts[b + 1] * width), full.data.subarray(b * seq * width, (b * seq + len) * width), `${isa} causal=${causal} text ${b}`));
+      }
+    });
+});
+
+Attention('ragged: bad seqStarts and masks are errors naming them', async () => {
+  const qkv = new Tensor(normal(10 * 24, 5), [10, 24]);
+  const ok = Int32Array.of(0, 4, 10);
+  await rejects(attentionRagged(qkv, { heads: 2, seqStarts: [0, 10] as never }), TypeError, /seqStarts/);
+  await rejects(attentionRagged(qkv, { heads: 2, seqStarts: Int32Array.of(0, 4, 4, 10) }), RangeError, /sequence 1 has 0/);
+  await rejects(attentionRagged(qkv, { heads: 2, seqStarts: Int32Array.of(0, 4, 9) }), RangeError, /seqStarts from 0 to the 10 rows/);
+  await rejects(attentionRagged(qkv, { heads: 2, seqStarts: Int32Array.of(1, 4, 10) }), RangeError, /seqStarts/);
+  await rejects(attentionRagged(qkv, { heads: 2, seqStarts: ok, keyMask: new Int32Array(9) }), RangeError, /keyMask of length 10/);
+  await rejects(attentionRagged(new Tensor(normal(2 * 10 * 24, 5), [2, 10, 24]), { heads: 2, seqStarts: ok }), RangeError, /\[rows, 3/);
+  // The binding checks the starts too: a direct call cannot read past the buffers.
+  const f = (n: number) => new Float32Array(n);
+  const call = (o: object) => () =>
+    native().attention({ batch: 2, seq: 6, heads: 2, headDim: 4, qRows: 6, scale: 0.5, qkv: f(240), out: f(80), seqStarts: ok, ...o });
+  await call({})();
+  await rejects(call({ seqStarts: Int32Array.of(0, 4, 11) }), RangeError, /sequence 1/);
+  await rejects(call({ seqStarts: Int32Array.of(0, 7, 10) }), RangeError, /sequence 0 holds 7/);
+  await rejects(call({ seqStarts: Int32Array.of(0, 10) }), RangeError, /seqStarts of length 3/);
+  await rejects(call({ seqStarts: Int32Array.of(2, 4, 10) }), RangeError, /seqStarts\[0\]/);
+  await rejects(call({ qRows: 3 }), RangeError, /qRows of 1 or seq/);
+  await rejects(call({ qRows: 1 }), RangeError, /out of length 16/);
+  await rejects(call({ qkv: f(216) }), RangeError, /qkv of length 240/);
 });
 
 Attention.run();
