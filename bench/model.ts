@@ -8,8 +8,10 @@
  * Hugging Face parameter the loader expects, tokenizer files) into a temp dir, checks that both
  * engines give the same embeddings (cosine >= 0.9999), then times, interleaving the engines:
  * load (in a fresh child process, with the RSS it leaves over the fp32 weight bytes), images/s at
- * batch 1 and 8, texts/s at the full context (batch 1 and 8) and on real captions (10-30 tokens,
- * one text per call at its true length). Rates are medians; ratio = clipkit rate / ORT rate.
+ * batch 1 and 8, texts/s at the full context (batch 1 and 8) and on real captions (10-30 tokens):
+ * clipkit runs each at its true length (batch 1: one per call; batch 8: all eight in one ragged
+ * batch), ORT runs them zero-padded to the context as the reference tokenizers give them (and, as a
+ * second anchor at batch 1, cut to their true length). Rates are medians; ratio = clipkit / ORT.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -391,7 +393,13 @@ async function main(): Promise<void> {
       const capIds = m.tokenize(spec.captions);
       const caps = unpad(m, capIds, spec.captions.length);
       const ctxRows = unpad(m, ctxIds, 8);
-      const capLens = caps.map((c) => c.length);
+      const capLens = caps.map((c) => c.length), ctx = m.config.contextLength;
+      const capRange = `${Math.min(...capLens)}-${Math.max(...capLens)}`;
+      const capsPadded = caps.map((r) => {
+        const row = new Int32Array(ctx); // zeros after the text, as the reference tokenizers pad
+        row.set(r);
+        return row;
+      });
 
       // Same embeddings before timing.
       const check: string[] = [];
@@ -401,9 +409,9 @@ async function main(): Promise<void> {
       check.push(`bf16/fp32 image cos ${cosine(img[0], imgB[0]).toFixed(5)}`);
       if (ort) {
         const oi = await ortImages(ort, pixels.subarray(0, 2 * per), 2);
-        const ot = await ortTexts(ort, [caps[0]]);
-        const ct = [cosine(img[0], oi.subarray(0, 512)), cosine(img[1], oi.subarray(512)), cosine(txt[0], ot)];
-        check.push(`clipkit/ORT cos image ${ct[0].toFixed(6)} ${ct[1].toFixed(6)}, text ${ct[2].toFixed(6)}`);
+        const ot = await ortTexts(ort, [caps[0]]), op = await ortTexts(ort, capsPadded.slice(0, 2));
+        const ct = [cosine(img[0], oi.subarray(0, 512)), cosine(img[1], oi.subarray(512)), cosine(txt[0], ot), cosine(txt[0], op.subarray(0, 512)), cosine(txt[1], op.subarray(512))];
+        check.push(`clipkit/ORT cos image ${ct[0].toFixed(6)} ${ct[1].toFixed(6)}, text ${ct[2].toFixed(6)}, padded text ${ct[3].toFixed(6)} ${ct[4].toFixed(6)}`);
         if (ct.some((c) => !(c >= 0.9999))) throw new Error(`${spec.name}: clipkit and ORT disagree (${check.join('; ')})`);
       }
       log(`  ${check.join('; ')}`);
@@ -413,13 +421,31 @@ async function main(): Promise<void> {
         { name: 'images b8', items: 8, run: engineRuns((mm) => mm.encodePixels(pixels, 8), () => ortImages(ort!, pixels, 8)) },
         { name: `texts ${m.config.contextLength} tok b1`, items: 1, run: engineRuns((mm) => mm.encodeTokens(ctxIds.subarray(0, m.config.contextLength), 1), () => ortTexts(ort!, ctxRows.slice(0, 1))) },
         { name: `texts ${m.config.contextLength} tok b8`, items: 8, run: engineRuns((mm) => mm.encodeTokens(ctxIds, 8), () => ortTexts(ort!, ctxRows)) },
+        // Captions: clipkit runs each at its true length; ORT gets them as the reference tokenizer
+        // gives them, zero-padded to the context (masked), and, as a second anchor, cut to their true length.
         {
-          name: `captions ${Math.min(...capLens)}-${Math.max(...capLens)} tok b1`,
+          name: `captions ${capRange} tok b1`,
           items: caps.length,
           run: engineRuns(
             async (mm) => {
-              const c = mm.config.contextLength;
-              for (let i = 0; i < caps.length; i++) await mm.encodeTokens(capIds.subarray(i * c, (i + 1) * c), 1);
+              for (let i = 0; i < caps.length; i++) await mm.encodeTokens(capIds.subarray(i * ctx, (i + 1) * ctx), 1);
+            },
+            async () => {
+              for (const r of capsPadded) await ortTexts(ort!, [r]);
+            },
+          ),
+        },
+        {
+          name: `captions ${capRange} tok b8`,
+          items: caps.length,
+          run: engineRuns((mm) => mm.encodeTokens(capIds, caps.length), () => ortTexts(ort!, capsPadded)),
+        },
+        {
+          name: `captions ${capRange} tok b1, ORT unpadded`,
+          items: caps.length,
+          run: engineRuns(
+            async (mm) => {
+              for (let i = 0; i < caps.length; i++) await mm.encodeTokens(capIds.subarray(i * ctx, (i + 1) * ctx), 1);
             },
             async () => {
               for (const r of caps) await ortTexts(ort!, [r]);

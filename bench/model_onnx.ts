@@ -188,7 +188,7 @@ class Builder {
     const e = g.node('Erf', [g.node('Div', [x, g.scalar(Math.SQRT2)])]);
     return g.node('Mul', [g.node('Mul', [x, g.node('Add', [e, g.scalar(1)])]), g.scalar(0.5)]);
   }
-  /** Multi-head attention of q, k, v [B, S, W] → [B, S, W]; `mask` [S, S] is added to the scores. */
+  /** Multi-head attention of q, k, v [B, S, W] → [B, S, W]; `mask` ([S, S] or [B, 1, 1, S]) is added to the scores. */
   attention(q: string, k: string, v: string, heads: number, width: number, mask?: string): string {
     const g = this.g, d = width / heads;
     const split = g.ints([0, 0, heads, d]);
@@ -257,8 +257,8 @@ export interface TextGeometry {
 }
 
 /**
- * OpenAI CLIP text tower: input_ids [B, S] int64, each row ending at its end-of-text token (no
- * padding; pooled at the last position) → text_embeds [B, E].
+ * OpenAI CLIP text tower: input_ids [B, S] int64, each row holding one end-of-text token (the
+ * largest id), zero-padded after it or not → text_embeds [B, E] (pooled at end of text).
  */
 export function clipTextOnnx(t: Tensors, c: TextGeometry): Buffer {
   const b = new Builder(t), g = b.g, w = c.width, m = c.maxPositions;
@@ -271,12 +271,14 @@ export function clipTextOnnx(t: Tensors, c: TextGeometry): Buffer {
   const mask = g.node('Slice', [g.init('causal_mask', causal, [m, m]), g.ints([0, 0]), g.node('Concat', [len, len], { axis: 0 }), g.ints([0, 1])]);
   for (let i = 0; i < c.layers; i++) x = b.preNorm(x, `text_model.encoder.layers.${i}`, c.heads, w, c.eps, c.act, mask);
   x = b.ln(x, 'text_model.final_layer_norm', c.eps);
-  const pooled = g.node('Gather', [x, g.ints([-1], true)], { axis: 1 });
+  // Pooled at the end-of-text token (the largest id; rows may be zero-padded after it): one-hot · x.
+  const eot = g.node('Cast', [g.node('Equal', [ids, g.node('ReduceMax', [ids], { axes: [1], keepdims: 1 })])], { to: 1 });
+  const pooled = g.node('Reshape', [g.node('MatMul', [g.node('Reshape', [eot, g.ints([0, 1, -1])]), x]), g.ints([0, -1])]);
   g.output('text_embeds', b.linear(pooled, 'text_projection', false), ['batch', c.projection]);
   return g.model('clip_text');
 }
 
-/** Chinese-CLIP BERT text tower: input_ids [B, S] int64, unpadded → text_embeds [B, E] ([CLS] row). */
+/** Chinese-CLIP BERT text tower: input_ids [B, S] int64, zero-padded or not (padding keys masked) → text_embeds [B, E] ([CLS] row). */
 export function bertTextOnnx(t: Tensors, c: TextGeometry): Buffer {
   const b = new Builder(t), g = b.g, w = c.width;
   const ids = g.io('input', 'input_ids', 'int64', ['batch', 'sequence']);
@@ -285,9 +287,12 @@ export function bertTextOnnx(t: Tensors, c: TextGeometry): Buffer {
   const types = t.get('text_model.embeddings.token_type_embeddings.weight')!;
   x = g.node('Add', [x, g.init('token_type_0', types.data.slice(0, w), [w])]);
   x = b.ln(x, 'text_model.embeddings.LayerNorm', c.eps);
+  // Padding keys (id 0) get -1e9 added to their scores: weight exactly 0, as the attention mask gives.
+  const pad = g.node('Cast', [g.node('Equal', [ids, g.ints([0], true)])], { to: 1 });
+  const mask = g.node('Reshape', [g.node('Mul', [pad, g.scalar(-1e9)]), g.ints([0, 1, 1, -1])]);
   for (let i = 0; i < c.layers; i++) {
     const p = `text_model.encoder.layer.${i}`;
-    const a = b.attention(b.linear(x, `${p}.attention.self.query`), b.linear(x, `${p}.attention.self.key`), b.linear(x, `${p}.attention.self.value`), c.heads, w);
+    const a = b.attention(b.linear(x, `${p}.attention.self.query`), b.linear(x, `${p}.attention.self.key`), b.linear(x, `${p}.attention.self.value`), c.heads, w, mask);
     const h = b.ln(g.node('Add', [x, b.linear(a, `${p}.attention.output.dense`)]), `${p}.attention.output.LayerNorm`, c.eps);
     const f = b.act(b.linear(h, `${p}.intermediate.dense`), c.act);
     x = b.ln(g.node('Add', [h, b.linear(f, `${p}.output.dense`)]), `${p}.output.LayerNorm`, c.eps);

@@ -1,6 +1,7 @@
 // packWeight({ w, n, k, dtype }) -> Promise<handle>
 // gemm({ x, m, k, w: handle, bias?, epilogue, residual?, y, alpha?, repeat? }) -> Promise<void>
 #include <memory>
+#include <vector>
 
 #include "packed_weight.h"
 
@@ -16,8 +17,54 @@ const ck::PackedWeight* packed_weight_arg(Args& a, const char* name) {
   return v.As<Napi::External<ck::PackedWeight>>().Data();
 }
 
+// packWeight({ parts: [Float32Array, ...], ns: [n0, n1, ...], k, inPlace: true }): one weight whose
+// rows are the parts stacked (q | k | v), each packed over its own storage.
+static Napi::Value PackWeightParts(Args& a) {
+  Napi::Env env = a.env();
+  const size_t k = a.size("k");
+  if (!a.flag("inPlace", false)) throw_range(env, "E_ARG", "packWeight: parts are packed in place only (inPlace: true)");
+  Napi::Value pv = a.value("parts"), nv = a.value("ns");
+  if (!pv.IsArray() || !nv.IsArray()) throw_type(env, "E_ARG", "packWeight: expected arrays for parts and ns");
+  Napi::Array parts = pv.As<Napi::Array>(), ns_arr = nv.As<Napi::Array>();
+  const uint32_t count = parts.Length();
+  if (count == 0 || count > 16 || ns_arr.Length() != count) throw_range(env, "E_ARG", "packWeight: expected 1 to 16 parts, one n each");
+  std::vector<float*> ptrs;
+  std::vector<size_t> ns;
+  auto pins = std::make_shared<std::vector<Napi::ObjectReference*>>();
+  for (uint32_t i = 0; i < count; ++i) {
+    Napi::Value p = parts.Get(i), ni = ns_arr.Get(i);
+    if (!p.IsTypedArray() || p.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw_type(env, "E_DTYPE", "packWeight: expected Float32Array parts");
+    if (!ni.IsNumber() || ni.As<Napi::Number>().DoubleValue() < 0 || ni.As<Napi::Number>().DoubleValue() > 1e9 ||
+        ni.As<Napi::Number>().DoubleValue() != static_cast<double>(static_cast<size_t>(ni.As<Napi::Number>().DoubleValue())))
+      throw_range(env, "E_ARG", "packWeight: expected non-negative integers in ns");
+    const size_t n = static_cast<size_t>(ni.As<Napi::Number>().DoubleValue());
+    Napi::Float32Array f = p.As<Napi::Float32Array>();
+    if (n % 16 != 0) throw_range(env, "E_ARG", "packWeight: each part's n must be a multiple of 16 (part " + std::to_string(i) + ")");
+    if (f.ElementLength() != a.product({n, k}))
+      throw_range(env, "E_SHAPE", "packWeight: expected part " + std::to_string(i) + " of length " + std::to_string(n * k) +
+                                      " but received length " + std::to_string(f.ElementLength()));
+    a.keep(f);
+    ptrs.push_back(f.Data());
+    ns.push_back(n);
+  }
+  for (uint32_t i = 0; i < count; ++i) pins->push_back(new Napi::ObjectReference(Napi::Persistent(parts.Get(i).As<Napi::Object>())));
+  auto packed = std::make_shared<std::unique_ptr<ck::PackedWeight>>(new ck::PackedWeight());
+  return queue_job(
+      a, [packed, ptrs, ns, k] { return ck::pack_weight_parts_in_place(ptrs.data(), ns.data(), ptrs.size(), k, packed->get()); },
+      [packed, pins](Napi::Env env) -> Napi::Value {
+        auto ext = Napi::External<ck::PackedWeight>::New(env, packed->release(), [pins](Napi::Env, ck::PackedWeight* p) {
+          delete p;
+          for (auto* pin : *pins) delete pin;  // the buffers the panels live in
+        });
+        ext.TypeTag(&kPackedWeightTag);
+        return ext;
+      });
+}
+
 static Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   Args a(info, "packWeight");
+  if (!a.value("parts").IsUndefined()) return PackWeightParts(a);
   const size_t n = a.size("n"), k = a.size("k");
   auto w = a.f32("w");
   a.expect_length("w", w, a.product({n, k}));
@@ -25,21 +72,31 @@ static Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   if (dtype != "float32" && dtype != "bfloat16")
     throw_range(a.env(), "E_DTYPE", "packWeight: expected float32 or bfloat16 for dtype but received " + dtype);
   const ck::WeightType type = dtype == "bfloat16" ? ck::WeightType::BF16 : ck::WeightType::F32;
+  // inPlace: the panels overwrite w itself, and the packed weight keeps w's buffer alive.
+  const bool in_place = a.flag("inPlace", false);
+  if (in_place && (type != ck::WeightType::F32 || n % 16 != 0))
+    throw_range(a.env(), "E_ARG", "packWeight: inPlace needs float32 and n a multiple of 16 (n = " + std::to_string(n) + ")");
+  Napi::ObjectReference* pin = in_place ? new Napi::ObjectReference(Napi::Persistent(a.value("w").As<Napi::Object>())) : nullptr;
   auto packed = std::make_shared<std::unique_ptr<ck::PackedWeight>>(new ck::PackedWeight());
-  const float* wd = w.data;
+  float* wd = w.data;
   return queue_job(
-      a, [packed, wd, n, k, type] { return ck::pack_weight(wd, n, k, k, type, packed->get()); },
-      [packed](Napi::Env env) -> Napi::Value {
+      a,
+      [packed, wd, n, k, type, in_place] {
+        return in_place ? ck::pack_weight_in_place(wd, n, k, packed->get()) : ck::pack_weight(wd, n, k, k, type, packed->get());
+      },
+      [packed, pin](Napi::Env env) -> Napi::Value {
         ck::PackedWeight* pw = packed->release();
-        const int64_t bytes = static_cast<int64_t>(pw->bytes);
-        auto ext = Napi::External<ck::PackedWeight>::New(env, pw, [bytes](Napi::Env e, ck::PackedWeight* p) {
+        // Memory of its own to report to the GC (in place: none new).
+        const int64_t bytes = pw->owned ? static_cast<int64_t>(pw->bytes) : 0;
+        auto ext = Napi::External<ck::PackedWeight>::New(env, pw, [bytes, pin](Napi::Env e, ck::PackedWeight* p) {
           // A finalizer must not throw (it may run while the environment is torn down): raw call, status ignored.
           int64_t total;
-          napi_adjust_external_memory(e, -bytes, &total);
+          if (bytes) napi_adjust_external_memory(e, -bytes, &total);
           delete p;
+          delete pin;  // the buffer the panels live in, when packed in place
         });
         ext.TypeTag(&kPackedWeightTag);
-        Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+        if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
         return ext;
       });
 }
@@ -54,7 +111,16 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
                                         std::to_string(k));
   auto x = a.f32("x"), y = a.f32("y"), bias = a.f32_opt("bias");
   a.expect_length("x", x, a.product({m, k}));
-  a.expect_length("y", y, a.product({m, n}));
+  // ldy: y's row stride (default n), e.g. to write q, k and v side by side into one [m, 3n] buffer.
+  const size_t ldy = a.size_or("ldy", n);
+  if (ldy < n) throw_range(a.env(), "E_ARG", "gemm: expected ldy >= n (" + std::to_string(n) + ") but received " + std::to_string(ldy));
+  if (ldy == n) {
+    a.expect_length("y", y, a.product({m, n}));
+  } else if (m && y.length < a.product({m - 1, ldy}) + n) {
+    throw_range(a.env(), "E_SHAPE", "gemm: expected y of at least " + std::to_string((m - 1) * ldy + n) + " elements for " +
+                                        std::to_string(m) + " rows of stride " + std::to_string(ldy) + " but received length " +
+                                        std::to_string(y.length));
+  }
   if (bias) a.expect_length("bias", bias, n);
   const std::string epi = a.string_or("epilogue", "none");
   ck::Epilogue e;
@@ -65,13 +131,14 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   else throw_range(a.env(), "E_ARG", "gemm: expected none, gelu, quick_gelu or residual for epilogue but received " + epi);
   View<float> residual;
   if (e == ck::Epilogue::Residual) {
+    if (ldy != n) throw_range(a.env(), "E_ARG", "gemm: epilogue 'residual' needs ldy = n");
     residual = a.f32("residual");
     a.expect_length("residual", residual, a.product({m, n}));
   } else if (a.f32_opt("residual")) {
     throw_range(a.env(), "E_ARG", "gemm: residual is only read with epilogue 'residual' but epilogue is " + epi);
   }
   const float alpha = static_cast<float>(a.number_or("alpha", 1.0));
-  ck::GemmArgs args{x.data, k, w, bias.data, e, residual.data, n, y.data, n, m, alpha};
+  ck::GemmArgs args{x.data, k, w, bias.data, e, residual.data, n, y.data, ldy, m, alpha};
   return queue_job(a, [args] { return ck::gemm(args); });
 }
 CK_EXPORT("gemm", Gemm);

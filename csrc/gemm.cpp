@@ -57,9 +57,13 @@ void pack_panels_f32(const float* b, size_t ldb, bool b_is_nk, size_t n, size_t 
     const size_t c0 = p * kPanelCols, cols = std::min(kPanelCols, n - c0);
     if (cols < kPanelCols) std::memset(dst, 0, k * kPanelCols * sizeof(float));
     if (b_is_nk) {
-      for (size_t c = 0; c < cols; ++c) {
-        const float* src = b + (c0 + c) * ldb;
-        for (size_t kk = 0; kk < k; ++kk) dst[kk * kPanelCols + c] = src[kk];
+      // 16×16 blocks, so the block of the panel being written stays in L1 while its 16 rows are read.
+      for (size_t k0 = 0; k0 < k; k0 += kPanelCols) {
+        const size_t k1 = std::min(k, k0 + kPanelCols);
+        for (size_t c = 0; c < cols; ++c) {
+          const float* src = b + (c0 + c) * ldb;
+          for (size_t kk = k0; kk < k1; ++kk) dst[kk * kPanelCols + c] = src[kk];
+        }
       }
     } else {
       for (size_t kk = 0; kk < k; ++kk) std::memcpy(dst + kk * kPanelCols, b + kk * ldb + c0, cols * sizeof(float));
@@ -83,7 +87,48 @@ void pack_panels_bf16(const float* w, size_t ldw, size_t n, size_t k, uint16_t* 
 
 }  // namespace
 
-PackedWeight::~PackedWeight() { std::free(data); }
+PackedWeight::~PackedWeight() {
+  if (owned) std::free(data);
+}
+
+ck_status pack_weight_parts_in_place(float* const* parts, const size_t* ns, size_t count, size_t k, PackedWeight* out) {
+  if (!out || (count && (!parts || !ns))) return CK_ERR_ARG;
+  size_t n = 0, total = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if ((!parts[i] && ns[i] && k) || ns[i] % kPanelCols != 0) return CK_ERR_ARG;
+    n += ns[i];
+  }
+  std::vector<const char*> panel_ptrs;
+  for (size_t i = 0; i < count; ++i) {
+    size_t bytes;
+    if (!mul_ok(ns[i], k, &bytes) || !mul_ok(bytes, sizeof(float), &bytes)) return CK_ERR_NOMEM;
+    if (bytes) {
+      // Panels into scratch (reused from call to call, so its pages are touched once), then back over W.
+      float* panels = static_cast<float*>(pool().scratch(calling_thread(), bytes, kSlotB));
+      if (!panels) return CK_ERR_NOMEM;
+      pack_panels_f32(parts[i], k, true, ns[i], k, panels);
+      std::memcpy(parts[i], panels, bytes);
+    }
+    for (size_t p = 0; p < ns[i] / kPanelCols; ++p)
+      panel_ptrs.push_back(reinterpret_cast<const char*>(parts[i]) + p * k * kPanelCols * sizeof(float));
+    total += bytes;
+  }
+  if (out->owned) std::free(out->data);
+  out->n = n;
+  out->k = k;
+  out->type = WeightType::F32;
+  out->data = count ? parts[0] : nullptr;
+  out->bytes = total;
+  out->owned = false;
+  // One part is contiguous: its panels need no table.
+  if (count > 1) out->panels = std::move(panel_ptrs);
+  else out->panels.clear();
+  return CK_OK;
+}
+
+ck_status pack_weight_in_place(float* w, size_t n, size_t k, PackedWeight* out) {
+  return pack_weight_parts_in_place(&w, &n, 1, k, out);
+}
 
 ck_status pack_weight(const float* w, size_t n, size_t k, size_t ldw, WeightType type, PackedWeight* out) {
   if (!out || (!w && n && k) || ldw < k) return CK_ERR_ARG;
@@ -96,12 +141,14 @@ ck_status pack_weight(const float* w, size_t n, size_t k, size_t ldw, WeightType
   if (!data) return CK_ERR_NOMEM;
   if (type == WeightType::BF16) pack_panels_bf16(w, ldw, n, k, static_cast<uint16_t*>(data));
   else pack_panels_f32(w, ldw, true, n, k, static_cast<float*>(data));
-  std::free(out->data);
+  if (out->owned) std::free(out->data);
   out->n = n;
   out->k = k;
   out->type = type;
   out->data = data;
   out->bytes = bytes;
+  out->owned = true;
+  out->panels.clear();
   return CK_OK;
 }
 
@@ -146,7 +193,6 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
         const size_t tj = task % tn, ti = task / tn;
         const size_t j0 = n_tiles * tj / tn, j1 = n_tiles * (tj + 1) / tn;
         const size_t p0 = mp * ti / tm, p1 = mp * (ti + 1) / tm;
-        const char* wdata = static_cast<const char*>(w.data);
         const size_t panels_per_tile = nr / kPanelCols, n_panels = (n + kPanelCols - 1) / kPanelCols, np = p1 - p0;
         for (size_t kb = g0; kb < g1; ++kb) {
           const size_t k0 = kb * kc, kcb = std::min(kc, K - k0);
@@ -155,16 +201,20 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
           for (size_t j = j0; j < j1; ++j) {
             const size_t col0 = j * nr;
             const int nv = static_cast<int>(std::min(nr, n - col0));
-            const char* b = wdata + (col0 / kPanelCols) * w.panel_bytes + k0 * w.k_row_bytes;
+            const size_t p0_panel = col0 / kPanelCols;
+            const char* b = w.panel(p0_panel) + k0 * w.k_row_bytes;
+            const ptrdiff_t second = p0_panel + 1 < n_panels ? w.panel(p0_panel + 1) - w.panel(p0_panel) : 0;
             e.bias = e.first && a.bias ? a.bias + col0 : nullptr;
             // The B tile this thread runs next (the next N tile, or the first one of the next K
             // block): its lines are fetched a slice per micro-kernel call while this tile runs, so
             // that the first call on it does not stall on L3.
             const char* b_next = nullptr;
-            size_t next_bytes = 0, next_panels = 0;
+            size_t next_bytes = 0, next_panels = 0, next_panel = 0, b_next_off = 0;
             if (j + 1 < j1 || kb + 1 < g1) {
               const size_t jn = j + 1 < j1 ? j + 1 : j0, kn = j + 1 < j1 ? k0 : k0 + kc;
-              b_next = wdata + (jn * nr / kPanelCols) * w.panel_bytes + kn * w.k_row_bytes;
+              next_panel = jn * nr / kPanelCols;
+              b_next_off = kn * w.k_row_bytes;
+              b_next = w.panel(next_panel) + b_next_off;
               next_bytes = std::min(kc, K - kn) * w.k_row_bytes;
               next_panels = std::min(panels_per_tile, n_panels - jn * nr / kPanelCols);
             }
@@ -172,11 +222,11 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
               if (b_next) {
                 const size_t l0 = next_bytes * (p - p0) / np / 64 * 64, l1 = next_bytes * (p - p0 + 1) / np;
                 for (size_t q = 0; q < next_panels; ++q)
-                  for (size_t off = l0; off < l1; off += 64) __builtin_prefetch(b_next + q * w.panel_bytes + off, 0, 3);
+                  for (size_t off = l0; off < l1; off += 64) __builtin_prefetch(w.panel(next_panel + q) + b_next_off + off, 0, 3);
               }
               const size_t r0 = ic + p * mr;
               e.residual = e.first && a.epilogue == Epilogue::Residual ? a.residual + r0 * a.ldr + col0 : nullptr;
-              kern.ukr(kcb, apanels + p * a_panel_bytes, b, w.panel_bytes, a.y + r0 * a.ldy + col0, a.ldy,
+              kern.ukr(kcb, apanels + p * a_panel_bytes, b, second, a.y + r0 * a.ldy + col0, a.ldy,
                        static_cast<int>(std::min(mr, m - r0)), nv, e);
             }
           }
@@ -196,6 +246,10 @@ ck_status gemm(const GemmArgs& a) {
   const size_t kpad = bf16 ? round_up(pw.k, 2) : pw.k;
   GemmWeightView view{pw.n, pw.k, pw.data, kpad * kPanelCols * elem, kPanelCols * elem};
   if (panels * view.panel_bytes > pw.bytes) return CK_ERR_ARG;
+  if (!pw.panels.empty()) {
+    if (pw.panels.size() != panels) return CK_ERR_ARG;
+    view.panel_ptrs = pw.panels.data();
+  }
   const GemmKernel& kern = bf16 ? gemm_bf16_kernel(current_isa()) : *kGemmF32.pick();
   return gemm_driver(kern, view, a);
 }
@@ -240,7 +294,7 @@ static void gemm_f32_pack_a(const float* x, size_t ldx, size_t rows, size_t kc, 
 }
 
 template <int MR, int NV>
-static void gemm_f32_ukr(size_t kc, const void* a_, const void* b_, size_t b_panel_bytes, float* c, size_t ldc, int mv,
+static void gemm_f32_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
                          int nv, const GemmTileEpilogue& e) {
   constexpr int NR = NV * V::W;
   constexpr int NP = NR / 16;  // 16-column panels per tile

@@ -1,6 +1,8 @@
 // GEMM with a fused epilogue: Y[m,n] = X[m,k] · W[n,k]ᵀ (+ bias[n]) then optionally GELU (erf),
 // QuickGELU or + R[m,n]. W is packed once (at model load) into panels for the micro-kernel.
 #pragma once
+#include <vector>
+
 #include "common.h"
 
 namespace ck {
@@ -14,12 +16,24 @@ struct PackedWeight {
   WeightType type = WeightType::F32;
   void* data = nullptr;         // packed panels
   size_t bytes = 0;
+  bool owned = true;            // false: data lies in the caller's memory (pack_weight_in_place)
+  std::vector<const char*> panels;  // each 16-column panel's start, when the parts lie apart
   ~PackedWeight();
 };
 
 // Packs W [n, k] (row-major, row stride ldw >= k) — fp32 or rounded to bf16. Returns CK_ERR_NOMEM
 // if the panels cannot be allocated.
 ck_status pack_weight(const float* w, size_t n, size_t k, size_t ldw, WeightType type, PackedWeight* out);
+
+// Packs fp32 W [n, k] (row-major, n a multiple of 16) over its own storage: the panels take exactly
+// W's bytes, so no new memory is touched (a fresh allocation costs a page fault per 4 KiB on first
+// use). `out` then points into w, which the caller keeps alive and no longer reads as W.
+// CK_ERR_ARG when n is not a multiple of 16.
+ck_status pack_weight_in_place(float* w, size_t n, size_t k, PackedWeight* out);
+
+// The same for a weight whose rows come in `count` parts (e.g. q, k and v, stacked along n), each
+// part [ns[i], k] packed over its own storage wherever it lies; the GEMM finds each panel by pointer.
+ck_status pack_weight_parts_in_place(float* const* parts, const size_t* ns, size_t count, size_t k, PackedWeight* out);
 
 struct GemmArgs {
   const float* x;            // [m, k], row stride ldx

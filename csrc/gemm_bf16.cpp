@@ -73,7 +73,7 @@ static void gemm_bf16_pack_a(const float* x, size_t ldx, size_t rows, size_t kc,
 }
 
 template <int MR, int NV>
-static void gemm_bf16_ukr(size_t kc, const void* a_, const void* b_, size_t b_panel_bytes, float* c, size_t ldc, int mv,
+static void gemm_bf16_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
                           int nv, const GemmTileEpilogue& e) {
   constexpr int NR = NV * V::W;
   constexpr int NP = NR / 16;
@@ -137,7 +137,7 @@ static void gemm_bf16_pack_a_pairs(const float* x, size_t ldx, size_t rows, size
 }
 
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"))) static void
-gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a_, const void* b_, size_t b_panel_bytes, float* c, size_t ldc,
+gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc,
                                int mv, int nv, const GemmTileEpilogue& e) {
   constexpr int MR = kBf16DotMR;
   const uint16_t* a = static_cast<const uint16_t*>(a_);

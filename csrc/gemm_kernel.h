@@ -2,6 +2,7 @@
 // (gemm.cpp) does the cache blocking, the packing schedule and the threading; a pass supplies the
 // MR×NR register tile: a routine that packs up to MR rows of X for one K block, and the micro-kernel.
 #pragma once
+#include <cstddef>
 #include <cstring>
 
 #include "gemm.h"
@@ -30,8 +31,9 @@ struct GemmTileEpilogue {
 using GemmPackA = void (*)(const float* x, size_t ldx, size_t rows, size_t kc, void* out);
 
 // C[0:mv, 0:nv] (tile at c, row stride ldc) ⊕= A-panel · B-tile over kc. b points at the tile's
-// first panel at the K block's first k; the next panel is b + b_panel_bytes (read only if nv > 16).
-using GemmUkr = void (*)(size_t kc, const void* a, const void* b, size_t b_panel_bytes, float* c, size_t ldc, int mv,
+// first panel at the K block's first k; the next panel is b + b_panel_bytes (read only if nv > 16;
+// negative when the weight's parts lie in that order in memory).
+using GemmUkr = void (*)(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
                          int nv, const GemmTileEpilogue& e);
 
 struct GemmKernel {
@@ -52,6 +54,11 @@ struct GemmWeightView {
   const void* data;
   size_t panel_bytes;     // bytes between consecutive 16-column panels
   size_t k_row_bytes;     // bytes of one k step inside a panel (16 · element size)
+  const char* const* panel_ptrs = nullptr;  // each panel's start when they are not contiguous
+
+  const char* panel(size_t p) const {
+    return panel_ptrs ? panel_ptrs[p] : static_cast<const char*>(data) + p * panel_bytes;
+  }
 };
 ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const GemmArgs& a);
 

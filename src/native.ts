@@ -27,6 +27,8 @@ export interface NativeAddon {
   cpuInfo(): CpuInfo;
   setIsa(isa: string): void;
   setThreads(threads: number): void;
+  /** Bytes [offset, offset + length) of a file, read by `threads` threads into new 64-byte-aligned memory. Synchronous. */
+  readFile(args: { path: string; offset: number; length: number; threads?: number }): ArrayBuffer;
   [op: string]: ((args: Buffers) => Promise<unknown>) | ((...a: any[]) => unknown);
 }
 

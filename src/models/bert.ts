@@ -19,11 +19,11 @@
  */
 import { attentionRagged } from '../ops/attention';
 import { embedding } from '../ops/embedding';
-import { linear, packWeight, WeightDType } from '../ops/gemm';
+import { linear, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import {
-  collectStates, encodeInGroups, fresh, HiddenStates, OpQueue, own, ownNorm, PackedLinear, packLinear, packQkv, pickRows, RaggedBatch, raggedBatch, TextOutput, Workspace, WorkspacePool,
+  collectStates, encodeInGroups, fresh, HiddenStates, keep, keepNorm, OpQueue, PackedLinear, packLinear, packQkv, PackSettings, pickRows, RaggedBatch, raggedBatch, TextOutput, Workspace, WorkspacePool,
 } from './blocks';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
@@ -52,29 +52,28 @@ export class BertTower {
 
   private readonly workspaces = new WorkspacePool();
 
-  static async load(w: BertTextWeights, config: BertTextConfig, dtype: WeightDType = 'float32'): Promise<BertTower> {
+  static async load(w: BertTextWeights, config: BertTextConfig, s: PackSettings): Promise<BertTower> {
     const layers: PackedBertLayer[] = [];
     for (const l of w.layers)
       layers.push({
-        qkv: await packQkv(l.query, l.key, l.value, dtype),
-        attentionOutput: await packLinear(l.attentionOutput, dtype),
-        attentionLayerNorm: ownNorm(l.attentionLayerNorm),
-        intermediate: await packLinear(l.intermediate, dtype),
-        output: await packLinear(l.output, dtype),
-        outputLayerNorm: ownNorm(l.outputLayerNorm),
+        qkv: await packQkv(l.query, l.key, l.value, s),
+        attentionOutput: await packLinear(l.attentionOutput, s),
+        attentionLayerNorm: keepNorm(l.attentionLayerNorm, s),
+        intermediate: await packLinear(l.intermediate, s),
+        output: await packLinear(l.output, s),
+        outputLayerNorm: keepNorm(l.outputLayerNorm, s),
       });
-    // What runs unpacked, as copies (a view would pin the whole checkpoint); the linear weights live on packed.
     const kept: BertEmbeddings = {
-      wordEmbeddings: own(w.wordEmbeddings),
-      positionEmbeddings: own(w.positionEmbeddings),
-      tokenTypeEmbeddings: own(w.tokenTypeEmbeddings),
-      embeddingsLayerNorm: ownNorm(w.embeddingsLayerNorm),
+      wordEmbeddings: keep(w.wordEmbeddings, s),
+      positionEmbeddings: keep(w.positionEmbeddings, s),
+      tokenTypeEmbeddings: keep(w.tokenTypeEmbeddings, s),
+      embeddingsLayerNorm: keepNorm(w.embeddingsLayerNorm, s),
     };
     const head = w.preLayerNorm && w.transformation
-      ? { preLayerNorm: ownNorm(w.preLayerNorm), transformation: await packLinear(w.transformation, dtype) }
+      ? { preLayerNorm: keepNorm(w.preLayerNorm, s), transformation: await packLinear(w.transformation, s) }
       : undefined;
-    const pooler = w.pooler && (await packLinear(w.pooler, dtype));
-    const projection = { weight: await packWeight(w.projection, { dtype }), bias: w.projectionBias && own(w.projectionBias) };
+    const pooler = w.pooler && (await packLinear(w.pooler, s));
+    const projection = { weight: await packWeight(w.projection, s), bias: w.projectionBias && keep(w.projectionBias, s) };
     return new BertTower(config, kept, layers, head, pooler, projection);
   }
 

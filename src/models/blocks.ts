@@ -3,7 +3,7 @@
  * pre-LN transformer block of the ViT and the CLIP text tower, row picking, and ragged text batches.
  */
 import { gatherRows } from '../ops/embedding';
-import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
+import { linear, PackedWeight, packWeight, packWeightParts, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import { HiddenAct } from './config';
@@ -116,20 +116,36 @@ export interface PackedLinear {
   bias?: Tensor;
 }
 
-export async function packLinear(l: Linear, dtype: WeightDType): Promise<PackedLinear> {
-  return { weight: await packWeight(l.weight, { dtype }), bias: l.bias && own(l.bias) };
+/**
+ * How a tower packs its checkpoint's weights. `inPlace`: the checkpoint's float32 arrays are the
+ * loader's alone (read from a safetensors file for this model), so fp32 weights are packed over
+ * their own storage (no new memory: each fresh 4 KiB page costs a fault on first touch) and the
+ * tensors that run unpacked stay views into it (it is kept alive by the packed weights anyway).
+ */
+export interface PackSettings {
+  dtype: WeightDType;
+  inPlace: boolean;
+}
+
+export async function packLinear(l: Linear, s: PackSettings): Promise<PackedLinear> {
+  return { weight: await packWeight(l.weight, s), bias: l.bias && keep(l.bias, s) };
 }
 
 /** q, k, v [W, W] each → one packed [3W, W] weight and a [3W] bias: one GEMM gives q | k | v per row. */
-export async function packQkv(q: Linear, k: Linear, v: Linear, dtype: WeightDType): Promise<PackedLinear> {
-  const [n, width] = q.weight.shape;
-  const w = new Float32Array(3 * n * width);
+export async function packQkv(q: Linear, k: Linear, v: Linear, s: PackSettings): Promise<PackedLinear> {
+  const n = q.weight.shape[0];
   const b = new Float32Array(3 * n);
-  [q, k, v].forEach((l, i) => {
-    w.set(l.weight.data, i * n * width);
-    b.set(l.bias.data, i * n);
-  });
-  return { weight: await packWeight(new Tensor(w, [3 * n, width]), { dtype }), bias: new Tensor(b, [3 * n]) };
+  [q, k, v].forEach((l, i) => b.set(l.bias.data, i * n));
+  return { weight: await packWeightParts([q.weight, k.weight, v.weight], s), bias: new Tensor(b, [3 * n]) };
+}
+
+/** What a tower keeps unpacked: a view when the checkpoint stays alive anyway (in place), else its own copy. */
+export function keep(t: Tensor, s: PackSettings): Tensor {
+  return s.inPlace && s.dtype === 'float32' ? t : own(t);
+}
+
+export function keepNorm(n: Norm, s: PackSettings): Norm {
+  return { weight: keep(n.weight, s), bias: keep(n.bias, s) };
 }
 
 /**
@@ -158,14 +174,14 @@ export interface PackedPreNormLayer {
   fc2: PackedLinear;
 }
 
-export async function packPreNormLayer(l: PreNormLayer, dtype: WeightDType): Promise<PackedPreNormLayer> {
+export async function packPreNormLayer(l: PreNormLayer, s: PackSettings): Promise<PackedPreNormLayer> {
   return {
-    layerNorm1: ownNorm(l.layerNorm1),
-    qkv: await packQkv(l.q, l.k, l.v, dtype),
-    out: await packLinear(l.out, dtype),
-    layerNorm2: ownNorm(l.layerNorm2),
-    fc1: await packLinear(l.fc1, dtype),
-    fc2: await packLinear(l.fc2, dtype),
+    layerNorm1: keepNorm(l.layerNorm1, s),
+    qkv: await packQkv(l.q, l.k, l.v, s),
+    out: await packLinear(l.out, s),
+    layerNorm2: keepNorm(l.layerNorm2, s),
+    fc1: await packLinear(l.fc1, s),
+    fc2: await packLinear(l.fc2, s),
   };
 }
 

@@ -11,11 +11,11 @@
  */
 import { attentionRagged } from '../ops/attention';
 import { embedding } from '../ops/embedding';
-import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
+import { linear, PackedWeight, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import {
-  BlockSettings, collectStates, encodeInGroups, fresh, HiddenStates, OpQueue, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv,
+  BlockSettings, collectStates, encodeInGroups, fresh, HiddenStates, keep, keepNorm, OpQueue, PackedPreNormLayer, PackSettings, packPreNormLayer, pickRows, preNormMlp, preNormQkv,
   RaggedBatch, raggedBatch, TextOutput, Workspace, WorkspacePool,
 } from './blocks';
 import { ClipTextConfig } from './config';
@@ -34,16 +34,15 @@ export class ClipTextTower {
 
   private readonly workspaces = new WorkspacePool();
 
-  static async load(w: ClipTextWeights, config: ClipTextConfig, dtype: WeightDType = 'float32'): Promise<ClipTextTower> {
+  static async load(w: ClipTextWeights, config: ClipTextConfig, s: PackSettings): Promise<ClipTextTower> {
     const layers: PackedPreNormLayer[] = [];
-    for (const l of w.layers) layers.push(await packPreNormLayer(l, dtype));
-    // What runs unpacked, as copies (a view would pin the whole checkpoint); the linear weights live on packed.
+    for (const l of w.layers) layers.push(await packPreNormLayer(l, s));
     const kept: ClipTextUnpacked = {
-      tokenEmbedding: own(w.tokenEmbedding),
-      positionEmbedding: own(w.positionEmbedding),
-      finalLayerNorm: ownNorm(w.finalLayerNorm),
+      tokenEmbedding: keep(w.tokenEmbedding, s),
+      positionEmbedding: keep(w.positionEmbedding, s),
+      finalLayerNorm: keepNorm(w.finalLayerNorm, s),
     };
-    return new ClipTextTower(config, kept, layers, await packWeight(w.projection, { dtype }));
+    return new ClipTextTower(config, kept, layers, await packWeight(w.projection, s));
   }
 
   /**

@@ -25,7 +25,7 @@ import { setThreads } from '../runtime';
 import { Tensor } from '../tensor';
 import { loadTokenizer, Tokenizer } from '../tokenizers';
 import { BertTower } from './bert';
-import { HiddenStates, TextOutput } from './blocks';
+import { HiddenStates, PackSettings, TextOutput } from './blocks';
 import { ClipTextTower } from './clip_text';
 import { ClipConfig, ModelType, PreprocessConfig } from './config';
 import { TEMPLATES, TemplateSet } from './templates';
@@ -400,12 +400,15 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
   const source = readModelSource(dir, opts.checkpoint ?? {});
   const config = source.config;
   const weights = checkClipWeights(source.tensors, config, source.files.length === 1 ? source.files[0] : dir, source.files);
-  const packed = dtype === 'bf16' ? 'bfloat16' : 'float32';
-  const vision = await VisionTower.load(weights.vision, config.vision, packed);
+  // Tensors read from safetensors files under Hugging Face names are this load's own, one per
+  // parameter, never shared (the reader refuses overlapping ranges): fp32 weights are packed over them.
+  const inPlace = source.layout === 'hf' && source.files.every((f) => f.toLowerCase().endsWith('.safetensors'));
+  const packing: PackSettings = { dtype: dtype === 'bf16' ? 'bfloat16' : 'float32', inPlace };
+  const vision = await VisionTower.load(weights.vision, config.vision, packing);
   const text =
     weights.modelType === 'clip'
-      ? await ClipTextTower.load(weights.text, weights.config.text, packed)
-      : await BertTower.load(weights.text, weights.config.text, packed);
+      ? await ClipTextTower.load(weights.text, weights.config.text, packing)
+      : await BertTower.load(weights.text, weights.config.text, packing);
   const positions = config.text.maxPositionEmbeddings - (config.text.kind === 'bert' ? config.text.positionOffset : 0);
   const contextLength = expectInt('contextLength', opts.contextLength ?? Math.min(CONTEXT_LENGTH[config.modelType], positions), 2, positions);
   const info: ModelInfo = {

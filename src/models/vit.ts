@@ -10,12 +10,12 @@
  * (keys and values still come from every row) and runs its out_proj, MLP and norms on that row.
  */
 import { attentionPacked } from '../ops/attention';
-import { linear, PackedWeight, packWeight, WeightDType } from '../ops/gemm';
+import { linear, PackedWeight, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
 import { Tensor } from '../tensor';
 import {
-  BlockSettings, collectStates, fresh, HiddenStates, OpQueue, own, ownNorm, PackedPreNormLayer, packPreNormLayer, pickRows, preNormMlp, preNormQkv, Workspace, WorkspacePool,
+  BlockSettings, collectStates, fresh, HiddenStates, keep, keepNorm, OpQueue, PackedPreNormLayer, PackSettings, packPreNormLayer, pickRows, preNormMlp, preNormQkv, Workspace, WorkspacePool,
 } from './blocks';
 import { VisionConfig } from './config';
 import { Norm, VisionWeights } from './weights';
@@ -41,17 +41,17 @@ export class VisionTower {
   private readonly workspaces = new WorkspacePool();
 
   /** Packs every weight once (fp32, or bf16 for the fast mode). */
-  static async load(w: VisionWeights, config: VisionConfig, dtype: WeightDType = 'float32'): Promise<VisionTower> {
+  static async load(w: VisionWeights, config: VisionConfig, s: PackSettings): Promise<VisionTower> {
     const embed: PatchEmbedWeights = {
-      weight: await packPatchWeight(w.patchEmbedding, { dtype }),
+      weight: await packPatchWeight(w.patchEmbedding, s),
       patch: config.patchSize,
-      classEmbedding: own(w.classEmbedding),
-      positionEmbedding: own(w.positionEmbedding),
+      classEmbedding: keep(w.classEmbedding, s),
+      positionEmbedding: keep(w.positionEmbedding, s),
     };
     const layers: PackedPreNormLayer[] = [];
-    for (const l of w.layers) layers.push(await packPreNormLayer(l, dtype));
-    const projection = await packWeight(w.projection, { dtype });
-    return new VisionTower(config, embed, ownNorm(w.preLayerNorm), layers, ownNorm(w.postLayerNorm), projection, w.projectionBias && own(w.projectionBias));
+    for (const l of w.layers) layers.push(await packPreNormLayer(l, s));
+    const projection = await packWeight(w.projection, s);
+    return new VisionTower(config, embed, keepNorm(w.preLayerNorm, s), layers, keepNorm(w.postLayerNorm, s), projection, w.projectionBias && keep(w.projectionBias, s));
   }
 
   private get settings(): BlockSettings {

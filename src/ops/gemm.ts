@@ -3,7 +3,7 @@
  * A weight [N, K] is packed once (at model load) into the micro-kernel's panels, in fp32 or in bf16
  * (the opt-in fast mode: weights and activations rounded to bf16, products accumulated in fp32).
  */
-import { expectFinite, expectOneOf, expectRankAtLeast, expectShape, expectTensor, describe, rowsOf, overlaps } from '../check';
+import { expectFinite, expectInt, expectOneOf, expectRankAtLeast, expectShape, expectTensor, describe, rowsOf, overlaps } from '../check';
 import { rangeError, typeError } from '../errors';
 import { native, PackedHandle } from '../native';
 import { Tensor } from '../tensor';
@@ -21,13 +21,51 @@ export class PackedWeight {
   ) {}
 }
 
+export interface PackOptions {
+  dtype?: WeightDType;
+  /**
+   * float32 only: the panels overwrite w's own storage (its values are gone afterwards) and the
+   * packed weight keeps that buffer alive, so packing touches no new memory. For weights read from a
+   * checkpoint that nothing else reads. Copies as usual when N is not a multiple of 16 or dtype is bfloat16.
+   */
+  inPlace?: boolean;
+}
+
 /** Packs w [N, K] (row-major, like a PyTorch nn.Linear weight) for `linear`. */
-export async function packWeight(w: Tensor, opts: { dtype?: WeightDType } = {}): Promise<PackedWeight> {
+export async function packWeight(w: Tensor, opts: PackOptions = {}): Promise<PackedWeight> {
   expectTensor('w', w, 'float32');
   const [n, k] = expectShape('w', w, [-1, -1]);
   const dtype = expectOneOf('dtype', opts.dtype ?? 'float32', ['float32', 'bfloat16'] as const);
-  const handle = (await native().packWeight({ w: w.data, n, k, dtype })) as PackedHandle;
+  if (opts.inPlace !== undefined && typeof opts.inPlace !== 'boolean')
+    throw typeError('E_ARG', `Expected a boolean for inPlace but received ${describe(opts.inPlace)}`);
+  const inPlace = opts.inPlace === true && dtype === 'float32' && n % 16 === 0;
+  const handle = (await native().packWeight({ w: w.data, n, k, dtype, inPlace })) as PackedHandle;
   return new PackedWeight(handle, n, k, dtype);
+}
+
+/**
+ * Packs the parts [N_i, K] stacked along N (e.g. q, k, v → one [3N, K] weight, one GEMM for all
+ * three) without first copying them into one array. inPlace (as for packWeight) packs each part over
+ * its own storage wherever it lies when every N_i is a multiple of 16; otherwise the parts are
+ * concatenated and packed as usual.
+ */
+export async function packWeightParts(parts: Tensor[], opts: PackOptions = {}): Promise<PackedWeight> {
+  if (!Array.isArray(parts) || parts.length === 0) throw typeError('E_ARG', `Expected a non-empty array of weights but received ${describe(parts)}`);
+  const k = expectShape('parts[0]', expectTensor('parts[0]', parts[0], 'float32'), [-1, -1])[1];
+  const ns = parts.map((p, i) => expectShape(`parts[${i}]`, expectTensor(`parts[${i}]`, p, 'float32'), [-1, k])[0]);
+  const n = ns.reduce((a, b) => a + b, 0);
+  const dtype = expectOneOf('dtype', opts.dtype ?? 'float32', ['float32', 'bfloat16'] as const);
+  if (opts.inPlace === true && dtype === 'float32' && ns.every((ni) => ni % 16 === 0)) {
+    const handle = (await native().packWeight({ parts: parts.map((p) => p.data), ns, k, inPlace: true })) as PackedHandle;
+    return new PackedWeight(handle, n, k, dtype);
+  }
+  const w = new Float32Array(n * k);
+  let row = 0;
+  parts.forEach((p, i) => {
+    w.set(p.data as Float32Array, row * k);
+    row += ns[i];
+  });
+  return packWeight(new Tensor(w, [n, k]), { dtype, inPlace: opts.inPlace });
 }
 
 export type Activation = 'gelu' | 'quick_gelu';
@@ -41,6 +79,11 @@ export interface LinearOptions {
   alpha?: number; // scales x·Wᵀ only; default 1
   /** Writes the result here instead of a new tensor; may be `residual` itself (in-place residual add). */
   out?: Tensor;
+  /**
+   * With `out` of shape [..., C] (C >= outColumn + N): writes y into columns [outColumn, outColumn + N)
+   * of out, leaving its other columns as they are (e.g. q, k and v side by side). Not with residual.
+   */
+  outColumn?: number;
 }
 
 /** y[..., N] = activation(alpha · x[..., K] · Wᵀ + bias) (+ residual). */
@@ -62,6 +105,19 @@ export async function linear(x: Tensor, w: PackedWeight, opts: LinearOptions = {
     if (activation) throw rangeError('E_ARG', `Expected either activation or residual but received both (activation ${activation})`);
   }
   let y: Float32Array;
+  if (opts.outColumn !== undefined) {
+    const out = opts.out;
+    if (out === undefined) throw rangeError('E_ARG', 'Expected out with outColumn');
+    if (residual) throw rangeError('E_ARG', 'Expected either outColumn or residual but received both');
+    expectShape('out', expectTensor('out', out, 'float32'), [...yShape.slice(0, -1), -1]);
+    const ldy = out.shape[out.shape.length - 1];
+    if (ldy < w.n) throw rangeError('E_SHAPE', `Expected out with at least ${w.n} columns but received [${out.shape.join(', ')}]`);
+    const col = expectInt('outColumn', opts.outColumn, 0, ldy - w.n);
+    if (overlaps(out.data, x.data)) throw rangeError('E_ARG', 'Expected out not to share storage with x');
+    const epilogue = activation ?? 'none';
+    await native().gemm({ x: x.data, m, k, w: w.handle, bias: opts.bias?.data, epilogue, y: out.data.subarray(col), ldy, alpha });
+    return out;
+  }
   if (opts.out !== undefined) {
     expectShape('out', expectTensor('out', opts.out, 'float32'), yShape);
     y = opts.out.data;

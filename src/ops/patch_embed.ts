@@ -3,7 +3,7 @@ import { expectInt, expectShape, expectTensor } from '../check';
 import { rangeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
-import { checkPacked, packWeight, PackedWeight, WeightDType } from './gemm';
+import { checkPacked, PackOptions, packWeight, PackedWeight } from './gemm';
 
 export interface PatchEmbedWeights {
   /** The conv weight [D, C, patch, patch] packed as [D, C·patch·patch] (see packPatchWeight). */
@@ -15,7 +15,7 @@ export interface PatchEmbedWeights {
 }
 
 /** Packs a conv weight [D, C, patch, patch] for patchEmbed. */
-export async function packPatchWeight(conv: Tensor, opts: { dtype?: WeightDType } = {}): Promise<PackedWeight> {
+export async function packPatchWeight(conv: Tensor, opts: PackOptions = {}): Promise<PackedWeight> {
   const [d, c, ph, pw] = expectShape('conv', expectTensor('conv', conv, 'float32'), [-1, -1, -1, -1]);
   if (ph !== pw) throw rangeError('E_SHAPE', `Expected a square conv kernel but received [${conv.shape.join(', ')}]`);
   return packWeight(conv.reshape([d, c * ph * pw]), opts);
