@@ -392,3 +392,35 @@ Index('a missing shard, a name absent from its shard, a path outside the folder 
 });
 
 Index.run();
+
+const NativeRead = suite('safetensors: native parallel read');
+
+NativeRead('readFile gives the file\'s bytes at any offset and length, 64-byte aligned; errors name the file', () => {
+  const { native } = require('../../src/native') as typeof import('../../src/native');
+  const { dir, cleanup } = tempDir('clipkit-read-');
+  const file = path.join(dir, 'bytes.bin');
+  const bytes = new Uint8Array(20 * 2 ** 20 + 77); // several 8 MiB chunks and a ragged end
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24;
+  fs.writeFileSync(file, bytes);
+  for (const [offset, length, threads] of [[0, bytes.length, 2], [13, bytes.length - 13, 3], [5, 1000, 1], [bytes.length, 0, 2]]) {
+    const got = new Uint8Array(native().readFile({ path: file, offset, length, threads }));
+    assert.is(got.length, length);
+    assert.ok(Buffer.from(got).equals(Buffer.from(bytes.subarray(offset, offset + length))), `offset ${offset} length ${length}`);
+    assert.is(new Float32Array(got.buffer, 0, 0).byteOffset % 4, 0);
+  }
+  const code = (f: () => unknown) => {
+    try {
+      f();
+    } catch (err) {
+      return `${(err as { code?: string }).code}: ${(err as Error).message}`;
+    }
+    return 'no error';
+  };
+  assert.match(code(() => native().readFile({ path: path.join(dir, 'missing.bin'), offset: 0, length: 1 })), /^E_IO: Cannot open .*missing\.bin/);
+  assert.match(code(() => native().readFile({ path: file, offset: 10, length: bytes.length })), /^E_FORMAT: .*bytes\.bin.*fewer than/);
+  assert.match(code(() => native().readFile({ path: dir, offset: 0, length: 1 })), /^E_(IO|FORMAT): .*/);
+  assert.match(code(() => native().readFile({ path: file, offset: 0, length: 1, threads: 0 })), /threads/);
+  cleanup();
+});
+
+NativeRead.run();

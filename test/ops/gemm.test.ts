@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { linear, matmul, packWeight, PackedWeight, setThreads, Tensor } from '../../src';
+import { linear, matmul, packWeight, packWeightParts, PackedWeight, setThreads, Tensor } from '../../src';
 import { native } from '../../src/native';
 import { isas, normal, onIsa, rejects, uniform } from '../helpers';
 import { assertScaledClose, gemmRefF64, RefEpilogue, transpose } from '../ref/gemm';
@@ -154,6 +154,112 @@ Gemm('bad arguments name the argument', async () => {
   await rejects(() => g({ x: x.data, m: 2 ** 62, k: 4, w: w.handle, y: new Float32Array(6) }), RangeError, /./);
   await rejects(() => g({ x: x.data, m: 2, k: 4, w: {}, y: new Float32Array(6) }), TypeError, /packed weight/);
   await rejects(() => g({ x: x.data, m: 2, k: 4, w: w.handle, y: new Float32Array(6), alpha: Infinity }), RangeError, /alpha/);
+});
+
+Gemm('inPlace: packed over the weight\'s own storage, the same results as a packed copy, on every ISA', async () => {
+  for (const [m, n, k] of [[1, 16, 7], [7, 48, 63], [63, 2304, 197], [197, 64, 769]]) {
+    const x = new Tensor(normal(m * k, m + k), [m, k]), bias = new Tensor(normal(n, n), [n]);
+    const wData = normal(n * k, n + k);
+    const ref = await packWeight(new Tensor(wData, [n, k]));
+    const own = wData.slice();
+    const inPlace = await packWeight(new Tensor(own, [n, k]), { inPlace: true });
+    assert.not.equal(own, wData, 'the storage now holds panels');
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const want = await linear(x, ref, { bias, activation: 'gelu' });
+        assert.equal((await linear(x, inPlace, { bias, activation: 'gelu' })).data, want.data, `${m}x${n}x${k} ${isa}`);
+      });
+  }
+  // n not a multiple of 16, or bf16: packed as a copy, the weight untouched.
+  for (const [n, dtype] of [[17, 'float32'], [32, 'bfloat16']] as const) {
+    const w = normal(n * 9, 4), copy = w.slice();
+    await packWeight(new Tensor(w, [n, 9]), { inPlace: true, dtype });
+    assert.equal(w, copy);
+  }
+  await rejects(packWeight(new Tensor(normal(32, 1), [16, 2]), { inPlace: 'yes' as never }), TypeError, /inPlace/);
+});
+
+Gemm('inPlace: the packed weight keeps its storage alive after every JS reference to it is gone', async () => {
+  const [m, n, k] = [5, 64, 33];
+  const x = new Tensor(normal(m * k, 7), [m, k]);
+  const wData = normal(n * k, 8);
+  const want = await linear(x, await packWeight(new Tensor(wData.slice(), [n, k])));
+  const w = await (async () => packWeight(new Tensor(wData.slice(), [n, k]), { inPlace: true }))();
+  const gc = (globalThis as { gc?: () => void }).gc;
+  for (let i = 0; i < 4; i++) {
+    new Float32Array(1 << 22).fill(i); // churn, so a freed buffer would be reused and overwritten
+    gc?.();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal((await linear(x, w)).data, want.data);
+});
+
+Gemm('packWeightParts: q | k | v packed where each part lies (any order in memory) equals the concatenated weight', async () => {
+  for (const [m, width, k] of [[1, 16, 7], [7, 48, 63], [197, 64, 769]]) {
+    const parts = [0, 1, 2].map((i) => normal(width * k, 10 * i + width));
+    const x = new Tensor(normal(m * k, 3), [m, k]);
+    const cat = new Float32Array(3 * width * k);
+    parts.forEach((p, i) => cat.set(p, i * width * k));
+    const ref = await packWeight(new Tensor(cat, [3 * width, k]));
+    // The parts live in one buffer in the order v, q, k, with a gap: panel pointers go backwards too.
+    const shared = new Float32Array(3 * width * k + 5 * 16);
+    const at = [width * k + 16, 2 * width * k + 80, 0];
+    const views = parts.map((p, i) => {
+      const v = shared.subarray(at[i], at[i] + width * k);
+      v.set(p);
+      return new Tensor(v, [width, k]);
+    });
+    const w = await packWeightParts(views, { inPlace: true });
+    assert.equal([w.n, w.k], [3 * width, k]);
+    const copied = await packWeightParts(parts.map((p) => new Tensor(p.slice(), [width, k])));
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const want = await linear(x, ref);
+        assert.equal((await linear(x, w)).data, want.data, `parts in place ${m}x${width}x${k} ${isa}`);
+        assert.equal((await linear(x, copied)).data, want.data, `parts copied ${isa}`);
+      });
+  }
+  // A part whose n is not a multiple of 16: concatenated and packed as one copy.
+  const odd = [normal(9 * 5, 1), normal(9 * 5, 2)];
+  const w = await packWeightParts(odd.map((p) => new Tensor(p, [9, 5])), { inPlace: true });
+  const x = new Tensor(normal(3 * 5, 4), [3, 5]);
+  const cat = new Float32Array(18 * 5);
+  cat.set(odd[0]);
+  cat.set(odd[1], 45);
+  assert.equal((await linear(x, w)).data, (await linear(x, await packWeight(new Tensor(cat, [18, 5])))).data);
+  await rejects(packWeightParts([]), TypeError, /non-empty array/);
+  await rejects(packWeightParts([new Tensor(normal(10, 1), [2, 5]), new Tensor(normal(12, 1), [2, 6])]), RangeError, /parts\[1\]/);
+  const f = (n: number) => new Float32Array(n);
+  await rejects(() => native().packWeight({ parts: [f(32), f(32)], ns: [16, 16], k: 2 }), RangeError, /in place only/);
+  await rejects(() => native().packWeight({ parts: [f(32), f(30)], ns: [16, 16], k: 2, inPlace: true }), RangeError, /part 1 of length 32/);
+  await rejects(() => native().packWeight({ parts: [f(18)], ns: [9], k: 2, inPlace: true }), RangeError, /multiple of 16/);
+  await rejects(() => native().packWeight({ parts: [new Int32Array(32)], ns: [16], k: 2, inPlace: true }), TypeError, /Float32Array/);
+});
+
+Gemm('outColumn: y goes into a column slice of out, the other columns untouched', async () => {
+  const [m, n, k, width] = [7, 16, 9, 50];
+  const x = new Tensor(normal(m * k, 1), [m, k]), w = await packWeight(new Tensor(normal(n * k, 2), [n, k]));
+  const bias = new Tensor(normal(n, 3), [n]);
+  const want = await linear(x, w, { bias, activation: 'quick_gelu' });
+  for (const col of [0, 13, width - n]) {
+    const out = new Tensor(new Float32Array(m * width).fill(-7), [m, width]);
+    assert.is(await linear(x, w, { bias, activation: 'quick_gelu', out, outColumn: col }), out);
+    for (let r = 0; r < m; r++)
+      for (let c = 0; c < width; c++) {
+        const v = out.data[r * width + c];
+        if (c >= col && c < col + n) assert.is(v, want.data[r * n + c - col]);
+        else assert.is(v, -7);
+      }
+  }
+  const out = new Tensor(new Float32Array(m * width), [m, width]);
+  await rejects(linear(x, w, { outColumn: 0 }), RangeError, /out with outColumn/);
+  await rejects(linear(x, w, { out, outColumn: width - n + 1 }), RangeError, /outColumn/);
+  await rejects(linear(x, w, { out: new Tensor(new Float32Array(m * 8), [m, 8]), outColumn: 0 }), RangeError, /at least 16 columns/);
+  await rejects(linear(x, w, { out, outColumn: 0, residual: new Tensor(new Float32Array(m * n), [m, n]) }), RangeError, /outColumn or residual/);
+  await rejects(linear(x, w, { out: new Tensor(new Float32Array(6 * width), [6, width]), outColumn: 0 }), RangeError, /out of shape/);
+  const f = (l: number) => new Float32Array(l);
+  await rejects(() => native().gemm({ x: f(m * k), m, k, w: w.handle, y: f((m - 1) * width + n - 1), ldy: width }), RangeError, /at least/);
+  await rejects(() => native().gemm({ x: f(m * k), m, k, w: w.handle, y: f(m * width), ldy: 8 }), RangeError, /ldy >= n/);
 });
 
 Gemm.run();
