@@ -151,17 +151,13 @@ export function keepNorm(n: Norm, s: PackSettings): Norm {
 /**
  * A tensor that owns its storage. Float32 tensors of a checkpoint are views into the whole file read
  * at once; a tower that kept such a view (an embedding table, a norm) would keep the entire file alive
- * after its linear weights have been packed. Views are copied; tensors that already own their buffer
- * (widened F16/BF16) are returned as they are.
+ * after its linear weights have been packed as copies. Views are copied; tensors that already own
+ * their buffer (widened F16/BF16) are returned as they are.
  */
-export function own(t: Tensor): Tensor {
+function own(t: Tensor): Tensor {
   const d = t.data as Float32Array;
   if (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength) return t;
   return new Tensor(d.slice(), t.shape);
-}
-
-export function ownNorm(n: Norm): Norm {
-  return { weight: own(n.weight), bias: own(n.bias) };
 }
 
 /** A pre-LayerNorm layer with packed weights. */
