@@ -423,36 +423,16 @@ async function main(): Promise<void> {
         { name: `texts ${m.config.contextLength} tok b8`, items: 8, run: engineRuns((mm) => mm.encodeTokens(ctxIds, 8), () => ortTexts(ort!, ctxRows)) },
         // Captions: clipkit runs each at its true length; ORT gets them as the reference tokenizer
         // gives them, zero-padded to the context (masked), and, as a second anchor, cut to their true length.
-        {
-          name: `captions ${capRange} tok b1`,
-          items: caps.length,
-          run: engineRuns(
-            async (mm) => {
-              for (let i = 0; i < caps.length; i++) await mm.encodeTokens(capIds.subarray(i * ctx, (i + 1) * ctx), 1);
-            },
-            async () => {
-              for (const r of capsPadded) await ortTexts(ort!, [r]);
-            },
-          ),
-        },
-        {
-          name: `captions ${capRange} tok b8`,
-          items: caps.length,
-          run: engineRuns((mm) => mm.encodeTokens(capIds, caps.length), () => ortTexts(ort!, capsPadded)),
-        },
-        {
-          name: `captions ${capRange} tok b1, ORT unpadded`,
-          items: caps.length,
-          run: engineRuns(
-            async (mm) => {
-              for (let i = 0; i < caps.length; i++) await mm.encodeTokens(capIds.subarray(i * ctx, (i + 1) * ctx), 1);
-            },
-            async () => {
-              for (const r of caps) await ortTexts(ort!, [r]);
-            },
-          ),
-        },
+        { name: `captions ${capRange} tok b1`, items: caps.length, run: engineRuns(captionsOneByOne, () => ortOneByOne(capsPadded)) },
+        { name: `captions ${capRange} tok b8`, items: caps.length, run: engineRuns((mm) => mm.encodeTokens(capIds, caps.length), () => ortTexts(ort!, capsPadded)) },
+        { name: `captions ${capRange} tok b1, ORT unpadded`, items: caps.length, run: engineRuns(captionsOneByOne, () => ortOneByOne(caps)) },
       ];
+      async function captionsOneByOne(mm: ClipModel): Promise<void> {
+        for (let i = 0; i < caps.length; i++) await mm.encodeTokens(capIds.subarray(i * ctx, (i + 1) * ctx), 1);
+      }
+      async function ortOneByOne(rows: Int32Array[]): Promise<void> {
+        for (const r of rows) await ortTexts(ort!, [r]);
+      }
       function engineRuns(ck: (mm: ClipModel) => Promise<unknown>, o: () => Promise<unknown>): Record<Engine, () => Promise<unknown>> {
         return { fp32: () => ck(models.fp32), bf16: () => ck(models.bf16), ort: o };
       }

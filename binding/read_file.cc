@@ -85,10 +85,11 @@ static Napi::Value ReadFile(const Napi::CallbackInfo& info) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw_error(env, "E_IO", "Cannot open " + path + ": " + std::strerror(errno));
   struct stat st;
-  if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < uint64_t(offset) + length) {
-    const std::string why = fstat(fd, &st) != 0 ? std::strerror(errno)
-                                                : "the file has " + std::to_string(st.st_size) + " bytes, fewer than " +
-                                                      std::to_string(uint64_t(offset) + length);
+  const bool stat_ok = fstat(fd, &st) == 0;
+  if (!stat_ok || static_cast<uint64_t>(st.st_size) < uint64_t(offset) + length) {
+    const std::string why = !stat_ok ? std::strerror(errno)
+                                     : "the file has " + std::to_string(st.st_size) + " bytes, fewer than " +
+                                           std::to_string(uint64_t(offset) + length);
     close(fd);
     throw_error(env, "E_FORMAT", "Cannot read " + std::to_string(length) + " bytes at " + std::to_string(offset) + " of " +
                                      path + ": " + why);
