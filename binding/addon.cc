@@ -284,12 +284,13 @@ static Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   Napi::Array isas = Napi::Array::New(env);
   uint32_t i = 0;
-  for (ck::Isa isa : {ck::Isa::Scalar, ck::Isa::Avx2, ck::Isa::Avx512, ck::Isa::Neon})
+  for (ck::Isa isa : {ck::Isa::Scalar, ck::Isa::Avx2, ck::Isa::Avx512, ck::Isa::Amx, ck::Isa::Neon})
     if (ck::isa_supported(isa)) isas.Set(i++, Napi::String::New(env, ck::isa_name(isa)));
   o.Set("isas", isas);
   o.Set("best", ck::isa_name(ck::best_isa()));
   o.Set("isa", ck::isa_name(ck::requested_isa()));
   o.Set("avx512bf16", f.avx512_bf16);
+  o.Set("amx", f.amx);
   o.Set("physicalCores", f.physical_cores);
   o.Set("logicalCpus", f.logical_cpus);
   o.Set("threads", requested_threads());
@@ -304,7 +305,7 @@ static Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   std::string name = info[0].As<Napi::String>().Utf8Value();
   ck::Isa isa;
   if (!ck::parse_isa(name.c_str(), &isa))
-    throw_range(env, "E_ISA", "setIsa: expected one of scalar, avx2, avx512, neon for isa but received " + name);
+    throw_range(env, "E_ISA", "setIsa: expected one of scalar, avx2, avx512, amx, neon for isa but received " + name);
   if (!ck::request_isa(isa))
     throw_range(env, "E_ISA", "setIsa: this CPU does not support " + name + " (best: " + ck::isa_name(ck::best_isa()) + ")");
   return env.Undefined();

@@ -15,8 +15,9 @@ enum ck_status : int {
 
 const char* status_message(ck_status s);
 
-// Instruction-set levels, ordered: a CPU that has a level has all lower x86 levels.
-enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
+// Instruction-set levels, ordered: a CPU that has a level has all lower x86 levels. Amx is AVX-512
+// plus the AMX tile unit: every op runs its AVX-512 variant, and bf16 GEMMs run on AMX tiles.
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Amx = 4 };
 const char* isa_name(Isa isa);
 
 // The ISA kernels use for the job now running (set by the dispatcher from the job's request).
@@ -33,6 +34,7 @@ struct IsaTable {
   Fn pick() const { return pick(current_isa()); }
   Fn pick(Isa isa) const {
     switch (isa) {
+      case Isa::Amx: [[fallthrough]];
       case Isa::Avx512: if (avx512) return avx512; [[fallthrough]];
       case Isa::Avx2: if (avx2) return avx2; return scalar;
       case Isa::Neon: return neon ? neon : scalar;

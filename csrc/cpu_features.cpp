@@ -1,5 +1,7 @@
 // CPU feature detection. On x86 a feature counts only when CPUID reports it AND the OS has enabled
-// the register state for it (OSXSAVE + XGETBV): ymm for AVX2, opmask/zmm for AVX-512.
+// the register state for it (OSXSAVE + XGETBV): ymm for AVX2, opmask/zmm for AVX-512, tile config
+// and tile data for AMX. Linux also wants each process to ask before it touches tile data
+// (arch_prctl ARCH_REQ_XCOMP_PERM); without that grant AMX counts as absent.
 #include "cpu_features.h"
 
 #include <atomic>
@@ -13,6 +15,10 @@
 
 #if defined(CK_X86)
 #include <cpuid.h>
+#endif
+#if defined(CK_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace ck {
@@ -33,6 +39,7 @@ const char* isa_name(Isa isa) {
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
     case Isa::Neon: return "neon";
+    case Isa::Amx: return "amx";
   }
   return "unknown";
 }
@@ -65,6 +72,16 @@ static int count_physical_cores(int logical) {
   return logical;
 }
 
+// Asks Linux for this process's permission to use AMX tile data (XFEATURE_XTILEDATA, 18).
+static bool request_tile_data() {
+#if defined(CK_X86) && defined(__linux__) && defined(SYS_arch_prctl)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
 static CpuFeatures detect() {
   CpuFeatures f;
   unsigned hc = std::thread::hardware_concurrency();
@@ -83,12 +100,15 @@ static CpuFeatures detect() {
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, a, b, c, d);
   const bool avx2 = b & (1u << 5);
+  const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+  const bool tile_state = ((xcr0_lo >> 17) & 3) == 3;      // XTILECFG + XTILEDATA
   const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
              avx512vl = b & (1u << 31);
   f.avx2_fma = ymm_state && avx2 && fma;
   f.avx512 = f.avx2_fma && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
   __cpuid_count(7, 1, a, b, c, d);
   f.avx512_bf16 = f.avx512 && (a & (1u << 5));
+  f.amx = f.avx512_bf16 && amx_tile && amx_bf16 && tile_state && request_tile_data();
 #elif defined(CK_ARM64)
   f.neon = true;
 #endif
@@ -107,12 +127,14 @@ bool isa_supported(Isa isa) {
     case Isa::Avx2: return f.avx2_fma;
     case Isa::Avx512: return f.avx512;
     case Isa::Neon: return f.neon;
+    case Isa::Amx: return f.amx;
   }
   return false;
 }
 
 Isa best_isa() {
   const CpuFeatures& f = cpu_features();
+  if (f.amx) return Isa::Amx;
   if (f.avx512) return Isa::Avx512;
   if (f.avx2_fma) return Isa::Avx2;
   if (f.neon) return Isa::Neon;
@@ -121,7 +143,8 @@ Isa best_isa() {
 
 bool parse_isa(const char* name, Isa* out) {
   static const std::pair<const char*, Isa> names[] = {
-      {"scalar", Isa::Scalar}, {"avx2", Isa::Avx2}, {"avx512", Isa::Avx512}, {"neon", Isa::Neon}};
+      {"scalar", Isa::Scalar}, {"avx2", Isa::Avx2}, {"avx512", Isa::Avx512}, {"amx", Isa::Amx},
+      {"neon", Isa::Neon}};
   for (const auto& n : names)
     if (std::strcmp(name, n.first) == 0) {
       *out = n.second;
@@ -137,7 +160,7 @@ static Isa initial_isa() {
   if (!env || !*env) return best_isa();
   Isa isa;
   if (!parse_isa(env, &isa)) {
-    g_env_error = std::string("CLIPKIT_ISA=") + env + " is not one of scalar, avx2, avx512, neon";
+    g_env_error = std::string("CLIPKIT_ISA=") + env + " is not one of scalar, avx2, avx512, amx, neon";
     return best_isa();
   }
   if (!isa_supported(isa)) {

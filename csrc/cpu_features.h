@@ -9,6 +9,7 @@ struct CpuFeatures {
   bool avx2_fma = false;     // AVX2 + FMA, with the OS saving ymm state
   bool avx512 = false;       // AVX-512 F/BW/DQ/VL, with the OS saving zmm and mask state
   bool avx512_bf16 = false;  // vdpbf16ps
+  bool amx = false;          // AMX-TILE + AMX-BF16 (with avx512_bf16), and the OS let this process use tile data
   bool neon = false;
   int physical_cores = 1;
   int logical_cpus = 1;
@@ -24,7 +25,7 @@ bool isa_supported(Isa isa);
 Isa requested_isa();
 // Returns false (and changes nothing) when the CPU lacks the ISA.
 bool request_isa(Isa isa);
-// Parses "scalar" | "avx2" | "avx512" | "neon"; false if unknown.
+// Parses "scalar" | "avx2" | "avx512" | "amx" | "neon"; false if unknown.
 bool parse_isa(const char* name, Isa* out);
 
 // Called by the dispatcher around each job.

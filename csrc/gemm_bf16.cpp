@@ -2,6 +2,9 @@
 // [panel][k/2][16][2] (k pairs adjacent, odd k padded with zero), X rounded to bf16 while it is
 // packed, products accumulated in fp32. The result is the fp32-accumulated product of the
 // bf16-rounded inputs. Driver, blocking and epilogue are gemm.cpp's; this file supplies the kernels:
+//   gemm_bf16_ukr_amx_32x32         AMX tiles (ISA amx): four 16×16 fp32 C tiles, two A tiles
+//                                   [16 rows][32 k] and two B tiles [16 k pairs][16 cols][2]
+//                                   (the packed panels as they are); A packed as bf16 tiles
 //   gemm_bf16_ukr_avx512bf16_12x32  vdpbf16ps on k pairs; A packed as bf16 pairs [k/2][12][2]
 //   gemm_bf16_ukr_avx512_12x32      widening: a bf16 pair in each 32-bit lane becomes two fp32 vectors
 //   gemm_bf16_ukr_avx2_6x16         (shift left 16 for the even k, mask the low half for the odd k),
@@ -9,6 +12,12 @@
 #ifndef CK_ISA_PASS
 #include "cpu_features.h"
 #include "gemm_kernel.h"
+
+// The AMX kernel needs the compiler's AMX intrinsics and Linux's permission call (cpu_features.cpp).
+#if defined(CK_X86) && defined(__linux__) && \
+    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define CK_GEMM_AMX 1
+#endif
 
 #define CK_SIMD_SELF "gemm_bf16.cpp"
 #include "isa_passes.h"
@@ -20,8 +29,11 @@ static const IsaTable<const GemmKernel*> kGemmBf16 = {
     CK_X86_OR_NULL(&pass_avx512::kGemmBf16Kernel), CK_NEON_OR_NULL(&pass_neon::kGemmBf16Kernel)};
 
 const GemmKernel& gemm_bf16_kernel(Isa isa) {
+#if defined(CK_X86) && defined(CK_GEMM_AMX)
+  if (isa == Isa::Amx && cpu_features().amx) return pass_avx512::kGemmBf16AmxKernel;
+#endif
 #if defined(CK_X86)
-  if (isa == Isa::Avx512 && cpu_features().avx512 && cpu_features().avx512_bf16) return pass_avx512::kGemmBf16DotKernel;
+  if ((isa == Isa::Avx512 || isa == Isa::Amx) && cpu_features().avx512 && cpu_features().avx512_bf16) return pass_avx512::kGemmBf16DotKernel;
 #endif
   return *kGemmBf16.pick(isa);
 }
@@ -171,6 +183,119 @@ static const GemmKernel kGemmBf16DotKernel = {kBf16DotMR,
                                               gemm_bf16_pack_a_pairs,
                                               gemm_bf16_ukr_avx512bf16_12x32,
                                               "gemm_bf16_ukr_avx512bf16_12x32"};
+#if defined(CK_GEMM_AMX)
+// AMX: 8 tile registers, configured once per thread (palette 1, every tile 16 rows × 64 bytes):
+// tmm0..3 the C tiles (fp32 16×16: rows 0-15 × cols 0-15, 0-15 × 16-31, 16-31 × 0-15, 16-31 × 16-31),
+// tmm4..5 the A tiles (rows 0-15 / 16-31, 32 k as bf16), tmm6..7 the B tiles (16 k pairs of the
+// tile's two 16-column panels). One k step of 32 is four tdpbf16ps.
+#define CK_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c,amx-tile,amx-bf16")))
+constexpr int kAmxMR = 32, kAmxK = 32;
+constexpr size_t kAmxTileBytes = 1024;
+
+struct alignas(64) AmxTileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+static thread_local bool t_amx_configured = false;
+
+CK_AMX_TARGET static inline void amx_configure_thread() {
+  if (t_amx_configured) return;
+  AmxTileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  t_amx_configured = true;
+}
+
+// A micro-panel as AMX A tiles: [k step][row half][16 rows][32 k] bf16, rounded to nearest even;
+// zero past `rows` and past kc (up to the next multiple of 32).
+CK_AMX_TARGET static void gemm_bf16_pack_a_amx(const float* x, size_t ldx, size_t rows, size_t kc, void* out_) {
+  char* out = static_cast<char*>(out_);
+  const size_t steps = (kc + kAmxK - 1) / kAmxK;
+  for (size_t s = 0; s < steps; ++s) {
+    const size_t k0 = s * kAmxK, kt = std::min<size_t>(kAmxK, kc - k0);
+    const __mmask16 lo = kt >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << kt) - 1);
+    const __mmask16 hi = kt >= 32 ? __mmask16(0xFFFF) : kt > 16 ? __mmask16((1u << (kt - 16)) - 1) : __mmask16(0);
+    for (int r = 0; r < kAmxMR; ++r) {
+      __m512i v = _mm512_setzero_si512();
+      if (static_cast<size_t>(r) < rows) {
+        const float* xr = x + r * ldx + k0;
+        v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, xr + 16), _mm512_maskz_loadu_ps(lo, xr));
+      }
+      _mm512_store_si512(out + (s * 2 + r / 16) * kAmxTileBytes + (r % 16) * 64, v);
+    }
+  }
+}
+
+CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes,
+                                                 float* c, size_t ldc, int mv, int nv, const GemmTileEpilogue& e) {
+  amx_configure_thread();
+  for (int r = 0; r < mv; ++r) {  // the epilogue's C tile
+    __builtin_prefetch(c + r * ldc);
+    __builtin_prefetch(c + r * ldc + 31);
+  }
+  const char* a = static_cast<const char*>(a_);
+  const char* b0 = static_cast<const char*>(b_);
+  const char* b1 = b0 + (nv > 16 ? b_panel_bytes : 0);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const size_t steps = kc / kAmxK, tail = kc % kAmxK;
+  for (size_t s = 0; s < steps; ++s) {
+    _tile_loadd(4, a + (2 * s) * kAmxTileBytes, 64);
+    _tile_loadd(5, a + (2 * s + 1) * kAmxTileBytes, 64);
+    _tile_loadd(6, b0 + s * kAmxTileBytes, 64);
+    _tile_loadd(7, b1 + s * kAmxTileBytes, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  if (tail) {
+    // The panels end at the last k pair: copy the rows that exist, so no tile row is read past them.
+    alignas(64) char bt[2][kAmxTileBytes] = {};
+    const size_t bytes = (tail + 1) / 2 * 64;
+    std::memcpy(bt[0], b0 + steps * kAmxTileBytes, bytes);
+    std::memcpy(bt[1], b1 + steps * kAmxTileBytes, bytes);
+    asm volatile("" ::: "memory");  // the tile loads below are asm the compiler cannot see reading bt
+    _tile_loadd(4, a + (2 * steps) * kAmxTileBytes, 64);
+    _tile_loadd(5, a + (2 * steps + 1) * kAmxTileBytes, 64);
+    _tile_loadd(6, bt[0], 64);
+    _tile_loadd(7, bt[1], 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  alignas(64) float ct[kAmxMR][32];
+  _tile_stored(0, &ct[0][0], 128);
+  _tile_stored(1, &ct[0][16], 128);
+  _tile_stored(2, &ct[16][0], 128);
+  _tile_stored(3, &ct[16][16], 128);
+  asm volatile("" ::: "memory");  // nor writing ct
+  V::F acc[kAmxMR][2];
+#pragma GCC unroll 32
+  for (int r = 0; r < kAmxMR; ++r) {
+    acc[r][0] = _mm512_load_ps(&ct[r][0]);
+    acc[r][1] = _mm512_load_ps(&ct[r][16]);
+  }
+  gemm_store_tile<kAmxMR, 2>(acc, c, ldc, mv, nv, e);
+}
+
+static const GemmKernel kGemmBf16AmxKernel = {kAmxMR,
+                                              32,
+                                              kAmxK,
+                                              kAmxMR * sizeof(uint16_t),
+                                              gemm_bf16_pack_a_amx,
+                                              gemm_bf16_ukr_amx_32x32,
+                                              "gemm_bf16_ukr_amx_32x32"};
+#undef CK_AMX_TARGET
+#endif
 #endif
 
 #endif

@@ -8,10 +8,11 @@ import * as path from 'node:path';
 import { ClipkitError } from './errors';
 
 export interface CpuInfo {
-  isas: string[]; // instruction sets this CPU runs, e.g. ['scalar', 'avx2', 'avx512']
+  isas: string[]; // instruction sets this CPU runs, lowest first, e.g. ['scalar', 'avx2', 'avx512', 'amx']
   best: string;
   isa: string; // the one new work uses
   avx512bf16: boolean;
+  amx: boolean; // AMX tiles with bf16, granted to this process by the OS
   physicalCores: number;
   logicalCpus: number;
   threads: number;

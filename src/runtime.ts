@@ -3,8 +3,9 @@ import { expectInt, expectOneOf } from './check';
 import { rangeError } from './errors';
 import { CpuInfo, native } from './native';
 
-export type Isa = 'scalar' | 'avx2' | 'avx512' | 'neon';
-export const ISAS: readonly Isa[] = ['scalar', 'avx2', 'avx512', 'neon'];
+/** `amx` is AVX-512 plus the AMX tile unit: every op runs its AVX-512 kernel, and bf16 GEMMs run on AMX tiles. */
+export type Isa = 'scalar' | 'avx2' | 'avx512' | 'amx' | 'neon';
+export const ISAS: readonly Isa[] = ['scalar', 'avx2', 'avx512', 'amx', 'neon'];
 
 /** The CPU's instruction sets, the one in use, and the thread count. */
 export function cpuInfo(): CpuInfo {

@@ -31,14 +31,14 @@ Settings('CLIPKIT_ISA forces an ISA at start-up; an unknown or unsupported one i
   const bogus = childInfo({ CLIPKIT_ISA: 'sse9' });
   assert.is(bogus.isa, cpuInfo().best);
   assert.match(bogus.isaEnvError ?? '', /CLIPKIT_ISA=sse9 is not one of/);
-  const missing = ['avx512', 'avx2', 'neon'].find((i) => !availableIsas().includes(i as never));
+  const missing = ['amx', 'avx512', 'avx2', 'neon'].find((i) => !availableIsas().includes(i as never));
   if (missing) assert.match(childInfo({ CLIPKIT_ISA: missing }).isaEnvError ?? '', /lacks/);
 });
 
 Settings('setIsa refuses what the CPU lacks and unknown names', async () => {
-  const missing = ['avx512', 'avx2', 'neon'].find((i) => !availableIsas().includes(i as never));
+  const missing = ['amx', 'avx512', 'avx2', 'neon'].find((i) => !availableIsas().includes(i as never));
   if (missing) await rejects(() => setIsa(missing as never), RangeError, /does not support/);
-  await rejects(() => setIsa('mmx' as never), RangeError, /one of scalar, avx2, avx512, neon/);
+  await rejects(() => setIsa('mmx' as never), RangeError, /one of scalar, avx2, avx512, amx, neon/);
   await rejects(() => setThreads(-1), RangeError, /integer in \[0, 1024\]/);
   await rejects(() => setThreads(1.5), RangeError, /integer/);
 });
