@@ -82,12 +82,39 @@ static bool request_tile_data() {
 #endif
 }
 
+// The unified level-2 cache of cpu0 from sysfs ("2048K"), or 0.
+static size_t read_l2_bytes() {
+#if defined(__linux__)
+  for (int i = 0; i < 8; ++i) {
+    char path[96];
+    std::snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+    FILE* f = std::fopen(path, "r");
+    if (!f) break;
+    int level = 0;
+    const bool ok = std::fscanf(f, "%d", &level) == 1;
+    std::fclose(f);
+    if (!ok || level != 2) continue;
+    std::snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+    f = std::fopen(path, "r");
+    if (!f) break;
+    unsigned long v = 0;
+    char unit = 0;
+    const int got = std::fscanf(f, "%lu%c", &v, &unit);
+    std::fclose(f);
+    if (got < 1 || v == 0) return 0;
+    return got == 2 && (unit == 'K' || unit == 'k') ? v << 10 : got == 2 && unit == 'M' ? v << 20 : v;
+  }
+#endif
+  return 0;
+}
+
 static CpuFeatures detect() {
   CpuFeatures f;
   unsigned hc = std::thread::hardware_concurrency();
   f.logical_cpus = hc ? static_cast<int>(hc) : 1;
   f.physical_cores = count_physical_cores(f.logical_cpus);
   if (f.physical_cores < 1) f.physical_cores = 1;
+  if (size_t l2 = read_l2_bytes()) f.l2_bytes = l2;
 #if defined(CK_X86)
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;

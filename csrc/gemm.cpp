@@ -20,6 +20,7 @@
 
 #include <cstdlib>
 
+#include "cpu_features.h"
 #include "gemm_kernel.h"
 
 #define CK_SIMD_SELF "gemm.cpp"
@@ -194,24 +195,36 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
         const size_t j0 = n_tiles * tj / tn, j1 = n_tiles * (tj + 1) / tn;
         const size_t p0 = mp * ti / tm, p1 = mp * (ti + 1) / tm;
         const size_t panels_per_tile = nr / kPanelCols, n_panels = (n + kPanelCols - 1) / kPanelCols, np = p1 - p0;
-        for (size_t kb = g0; kb < g1; ++kb) {
+        // The thread's steps (K block, N tile), in order: K blocks inner when the packed A group
+        // fits in half of L2, so that a C tile's partial sums stay in cache from one K block to
+        // the next (Y is not re-read from memory); else N tiles inner, reusing one A block from L2.
+        const size_t nk = g1 - g0, nj = j1 - j0, steps = nk * nj;
+        const bool k_inner = nk > 1 && nk * mp * a_panel_bytes <= cpu_features().l2_bytes / 2;
+        auto step_at = [&](size_t s, size_t* kb, size_t* j) {
+          *kb = g0 + (k_inner ? s % nk : s / nj);
+          *j = j0 + (k_inner ? s / nk : s % nj);
+        };
+        for (size_t s = 0; s < steps; ++s) {
+          size_t kb, j;
+          step_at(s, &kb, &j);
           const size_t k0 = kb * kc, kcb = std::min(kc, K - k0);
           GemmTileEpilogue e{nullptr, nullptr, a.ldr, a.alpha, a.epilogue, kb == 0, kb == nkb - 1};
           const char* apanels = abuf + (kb - g0) * mp * a_panel_bytes;
-          for (size_t j = j0; j < j1; ++j) {
+          {  // N tile j
             const size_t col0 = j * nr;
             const int nv = static_cast<int>(std::min(nr, n - col0));
             const size_t p0_panel = col0 / kPanelCols;
             const char* b = w.panel(p0_panel) + k0 * w.k_row_bytes;
             const ptrdiff_t second = p0_panel + 1 < n_panels ? w.panel(p0_panel + 1) - w.panel(p0_panel) : 0;
             e.bias = e.first && a.bias ? a.bias + col0 : nullptr;
-            // The B tile this thread runs next (the next N tile, or the first one of the next K
-            // block): its lines are fetched a slice per micro-kernel call while this tile runs, so
-            // that the first call on it does not stall on L3.
+            // The B tile this thread runs next: its lines are fetched a slice per micro-kernel call
+            // while this tile runs, so that the first call on it does not stall on L3.
             const char* b_next = nullptr;
             size_t next_bytes = 0, next_panels = 0, next_panel = 0, b_next_off = 0;
-            if (j + 1 < j1 || kb + 1 < g1) {
-              const size_t jn = j + 1 < j1 ? j + 1 : j0, kn = j + 1 < j1 ? k0 : k0 + kc;
+            if (s + 1 < steps) {
+              size_t kn_b, jn;
+              step_at(s + 1, &kn_b, &jn);
+              const size_t kn = kn_b * kc;
               next_panel = jn * nr / kPanelCols;
               b_next_off = kn * w.k_row_bytes;
               b_next = w.panel(next_panel) + b_next_off;
@@ -328,7 +341,7 @@ static void gemm_f32_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b_
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(ar, bv[v], acc[r][v]);
     }
   }
-  gemm_store_tile<MR, NV>(acc, c, ldc, mv, nv, e);
+  gemm_store_tile_outlined<MR, NV>(acc, c, ldc, mv, nv, e);
 }
 
 static const GemmKernel kGemmF32Kernel = {kGemmMR,

@@ -50,3 +50,11 @@ static inline void gemm_store_tile(V::F (&acc)[MR][NV], float* c, size_t ldc, in
     }
   }
 }
+
+// The same, out of line: a micro-kernel that calls this keeps its k loop free of the epilogue's
+// register pressure (GCC otherwise spills an accumulator of the 12×32 AVX-512 tile inside the loop).
+template <int MR, int NV>
+__attribute__((noinline)) static void gemm_store_tile_outlined(V::F (&acc)[MR][NV], float* c, size_t ldc, int mv, int nv,
+                                                               const GemmTileEpilogue& e) {
+  gemm_store_tile<MR, NV>(acc, c, ldc, mv, nv, e);
+}
