@@ -1,8 +1,9 @@
 /**
  * GEMM (linear layers on packed weights, fp32 and bf16) and patch embedding at CLIP shapes.
  * Run with `npx clipkit bench --op gemm` (or gemm_bf16, patch_embed): `gemmCases()` and
- * `patchEmbedCases()` feed the bench harness (bench/index.ts). bf16 without a bf16 dot product widens
- * to fp32 FMAs, so its peak is the FMA peak.
+ * `patchEmbedCases()` feed the bench harness (bench/index.ts). bf16 GEMMs are measured against the
+ * bf16 peak of the ISA in use (AMX tiles under amx, vdpbf16ps under avx512); without a bf16 dot
+ * product they widen to fp32 FMAs, and their peak is the FMA peak.
  * FLOPs counted: 2·M·N·K (the epilogue is not counted).
  */
 import { native } from '../src/native';
@@ -42,7 +43,7 @@ function gemmCase(m: number, k: number, n: number, dtype: 'float32' | 'bfloat16'
     op,
     shape,
     flops: 2 * m * n * k,
-    peak: 'fma',
+    peak: dtype === 'bfloat16' ? 'bf16' : 'fma',
     run: async (repeat = 1) => {
       const w = await weight(n, k, dtype);
       await native().gemm({ x, m, k, w: w.handle, y, epilogue, bias: epilogue === 'none' ? undefined : bias, repeat });

@@ -10,14 +10,9 @@
 //   gemm_bf16_ukr_avx2_6x16         (shift left 16 for the even k, mask the low half for the odd k),
 //   gemm_bf16_ukr_scalar_4x16       then two FMAs with A packed as bf16-rounded fp32 [k][MR]
 #ifndef CK_ISA_PASS
+#include "amx.h"
 #include "cpu_features.h"
 #include "gemm_kernel.h"
-
-// The AMX kernel needs the compiler's AMX intrinsics and Linux's permission call (cpu_features.cpp).
-#if defined(CK_X86) && defined(__linux__) && \
-    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
-#define CK_GEMM_AMX 1
-#endif
 
 #define CK_SIMD_SELF "gemm_bf16.cpp"
 #include "isa_passes.h"
@@ -29,7 +24,7 @@ static const IsaTable<const GemmKernel*> kGemmBf16 = {
     CK_X86_OR_NULL(&pass_avx512::kGemmBf16Kernel), CK_NEON_OR_NULL(&pass_neon::kGemmBf16Kernel)};
 
 const GemmKernel& gemm_bf16_kernel(Isa isa) {
-#if defined(CK_X86) && defined(CK_GEMM_AMX)
+#if defined(CK_AMX)
   if (isa == Isa::Amx && cpu_features().amx) return pass_avx512::kGemmBf16AmxKernel;
 #endif
 #if defined(CK_X86)
@@ -183,33 +178,13 @@ static const GemmKernel kGemmBf16DotKernel = {kBf16DotMR,
                                               gemm_bf16_pack_a_pairs,
                                               gemm_bf16_ukr_avx512bf16_12x32,
                                               "gemm_bf16_ukr_avx512bf16_12x32"};
-#if defined(CK_GEMM_AMX)
-// AMX: 8 tile registers, configured once per thread (palette 1, every tile 16 rows × 64 bytes):
+#if defined(CK_AMX)
+// AMX (amx.h): 8 tile registers, configured once per thread:
 // tmm0..3 the C tiles (fp32 16×16: rows 0-15 × cols 0-15, 0-15 × 16-31, 16-31 × 0-15, 16-31 × 16-31),
 // tmm4..5 the A tiles (rows 0-15 / 16-31, 32 k as bf16), tmm6..7 the B tiles (16 k pairs of the
 // tile's two 16-column panels). One k step of 32 is four tdpbf16ps.
-#define CK_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c,amx-tile,amx-bf16")))
 constexpr int kAmxMR = 32, kAmxK = 32;
 constexpr size_t kAmxTileBytes = 1024;
-
-struct alignas(64) AmxTileConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-static thread_local bool t_amx_configured = false;
-
-CK_AMX_TARGET static inline void amx_configure_thread() {
-  if (t_amx_configured) return;
-  AmxTileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
-  _tile_loadconfig(&cfg);
-  t_amx_configured = true;
-}
 
 // A micro-panel as AMX A tiles: [k step][row half][16 rows][32 k] bf16, rounded to nearest even;
 // zero past `rows` and past kc (up to the next multiple of 32).
@@ -294,7 +269,6 @@ static const GemmKernel kGemmBf16AmxKernel = {kAmxMR,
                                               gemm_bf16_pack_a_amx,
                                               gemm_bf16_ukr_amx_32x32,
                                               "gemm_bf16_ukr_amx_32x32"};
-#undef CK_AMX_TARGET
 #endif
 #endif
 

@@ -1,5 +1,5 @@
-// Peak probes the benchmarks divide by: FMA throughput per ISA, bf16 dot-product throughput and
-// copy bandwidth. Each runs on every pool thread at once, like the kernels it is compared with.
+// Peak probes the benchmarks divide by: FMA throughput per ISA, bf16 dot-product throughput (AMX
+// tiles under the amx ISA, else vdpbf16ps) and copy bandwidth. Each runs on every pool thread at once, like the kernels it is compared with.
 #ifndef CK_ISA_PASS
 #include "peak.h"
 
@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "amx.h"
 #include "cpu_features.h"
 
 #define CK_SIMD_SELF "peak.cpp"
@@ -41,9 +42,49 @@ ck_status probe_fma(size_t iters, PeakResult* out) {
   return CK_OK;
 }
 
+#if defined(CK_AMX)
+// Four independent tdpbf16ps per iteration (C tiles 0-3 from A tiles 4-5 and B tiles 6-7), as in
+// the AMX GEMM's k step: 4 · 16·16·32 multiply-adds.
+CK_AMX_TARGET static float amx_dpbf16_chains(size_t iters) {
+  amx_configure_thread();
+  alignas(64) static const uint16_t ones[16 * 32] = {};
+  alignas(64) float c[16 * 16];
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  for (size_t i = 0; i < iters; ++i) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, 64);
+  asm volatile("" ::: "memory");
+  return c[0];
+}
+#endif
+
 ck_status probe_bf16(size_t iters, PeakResult* out) {
+#if defined(CK_AMX)
+  if (current_isa() == Isa::Amx && cpu_features().amx) {
+    // One iteration is 64 tile-cycles, not one instruction: scale so a probe takes similar time.
+    const size_t tile_iters = std::max<size_t>(1, iters / 16);
+    const int threads = pool().threads();
+    double t0 = now();
+    pool().parallel_for(threads, [&](size_t, int) { g_sink = amx_dpbf16_chains(tile_iters); });
+    out->seconds = now() - t0;
+    const double flops = 2.0 * 4 * 16 * 16 * 32 * static_cast<double>(tile_iters) * threads;
+    out->gflops_or_gbps = flops / out->seconds / 1e9;
+    return CK_OK;
+  }
+#endif
 #if defined(CK_X86)
-  if (!cpu_features().avx512_bf16 || current_isa() != Isa::Avx512) {
+  if (!cpu_features().avx512_bf16 || (current_isa() != Isa::Avx512 && current_isa() != Isa::Amx)) {
     out->available = false;
     return CK_OK;
   }

@@ -12,7 +12,8 @@ struct PeakResult {
 
 // Independent FMA chains per thread (enough to cover latency × pipes): fp32 FMA throughput.
 ck_status probe_fma(size_t iters, PeakResult* out);
-// vdpbf16ps throughput (32 bf16 multiply-adds per zmm instruction); unavailable without AVX512-BF16.
+// bf16 dot-product throughput: AMX tdpbf16ps under the amx ISA, else vdpbf16ps (32 bf16
+// multiply-adds per zmm instruction); unavailable without AVX512-BF16.
 ck_status probe_bf16(size_t iters, PeakResult* out);
 // Copy bandwidth (bytes read + bytes written per second) over two buffers of `bytes` each, split
 // across threads, best of `reps` passes.
