@@ -1,4 +1,7 @@
 /** Shared test helpers: seeded random inputs, float64 comparisons, and one test per ISA. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { availableIsas, setIsa, Isa, ClipkitError } from '../src';
 import type { ErrorCode } from '../src';
@@ -104,4 +107,16 @@ export function throwsCode(fn: () => unknown, code: ErrorCode, match: RegExp): C
     return err as ClipkitError;
   }
   return assert.unreachable(`expected ${code} matching ${match}`) as never;
+}
+
+const tempDirs: string[] = [];
+process.on('exit', () => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A new folder under the OS temp dir (name starts with `prefix`), removed when the test process exits. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
 }

@@ -3,7 +3,7 @@
  * after SIGKILL at several points and after SIGINT (every item exactly once, values unchanged),
  * unreadable images reported and skipped, and classify's scores against a hand computation.
  */
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync, appendFileSync, existsSync, statSync, readdirSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync, appendFileSync, existsSync, statSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import { readSafetensors } from '../../src/io/safetensors';
 import { ClipModel, loadModel, ZH_TEMPLATES } from '../../src/models';
 import { cli, cliAsync, IMAGES, modelFolder } from './fixture_model';
+import { tempDir } from '../helpers';
 
 interface Ctx {
   model: string;
@@ -26,7 +27,7 @@ const COPIES = 5; // 9 images × 5 = 45 items, 23 batches of 2
 test.before(async (ctx) => {
   ctx.model = modelFolder('chinese_clip_tiny');
   ctx.m = await loadModel(ctx.model);
-  ctx.images = mkdtempSync(join(tmpdir(), 'clipkit-embed-imgs-'));
+  ctx.images = tempDir('clipkit-embed-imgs-');
   for (let c = 0; c < COPIES; c++) for (const f of FIXTURE_IMAGES) copyFileSync(join(IMAGES, f), join(ctx.images, `${c}-${f}`));
   const paths = readdirSync(ctx.images).sort().map((f) => join(ctx.images, f));
   const embeds = await ctx.m.encodeImage(paths);
@@ -68,7 +69,7 @@ async function runUntil(args: string[], out: string, lines: number, signal: Node
 }
 
 test('SIGKILL at several points, then resume: every image exactly once, values unchanged', async ({ model, images, want }) => {
-  const out = join(mkdtempSync(join(tmpdir(), 'clipkit-embed-')), 'e.jsonl');
+  const out = join(tempDir('clipkit-embed-'), 'e.jsonl');
   const args = ['embed', images, '-o', out, '-m', model, '--batch-size', '2'];
   for (const lines of [1, 6, 15, 30]) {
     await runUntil(args, out, lines, 'SIGKILL');
@@ -89,7 +90,7 @@ test('SIGKILL at several points, then resume: every image exactly once, values u
 });
 
 test('SIGINT stops after the current batch (exit 130) and the run resumes', async ({ model, images, want }) => {
-  const out = join(mkdtempSync(join(tmpdir(), 'clipkit-embed-')), 'e.jsonl');
+  const out = join(tempDir('clipkit-embed-'), 'e.jsonl');
   const args = ['embed', images, '-o', out, '-m', model, '--batch-size', '2'];
   const { code, stderr } = await runUntil(args, out, 4, 'SIGINT');
   assert.is(code, 130, stderr);
@@ -102,7 +103,7 @@ test('SIGINT stops after the current batch (exit 130) and the run resumes', asyn
 });
 
 test('unreadable images are reported, skipped and tried again on the next run', async ({ model, images }) => {
-  const dir = mkdtempSync(join(tmpdir(), 'clipkit-embed-bad-'));
+  const dir = tempDir('clipkit-embed-bad-');
   copyFileSync(join(IMAGES, 'tiny.png'), join(dir, 'a.png'));
   writeFileSync(join(dir, 'broken.jpg'), 'not an image');
   writeFileSync(join(dir, 'cut.png'), readFileSync(join(IMAGES, 'tiny.png')).subarray(0, 40));
@@ -120,7 +121,7 @@ test('unreadable images are reported, skipped and tried again on the next run', 
 });
 
 test('safetensors output with a names index; texts; another model refused', async ({ model, m }) => {
-  const dir = mkdtempSync(join(tmpdir(), 'clipkit-embed-st-'));
+  const dir = tempDir('clipkit-embed-st-');
   const texts = ['一只猫', 'a photo of a dog', '', '宝可梦'];
   writeFileSync(join(dir, 'texts.txt'), texts.join('\n') + '\n');
   const out = join(dir, 'texts.safetensors');
@@ -186,7 +187,7 @@ test('classify --json: softmax scores summing to 1, equal to the template-ensemb
   assert.match(table.stdout, /label\s+score/);
   assert.is(table.stdout.trim().split('\n').length, 4, table.stdout); // path, header, two labels
 
-  const templates = join(mkdtempSync(join(tmpdir(), 'clipkit-tpl-')), 't.txt');
+  const templates = join(tempDir('clipkit-tpl-'), 't.txt');
   writeFileSync(templates, '一张{}的照片\n');
   const one = cli(['classify', img, '--labels', labels.join(','), '-m', model, '--templates', templates, '--json']);
   assert.is(one.status, 0, one.stderr);

@@ -5,14 +5,14 @@
  * transcribed in test/eval/chinese_clip.ts), for each retrieval format; and bad inputs end with a
  * clear message and a non-zero exit.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipModel, loadModel } from '../../src/models';
 import { chineseClipRecall, pythonTopK } from '../eval/chinese_clip';
 import { cli, IMAGES, modelFolder } from './fixture_model';
+import { tempDir } from '../helpers';
 
 const Eval = suite('clipkit eval');
 const MODEL = modelFolder('chinese_clip_tiny');
@@ -52,8 +52,8 @@ const TEXTS: { text: string; ids: number[] }[] = [
   { text: '很长的图片', ids: [88] },
 ];
 
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'clipkit-eval-cli-'));
+function freshDir(): string {
+  return tempDir('clipkit-eval-cli-');
 }
 
 function writeLines(path: string, lines: string[]): string {
@@ -90,7 +90,7 @@ function assertRecall(got: Record<string, any>, want: { t2i: number[]; i2t: numb
 }
 
 Eval('retrieval on Chinese-CLIP files: recalls equal the recomputation (LMDB key order, preprocessed texts)', async () => {
-  const file = chineseClipFiles(tempDir());
+  const file = chineseClipFiles(freshDir());
   const [got] = runJson(['retrieval', '--data', file]);
   assert.equal([got.format, got.images, got.texts], ['cn-clip', 12, 9]);
   assert.is(got.image_to_text.queries, 10); // images 5 and 10 have no caption: candidates only
@@ -101,7 +101,7 @@ Eval('retrieval on Chinese-CLIP files: recalls equal the recomputation (LMDB key
 });
 
 Eval('retrieval on EasyNLP TSV and JSON lines: recalls equal the recomputation (images in first-appearance order)', async () => {
-  const dir = tempDir();
+  const dir = freshDir();
   // One line per (text, image) pair; a text with two images becomes two texts.
   const pairs = TEXTS.flatMap((t) => t.ids.map((id) => ({ text: t.text, file: IMAGE_IDS.find(([i]) => i === id)![1] })));
   const tsv = writeLines(join(dir, 'pairs.tsv'), pairs.map((p) => `${p.text}\t${bytes(p.file).toString('base64')}`));
@@ -125,7 +125,7 @@ Eval('retrieval on EasyNLP TSV and JSON lines: recalls equal the recomputation (
 });
 
 Eval('retrieval prints a table by default', () => {
-  const r = cli(['eval', 'retrieval', '--data', chineseClipFiles(tempDir()), '--model', MODEL]);
+  const r = cli(['eval', 'retrieval', '--data', chineseClipFiles(freshDir()), '--model', MODEL]);
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stdout, /^direction\s+queries\s+R@1\s+R@5\s+R@10\s+mean$/m);
   assert.match(r.stdout, /^text→image\s+9\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+$/m);
@@ -134,7 +134,7 @@ Eval('retrieval prints a table by default', () => {
 });
 
 Eval('zeroshot: top-1/top-5 overall and per class equal a hand computation from labelEmbeddings', async () => {
-  const dir = tempDir();
+  const dir = freshDir();
   // 6 classes (so top-5 is not trivially everything), 9 images; folder order: bird car cat dog fish 花.
   const classes: [string, string, string[]][] = [
     ['cat', '猫', [FILES[0], FILES[1]]], ['dog', '“狗”', [FILES[2]]], ['car', 'Car', [FILES[3]]],
@@ -171,7 +171,7 @@ Eval('zeroshot: top-1/top-5 overall and per class equal a hand computation from 
 });
 
 Eval('bad inputs: a clear message and a non-zero exit', () => {
-  const dir = tempDir();
+  const dir = freshDir();
   const fails = (args: string[], message: RegExp) => {
     const r = cli(['eval', ...args, '--model', MODEL]);
     assert.is.not(r.status, 0, `${args.join(' ')} should fail`);

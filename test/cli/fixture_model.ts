@@ -1,16 +1,16 @@
 /** Complete model folders for command-line tests: a tiny model's files plus its tokenizer files. */
-import { copyFileSync, mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, spawnSync, SpawnSyncReturns } from 'node:child_process';
 import { modelDir, TinyName, tokenizerDir } from '../models/reference';
+import { tempDir } from '../helpers';
 
 export const ROOT = join(__dirname, '..', '..');
 export const IMAGES = join(ROOT, 'test', 'fixtures', 'images');
 
 /** A fresh folder holding everything loadModel needs for `name` (weights, configs, tokenizer). */
 export function modelFolder(name: TinyName): string {
-  const dir = mkdtempSync(join(tmpdir(), `clipkit-${name}-`));
+  const dir = tempDir(`clipkit-${name}-`);
   for (const src of [modelDir(name), tokenizerDir(name)])
     for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dir, f));
   return dir;

@@ -5,22 +5,21 @@
  * format detection, ImageFolder class folders with labels files, and a clear error naming the file
  * and line for each kind of bad input.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipkitError } from '../../src/errors';
 import { detectRetrievalFormat, readImageFolder, readRetrievalDataset } from '../../src/eval/datasets';
-import { throwsCode } from '../helpers';
+import { throwsCode, tempDir } from '../helpers';
 
 const IMAGES = join(__dirname, '..', 'fixtures', 'images');
 const bytes = (name: string) => readFileSync(join(IMAGES, name));
 const b64 = (name: string) => bytes(name).toString('base64');
 const A = '000000005082.jpg', B = '000000024283.jpg', C = 'pokemon.jpeg', D = 'tiny.png';
 
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'clipkit-eval-data-'));
+function freshDir(): string {
+  return tempDir('clipkit-eval-data-');
 }
 
 function write(dir: string, name: string, lines: string[]): string {
@@ -54,7 +53,7 @@ function chineseClipSplit(dir: string, imgs: string[], texts: object[], split = 
 const Retrieval = suite('retrieval datasets');
 
 Retrieval("Chinese-CLIP: images in LMDB key order (ids as strings), texts in file order, URL-safe base64", async () => {
-  const dir = tempDir();
+  const dir = freshDir();
   const urlSafe = b64(B).replace(/\+/g, '-').replace(/\//g, '_');
   assert.ok(urlSafe !== b64(B), 'the fixture base64 has + or / to translate');
   const file = chineseClipSplit(
@@ -78,7 +77,7 @@ Retrieval("Chinese-CLIP: images in LMDB key order (ids as strings), texts in fil
 });
 
 Retrieval('EasyNLP: one pair per line, lines with the same base64 are one image', async () => {
-  const dir = tempDir();
+  const dir = freshDir();
   const file = write(dir, 'pairs.tsv', [`一只猫\t${b64(A)}`, `一辆车\t${b64(B)}`, `猫在睡觉\t${b64(A)}\r`]);
   assert.is(await detectRetrievalFormat(file), 'easynlp');
   const data = await readRetrievalDataset(file);
@@ -88,7 +87,7 @@ Retrieval('EasyNLP: one pair per line, lines with the same base64 are one image'
 });
 
 Retrieval('JSON lines: paths relative to the file (or imagesDir), distractors, the same file twice is one image', async () => {
-  const dir = tempDir();
+  const dir = freshDir();
   copyFileSync(join(IMAGES, A), join(dir, 'a.jpg'));
   mkdirSync(join(dir, 'sub'));
   copyFileSync(join(IMAGES, B), join(dir, 'sub', 'b.jpg'));
@@ -101,13 +100,13 @@ Retrieval('JSON lines: paths relative to the file (or imagesDir), distractors, t
   assert.is(data.format, 'jsonl');
   assert.equal(data.images.map((i) => i.source), [join(dir, 'a.jpg'), join(dir, 'sub', 'b.jpg')]);
   assert.equal(data.texts.map((t) => [t.text, t.images]), [['a cat', [0]], ['a sleeping cat', [0]], ['the cat again', [0]]]);
-  const elsewhere = write(tempDir(), 'list.jsonl', jsonl([{ image: 'b.jpg', captions: ['a car'] }]));
+  const elsewhere = write(freshDir(), 'list.jsonl', jsonl([{ image: 'b.jpg', captions: ['a car'] }]));
   const moved = await readRetrievalDataset(elsewhere, { imagesDir: join(dir, 'sub') });
   assert.equal(moved.images.map((i) => i.source), [join(dir, 'sub', 'b.jpg')]);
 });
 
 Retrieval('bad inputs name the file and line', async () => {
-  const dir = tempDir();
+  const dir = freshDir();
   const ok = `1\t${b64(A)}`;
   const tsv = join(dir, 'valid_imgs.tsv');
   await rejectsCode(() => readRetrievalDataset(join(dir, 'missing_texts.jsonl')), 'E_IO', /missing_texts\.jsonl but it does not exist/);
@@ -149,7 +148,7 @@ Retrieval.run();
 const Folder = suite('image folder');
 
 Folder('classes sorted, images found recursively by extension, labels from a .json or a text file', async () => {
-  const dir = tempDir();
+  const dir = freshDir();
   for (const [path, src] of [['dog/b.jpg', A], ['dog/a.PNG', D], ['cat/z/deep.jpeg', C], ['cat/x.jpg', B], ['cat/notes.txt', D], ['鸟/1.png', D]]) {
     mkdirSync(join(dir, path, '..'), { recursive: true });
     copyFileSync(join(IMAGES, src), join(dir, path));
@@ -161,7 +160,7 @@ Folder('classes sorted, images found recursively by extension, labels from a .js
     data.images.map((i) => [i.path.slice(dir.length + 1), i.target]),
     [['cat/x.jpg', 0], ['cat/z/deep.jpeg', 0], ['dog/a.PNG', 1], ['dog/b.jpg', 1], ['鸟/1.png', 2]],
   );
-  const labelsDir = tempDir();
+  const labelsDir = freshDir();
   const json = join(labelsDir, 'labels.json');
   writeFileSync(json, JSON.stringify({ dog: '狗', cat: '猫', 鸟: '小鸟' }));
   assert.equal(readImageFolder(dir, { labels: json }).classes.map((c) => c.label), ['猫', '狗', '小鸟']);

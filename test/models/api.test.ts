@@ -6,15 +6,14 @@
  * 0.99999; logits (≈ 25× the cosines) ≤ 3e-4 + 1e-5·|want|; the loss within 1e-5 relative.
  * Preprocessing is bit-exact.
  */
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipkitError } from '../../src/errors';
 import { readSafetensors } from '../../src/io/safetensors';
 import { ClipModel, EN_TEMPLATES, loadModel, ZH_TEMPLATES } from '../../src/models';
-import { assertClose } from '../helpers';
+import { assertClose, tempDir } from '../helpers';
 import { compare, concat, modelDir, reference, Reference, TinyName, tokenizerDir } from './reference';
 
 const FP32 = { atol: 1e-5, rtol: 1e-5, cos: 0.99999 };
@@ -173,7 +172,7 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny', 'ea
     await rejects(() => m.classify(real[0], []), 'E_ARG', /non-empty array of label/);
     await rejects(() => m.classify(real[0], ['a'], { templates: 'fr' as 'en' }), 'E_ARG');
     await rejects(() => m.classify(real[0], ['a'], { templates: ['no placeholder'] }), 'E_ARG', /templates\[0\]/);
-    const dir = mkdtempSync(join(tmpdir(), 'clipkit-api-'));
+    const dir = tempDir('clipkit-api-');
     const broken = join(dir, 'broken.jpg');
     writeFileSync(broken, readFileSync(real[1]).subarray(0, 200));
     const e = await rejects(() => m.encodeImage([real[0], real[1], real[2], real[3], real[4], broken, real[5]]), 'E_FORMAT', /Image 5 \(.*broken\.jpg\)/);

@@ -4,13 +4,12 @@
  * and image embeddings equal the tiny models' float64 references within the fp32 tolerances of
  * model.test.ts.
  */
-import { copyFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModel } from '../../src/models';
-import { assertClose } from '../helpers';
+import { assertClose, tempDir } from '../helpers';
 import { concat, imageFile, reference, referenceInfo, TinyName } from './reference';
 
 const CHECKPOINTS = join(__dirname, '..', 'fixtures', 'checkpoints');
@@ -59,7 +58,7 @@ test('checkpoint options: a named geometry must agree with the shapes; gelu chan
 });
 
 test('a folder with pytorch_model.bin and config.json loads like the safetensors folder', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'clipkit-bin-'));
+  const dir = tempDir('clipkit-bin-');
   copyFileSync(join(CHECKPOINTS, 'chinese_clip_tiny.pytorch_model.bin'), join(dir, 'pytorch_model.bin'));
   const fixture = join(__dirname, '..', 'fixtures', 'models', 'chinese_clip_tiny');
   for (const f of ['config.json', 'preprocessor_config.json']) copyFileSync(join(fixture, f), join(dir, f));

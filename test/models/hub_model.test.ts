@@ -3,14 +3,14 @@
  * fetched into a temporary hub cache, gives the same embeddings as the folder it came from, and
  * loads again from the cache with the server stopped.
  */
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModel } from '../../src/models';
 import { cliRun, IMAGES, modelFolder } from '../cli/fixture_model';
 import { FakeHub } from '../io/fake_hub';
+import { tempDir } from '../helpers';
 
 const test = suite('models from a hub id');
 
@@ -19,7 +19,7 @@ test('loadModel(org/name) fetches into the cache, then works offline; so does th
   const hub = await new FakeHub().start();
   try {
     hub.addRepo('org/cn-tiny', [['first', Object.fromEntries(readdirSync(folder).map((f) => [f, readFileSync(join(folder, f))]))]]);
-    const cache = mkdtempSync(join(tmpdir(), 'clipkit-hubcache-'));
+    const cache = tempDir('clipkit-hubcache-');
     const env = { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_TOKEN_PATH: join(cache, 'no-token') };
     const saved = { ...process.env };
     Object.assign(process.env, env);

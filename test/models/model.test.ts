@@ -11,15 +11,14 @@
  * 2e-3) per GEMM: measured max abs 0.022 and cosine ≥ 0.99997; we assert cosine ≥ 0.9999 and
  * |diff| ≤ 0.06 + 0.02·|want|.
  */
-import { writeFileSync, mkdtempSync, copyFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipkitError } from '../../src/errors';
 import { ClipModel, loadModel } from '../../src/models';
 import { logits } from '../../src';
-import { assertClose } from '../helpers';
+import { assertClose, tempDir } from '../helpers';
 import { cnCases, oaCases, readJson } from '../tokenizers/fixtures';
 import { compare, concat, imageFile, modelDir, reference, Reference, referenceInfo, TinyName, tokenizerDir } from './reference';
 
@@ -210,7 +209,7 @@ for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny', 'ea
 
 const errors = suite('loadModel errors');
 errors('unknown model_type is refused with E_UNSUPPORTED', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'clipkit-model-'));
+  const dir = tempDir('clipkit-model-');
   const config = JSON.parse(readFileSync(join(modelDir('openai_clip_tiny'), 'config.json'), 'utf8'));
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, model_type: 'siglip' }));
   copyFileSync(join(modelDir('openai_clip_tiny'), 'model.safetensors'), join(dir, 'model.safetensors'));

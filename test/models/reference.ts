@@ -1,9 +1,9 @@
 /** The tiny models' reference outputs (float64 forward passes stored as float32) and comparisons. */
-import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { readSafetensors, SafetensorsTensor } from '../../src/io/safetensors';
+import { tempDir } from '../helpers';
 
 export const MODELS = join(__dirname, '..', 'fixtures', 'models');
 export const TOKENIZERS = join(__dirname, '..', 'fixtures', 'tokenizer');
@@ -14,7 +14,7 @@ export const modelDir = (name: TinyName) => join(MODELS, name);
 /** A folder holding just the tokenizer files of a tiny model (the fixtures keep them apart). */
 export function tokenizerDir(name: TinyName): string {
   if (name === 'easynlp_clip_cn_tiny') return modelDir(name); // its folder holds vocab.txt, as EasyNLP ships it
-  const dir = mkdtempSync(join(tmpdir(), `clipkit-tok-${name}-`));
+  const dir = tempDir(`clipkit-tok-${name}-`);
   const own = (files: string[], from: string) => Object.fromEntries(files.map((f) => [f, join(TOKENIZERS, from, f)]));
   const files: Record<string, string> =
     name === 'chinese_clip_tiny'
