@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { linear, packWeight, Tensor } from '../../src';
+import { linear, packWeight, setThreads, Tensor } from '../../src';
 import { isas, normal, onIsa, uniform } from '../helpers';
 import { assertScaledClose, gemmRefF64, RefEpilogue, roundBf16 } from '../ref/gemm';
 
@@ -60,6 +60,28 @@ Bf16('inputs round to nearest bf16, ties to even', async () => {
       const y = await linear(new Tensor(x, [3, 1]), w);
       assert.equal(Array.from(y.data), [1, 1 + 2 ** -6, 1 + 2 ** -7], isa);
     });
+});
+
+Bf16('1, 2 and 3 threads give bit-identical products on every ISA (AMX: each pool thread configures its own tiles)', async () => {
+  const m = 197, n = 63, k = 769;
+  const x = new Tensor(normal(m * k, 11), [m, k]);
+  const w = await packWeight(new Tensor(normal(n * k, 12, 1 / Math.sqrt(k)), [n, k]), { dtype: 'bfloat16' });
+  const bias = new Tensor(uniform(n, 13), [n]);
+  try {
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const runs: Float32Array[] = [];
+        for (const t of [1, 2, 3]) {
+          setThreads(t);
+          runs.push((await linear(x, w, { bias, activation: 'gelu' })).data);
+        }
+        assert.ok(runs[0].some((v) => v !== 0), isa);
+        assert.equal(Array.from(runs[1]), Array.from(runs[0]), `${isa}: 2 threads`);
+        assert.equal(Array.from(runs[2]), Array.from(runs[0]), `${isa}: 3 threads`);
+      });
+  } finally {
+    setThreads(0);
+  }
 });
 
 Bf16.run();
