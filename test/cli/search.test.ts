@@ -7,14 +7,13 @@
  * of the IVF-PQ search against brute force, at the default nprobes / refineFactor.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ANN_MIN_ROWS, DEFAULT_NPROBES, DEFAULT_REFINE_FACTOR, ImageStore } from '../../src/search';
-import { normal } from '../helpers';
+import { normal, tempDir } from '../helpers';
 import { cli, IMAGES, modelFolder } from './fixture_model';
 
 const Search = suite('clipkit search');
@@ -22,17 +21,15 @@ const Search = suite('clipkit search');
 const MODEL = modelFolder('chinese_clip_tiny');
 const OTHER_MODEL = modelFolder('openai_clip_tiny');
 const FIXTURE_IMAGES = readdirSync(IMAGES).filter((f) => /\.(jpe?g|png)$/.test(f)).sort(); // 9 files
-const scratch: string[] = [MODEL, OTHER_MODEL];
 
-function tempDir(what: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `clipkit-search-${what}-`));
-  scratch.push(dir);
-  return dir;
+/** A temp folder for this suite (removed when the test process exits). */
+function scratchDir(what: string): string {
+  return tempDir(`clipkit-search-${what}-`);
 }
 
 /** A folder with a copy of each fixture image (one of them in a sub-folder, one with an upper-case extension). */
 function imageFolder(): string {
-  const dir = tempDir('images');
+  const dir = scratchDir('images');
   mkdirSync(join(dir, 'sub'));
   for (const f of FIXTURE_IMAGES) {
     const name = f === 'tiny.png' ? join('sub', f) : f === 'pokemon.jpeg' ? 'pokemon.JPEG' : f;
@@ -68,12 +65,8 @@ function counts(s: Summary) {
   return { added: s.added, updated: s.updated, removed: s.removed, unchanged: s.unchanged, failed: s.failed, rows: s.rows };
 }
 
-Search.after(() => {
-  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
-});
-
 Search('index a folder, then query it by text and by image', () => {
-  const dir = imageFolder(), db = join(tempDir('db'), 'photos.lancedb');
+  const dir = imageFolder(), db = join(scratchDir('db'), 'photos.lancedb');
   const s = index(dir, db);
   assert.equal(counts(s), { added: 9, updated: 0, removed: 0, unchanged: 0, failed: 0, rows: 9 });
   assert.is(s.search, 'exact', `9 rows are searched exactly (the ANN index starts at ${ANN_MIN_ROWS})`);
@@ -99,7 +92,7 @@ Search('index a folder, then query it by text and by image', () => {
 });
 
 Search('a second run embeds only what changed: added, updated (touched or rewritten), removed, unchanged', () => {
-  const dir = imageFolder(), db = tempDir('db');
+  const dir = imageFolder(), db = scratchDir('db');
   index(dir, db);
   copyFileSync(join(IMAGES, 'pokemon.jpeg'), join(dir, 'sub', 'new.jpg')); // added
   const touched = join(dir, 'gray_l.png');
@@ -121,7 +114,7 @@ Search('a second run embeds only what changed: added, updated (touched or rewrit
 });
 
 Search('an undecodable .jpg is reported on stderr and in the summary, skipped; the rest are indexed', () => {
-  const dir = imageFolder(), db = tempDir('db');
+  const dir = imageFolder(), db = scratchDir('db');
   const bad = join(dir, 'sub', 'broken.jpg');
   writeFileSync(bad, 'this is not a JPEG file');
   const r = cli(['search', 'index', dir, '--db', db, '--model', MODEL]);
@@ -138,7 +131,7 @@ Search('an undecodable .jpg is reported on stderr and in the summary, skipped; t
 });
 
 Search('a database built with another model is refused, naming both models', () => {
-  const dir = imageFolder(), db = tempDir('db');
+  const dir = imageFolder(), db = scratchDir('db');
   index(dir, db);
   for (const args of [['index', dir], ['query', 'a cat']]) {
     const r = cli(['search', ...args, '--db', db, '--model', OTHER_MODEL]);
@@ -148,7 +141,7 @@ Search('a database built with another model is refused, naming both models', () 
   }
   assert.is(index(dir, db).unchanged, 9, 'the index is untouched');
 
-  const empty = tempDir('db');
+  const empty = scratchDir('db');
   const none = cli(['search', 'query', 'a cat', '--db', empty, '--model', MODEL]);
   assert.is(none.status, 1);
   assert.match(none.stderr, `No image index in ${empty}: build one with clipkit search index DIR --db ${empty}`);
@@ -158,7 +151,7 @@ Search('--html writes a page headless Chromium renders: k decoded data-URI thumb
   const chromium = spawnSync('chromium', ['--version'], { encoding: 'utf8' });
   if (chromium.error || chromium.status !== 0)
     assert.unreachable(`This test needs Debian's chromium on PATH (apt-get install -y chromium; .ci/run installs it): ${chromium.error?.message ?? chromium.stderr}`);
-  const dir = imageFolder(), db = tempDir('db'), out = tempDir('html');
+  const dir = imageFolder(), db = scratchDir('db'), out = scratchDir('html');
   const odd = join(dir, `a&b <c> "d" 'e'.png`);
   renameSync(join(dir, 'extreme_aspect.png'), odd);
   index(dir, db);
@@ -171,7 +164,7 @@ Search('--html writes a page headless Chromium renders: k decoded data-URI thumb
   assert.not.ok(html.includes('<c>'), 'no raw path markup');
 
   const run = (...args: string[]) => {
-    const profile = tempDir('chromium');
+    const profile = scratchDir('chromium');
     const r = spawnSync('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', `--user-data-dir=${profile}`, ...args], {
       encoding: 'utf8', timeout: 60_000, maxBuffer: 64 << 20,
     });
@@ -212,7 +205,7 @@ Search(`ImageStore: IVF-PQ above ${ANN_MIN_ROWS} rows, recall@10 against brute f
     return v.map((x) => x / norm);
   };
   const rows = Array.from({ length: N }, (_, i) => ({ path: `/synthetic/${i}.jpg`, size: 1000 + i, mtime: 1.5e12 + i, vector: unit(i + 1) }));
-  const store = await ImageStore.create(tempDir('ann'), { model: 'synthetic', dim: D });
+  const store = await ImageStore.create(scratchDir('ann'), { model: 'synthetic', dim: D });
   try {
     for (let i = 0; i < N; i += 1024) await store.upsert(rows.slice(i, i + 1024)); // as indexFolder writes them
     const ann = await store.updateAnnIndex();
