@@ -120,6 +120,7 @@ static void gemm_bf16_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b
 static const GemmKernel kGemmBf16Kernel = {kGemmMR,
                                            kGemmNV * V::W,
                                            2,
+                                           kGemmKC,
                                            kGemmMR * sizeof(float),
                                            gemm_bf16_pack_a,
                                            gemm_bf16_ukr<kGemmMR, kGemmNV>,
@@ -174,6 +175,7 @@ gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a_, const void* b_, ptrdif
 static const GemmKernel kGemmBf16DotKernel = {kBf16DotMR,
                                               32,
                                               2,
+                                              384,
                                               kBf16DotMR * sizeof(uint16_t),
                                               gemm_bf16_pack_a_pairs,
                                               gemm_bf16_ukr_avx512bf16_12x32,
@@ -265,6 +267,7 @@ CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, con
 static const GemmKernel kGemmBf16AmxKernel = {kAmxMR,
                                               32,
                                               kAmxK,
+                                              768,  // +5 % against 384 at the ViT shapes
                                               kAmxMR * sizeof(uint16_t),
                                               gemm_bf16_pack_a_amx,
                                               gemm_bf16_ukr_amx_32x32,

@@ -39,6 +39,7 @@ using GemmUkr = void (*)(size_t kc, const void* a, const void* b, ptrdiff_t b_pa
 struct GemmKernel {
   int mr, nr;             // register tile; nr is a multiple of kPanelCols
   int k_align;            // K blocks start at multiples of this (2 for bf16 pairs)
+  size_t kc;              // the K block to aim for (K is split into equal blocks of at most this)
   size_t a_bytes_per_k;   // bytes of one k row of an A micro-panel (mr · element size)
   GemmPackA pack_a;
   GemmUkr ukr;
