@@ -100,29 +100,38 @@ ck_status attention_f32(const AttentionArgs& a) {
 
 #else  // ---- SIMD body, compiled once per ISA ----
 
+// The widest register tile in vectors: 6 rows × 4 vectors is 24 accumulators, which fits AVX-512's
+// and NEON's 32 registers; AVX2 (16) takes 6 × 2.
+constexpr int kAttnWide = V::W == 8 ? 2 : 4;
+
+// Sᵀ[r, i0 : i0 + NV·W] = Σ_c K_r[c]·Qᵀ[c, i0 : …] for keys r < MR (row pointers kr).
+template <int MR, int NV>
+static inline void attn_qk_block(const float* const* kr, size_t d, const float* qp, size_t qs, float* st) {
+  V::F acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  for (size_t c = 0; c < d; ++c, qp += qs) {
+    V::F q[NV];
+    for (int v = 0; v < NV; ++v) q[v] = V::load(qp + v * V::W);
+    for (int r = 0; r < MR; ++r) {
+      const V::F kb = V::set1(kr[r][c]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(kb, q[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) V::store(st + r * qs + v * V::W, acc[r][v]);
+}
+
 // Sᵀ[r, i] = Σ_c K_r[c]·Qᵀ[c, i] for keys r < MR (row pointers kr) and queries i < nq (a multiple of
-// 2·W). Qᵀ: [d][qs]; Sᵀ: row stride qs.
+// W). Qᵀ: [d][qs]; Sᵀ: row stride qs. Each lane's sum runs over c in order whatever the tile width.
 template <int MR>
 static inline void attn_qk_tile(const float* const* kr, size_t d, const float* qt, size_t qs, size_t nq, float* st) {
   const float* k[MR];
   for (int r = 0; r < MR; ++r) k[r] = kr[r];
-  for (size_t i = 0; i < nq; i += 2 * V::W) {
-    V::F acc0[MR], acc1[MR];
-    for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = V::zero();
-    const float* qp = qt + i;
-    for (size_t c = 0; c < d; ++c, qp += qs) {
-      const V::F q0 = V::load(qp), q1 = V::load(qp + V::W);
-      for (int r = 0; r < MR; ++r) {
-        const V::F kb = V::set1(k[r][c]);
-        acc0[r] = V::fmadd(kb, q0, acc0[r]);
-        acc1[r] = V::fmadd(kb, q1, acc1[r]);
-      }
-    }
-    for (int r = 0; r < MR; ++r) {
-      V::store(st + r * qs + i, acc0[r]);
-      V::store(st + r * qs + i + V::W, acc1[r]);
-    }
-  }
+  size_t i = 0;
+  for (; i + kAttnWide * V::W <= nq; i += kAttnWide * V::W) attn_qk_block<MR, kAttnWide>(k, d, qt + i, qs, st + i);
+  for (; i + 2 * V::W <= nq; i += 2 * V::W) attn_qk_block<MR, 2>(k, d, qt + i, qs, st + i);
+  if (i < nq) attn_qk_block<MR, 1>(k, d, qt + i, qs, st + i);
 }
 
 // O[r, 0 : NV·W] = O[r, :]·alpha[r] + Σ_{j < nk} Pᵀ[j, r]·V_j[0 : NV·W] for queries r < MR.
@@ -154,6 +163,7 @@ template <int MR>
 static inline void attn_pv_rows(const float* pt, size_t qs, size_t nk, const float* const* vr, const float* alpha,
                                 float* o, size_t dp) {
   size_t c = 0;
+  for (; c + kAttnWide * V::W <= dp; c += kAttnWide * V::W) attn_pv_tile<MR, kAttnWide>(pt, qs, nk, vr, c, alpha, o + c, dp);
   for (; c + 2 * V::W <= dp; c += 2 * V::W) attn_pv_tile<MR, 2>(pt, qs, nk, vr, c, alpha, o + c, dp);
   if (c < dp) attn_pv_tile<MR, 1>(pt, qs, nk, vr, c, alpha, o + c, dp);
 }
@@ -280,7 +290,7 @@ static ck_status attention_task(const AttentionArgs& a, const attention_detail::
 
   for (size_t i0 = row_begin; i0 < row_end; i0 += plan.bq) {
     const size_t rows = std::min(plan.bq, row_end - i0);
-    const size_t nq = (rows + 2 * V::W - 1) / (2 * V::W) * (2 * V::W);
+    const size_t nq = (rows + V::W - 1) / V::W * V::W;  // query lanes computed
     attn_pack_qt(qbase + i0 * a.q_row_stride, a.q_row_stride, rows, d, a.scale, qt, qs, nq);
     std::memset(o, 0, rows * dp * sizeof(float));
     for (size_t i = 0; i < nq; ++i) {
