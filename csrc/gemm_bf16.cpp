@@ -218,10 +218,30 @@ CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, con
   const char* a = static_cast<const char*>(a_);
   const char* b0 = static_cast<const char*>(b_);
   const char* b1 = b0 + (nv > 16 ? b_panel_bytes : 0);
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  // A whole tile whose epilogue is only "+ bias" (first K block) or "+ Y" (later ones) runs in the
+  // tiles: they start from the bias rows (a tile load with row stride 0) or from Y, and are stored
+  // straight into Y. That skips the round trip through `ct` below, which costs a third of a call
+  // (a vector load cannot take its data from a pending tile store; 197×768→768 on one core: 26 % →
+  // 34 % of the AMX probe without it).
+  const bool direct = mv == kAmxMR && nv == 32 && e.alpha == 1.0f && !(e.last && e.act != Epilogue::None) &&
+                      !(e.first && e.residual);
+  const size_t ldc_bytes = ldc * sizeof(float);
+  if (direct && !e.first) {
+    _tile_loadd(0, c, ldc_bytes);
+    _tile_loadd(1, c + 16, ldc_bytes);
+    _tile_loadd(2, c + 16 * ldc, ldc_bytes);
+    _tile_loadd(3, c + 16 * ldc + 16, ldc_bytes);
+  } else if (direct && e.bias) {
+    _tile_loadd(0, e.bias, 0);
+    _tile_loadd(1, e.bias + 16, 0);
+    _tile_loadd(2, e.bias, 0);
+    _tile_loadd(3, e.bias + 16, 0);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
   const size_t steps = kc / kAmxK, tail = kc % kAmxK;
   for (size_t s = 0; s < steps; ++s) {
     _tile_loadd(4, a + (2 * s) * kAmxTileBytes, 64);
@@ -248,6 +268,13 @@ CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, con
     _tile_dpbf16ps(1, 4, 7);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
+  }
+  if (direct) {
+    _tile_stored(0, c, ldc_bytes);
+    _tile_stored(1, c + 16, ldc_bytes);
+    _tile_stored(2, c + 16 * ldc, ldc_bytes);
+    _tile_stored(3, c + 16 * ldc + 16, ldc_bytes);
+    return;
   }
   alignas(64) float ct[kAmxMR][32];
   _tile_stored(0, &ct[0][0], 128);
