@@ -7,10 +7,11 @@
 // For each query block (Qᵀ packed once, [D][queries], pre-scaled by `scale`), the key blocks of kBk
 // keys are walked in order; a block's visible keys (key mask != 0) are listed by row pointer, so
 // masked keys cost nothing:
-//   Sᵀ = K·Qᵀ                     register tile kMR keys × 2 vectors of queries, V::fmadd over D
+//   Sᵀ = K·Qᵀ                     register tile kMR keys × kAttnWide vectors of queries (4 on
+//                                 AVX-512 and NEON, 2 on AVX2), V::fmadd over D
 //                                 (K rows broadcast straight from the input, no packing)
 //   m' = max(m, colmax Sᵀ); pᵀ = exp(Sᵀ − m'); l = l·e^(m−m') + Σ pᵀ   (causal: per-lane select)
-//   O = O·e^(m−m') + P·V          register tile kMR queries × 2 vectors of D (V rows in place, or
+//   O = O·e^(m−m') + P·V          register tile kMR queries × kAttnWide vectors of D (V rows in place, or
 //                                 packed with zero padding when D is not a multiple of the width)
 // and finally out = O / l (0 where l == 0: every key of the row was masked). Only a
 // [kBk, 64] score tile exists at any time, never [seq, seq].
