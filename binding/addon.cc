@@ -191,6 +191,10 @@ void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Job* job) {
     for (auto& r : owned->keep) r.SuppressDestruct();
     return;
   }
+  // The job's thread may still be between its call and its release of the thread-safe function,
+  // under g_jobs_mu. Wait for it before removing the hook: once the hook is gone, nothing else stops
+  // a teardown from freeing the thread-safe function under that thread.
+  { std::lock_guard<std::mutex> lock(g_jobs_mu); }
   napi_remove_env_cleanup_hook(env, abandon_job, job);
   try {
     settle_now(env, owned.get());
