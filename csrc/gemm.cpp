@@ -297,41 +297,14 @@ ck_status gemm_unpacked(const float* a, size_t lda, const float* b, size_t ldb, 
 #include "gemm_tile.h"
 
 #if defined(CK_PASS_AVX512)
-// out[k·12 + r] = x[r, k] for 16 k: the 12 rows' 16-float loads (4 zero rows make 16) transposed
-// 16×16 in registers, each k's 12 values stored as one masked store. (GCC 12 warns falsely about the
-// "undefined" pass-through operand inside its own unpack/shuffle intrinsics: its bug 105593.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "gemm_pack_avx512.h"
+
+// out[k·12 + r] = x[r, k] for 16 k: the 12 rows' 16-float loads (4 zero rows make 16), transposed.
 static inline void pack_a_12x16_avx512(const float* const* xr, size_t k0, float* out) {
-  __m512 t[16], u[16];
+  __m512 t[16];
   for (int r = 0; r < 16; ++r) t[r] = r < 12 ? _mm512_loadu_ps(xr[r] + k0) : _mm512_setzero_ps();
-  for (int r = 0; r < 16; r += 2) {  // pairs of rows interleaved: [a0 b0 a1 b1 | a4 b4 a5 b5 | …]
-    u[r] = _mm512_unpacklo_ps(t[r], t[r + 1]);
-    u[r + 1] = _mm512_unpackhi_ps(t[r], t[r + 1]);
-  }
-  for (int r = 0; r < 16; r += 4) {  // four rows per 128-bit lane: [a0 b0 c0 d0 | a4 …]
-    t[r] = _mm512_shuffle_ps(u[r], u[r + 2], 0x44);
-    t[r + 1] = _mm512_shuffle_ps(u[r], u[r + 2], 0xEE);
-    t[r + 2] = _mm512_shuffle_ps(u[r + 1], u[r + 3], 0x44);
-    t[r + 3] = _mm512_shuffle_ps(u[r + 1], u[r + 3], 0xEE);
-  }
-  // t[4g + j]: rows 4g..4g+3 at k = j + 4·(128-bit lane); pair up the lanes of groups 0,1 and 2,3.
-  for (int j = 0; j < 4; ++j) {
-    u[j] = _mm512_shuffle_f32x4(t[j], t[4 + j], 0x88);      // k = j, j+8
-    u[4 + j] = _mm512_shuffle_f32x4(t[j], t[4 + j], 0xDD);  // k = j+4, j+12
-    u[8 + j] = _mm512_shuffle_f32x4(t[8 + j], t[12 + j], 0x88);
-    u[12 + j] = _mm512_shuffle_f32x4(t[8 + j], t[12 + j], 0xDD);
-  }
-  // Now u[k] = [g0 k | g0 k+8 | g1 k | g1 k+8] and u[8+k] the same of groups 2, 3 (k < 8).
-  for (int k = 0; k < 8; ++k) {
-    const __m512 lo = _mm512_shuffle_f32x4(u[k], u[8 + k], 0x88);  // rows 0..15 at k
-    const __m512 hi = _mm512_shuffle_f32x4(u[k], u[8 + k], 0xDD);  // rows 0..15 at k + 8
-    _mm512_mask_storeu_ps(out + k * 12, 0x0FFF, lo);
-    _mm512_mask_storeu_ps(out + (k + 8) * 12, 0x0FFF, hi);
-  }
+  transpose16_store12_avx512(t, out);
 }
-#pragma GCC diagnostic pop
 #endif
 
 // A micro-panel [kc][MR]: out[k·MR + r] = x[r, k], zero rows past `rows`.

@@ -130,18 +130,32 @@ static const GemmKernel kGemmBf16Kernel = {kGemmMR,
 #if defined(CK_PASS_AVX512)
 // vdpbf16ps: acc[i] += a[2i]·b[2i] + a[2i+1]·b[2i+1] on bf16 pairs. Only dispatched to when the CPU
 // reports AVX512-BF16 (gemm_bf16_kernel). Same 12×32 tile, A as bf16 pairs [k/2][12][2].
-constexpr int kBf16DotMR = 12;
+constexpr int kBf16DotMR = 12;  // the packer transposes 12 rows (gemm_pack_avx512.h)
 
-static void gemm_bf16_pack_a_pairs(const float* x, size_t ldx, size_t rows, size_t kc, void* out_) {
-  uint16_t* out = static_cast<uint16_t*>(out_);
+#include "gemm_pack_avx512.h"
+
+// 32 k at a time: each row's 32 floats become 16 bf16 pairs (vcvtne2ps2bf16: round to nearest even;
+// it reads denormal inputs as zero, like the AMX packer), and the 12 × 16 pairs are transposed as
+// 32-bit lanes. Rows past `rows` and k past kc are zero (masked loads).
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"))) static void
+gemm_bf16_pack_a_pairs(const float* x, size_t ldx, size_t rows, size_t kc, void* out_) {
+  float* out = static_cast<float*>(out_);  // one float's bits = one bf16 pair
   const size_t kp = (kc + 1) / 2;
-  for (size_t j = 0; j < kp; ++j)
-    for (int r = 0; r < kBf16DotMR; ++r)
-      for (size_t h = 0; h < 2; ++h) {
-        const size_t k = 2 * j + h;
-        out[(j * kBf16DotMR + r) * 2 + h] =
-            static_cast<size_t>(r) < rows && k < kc ? f32_to_bf16_bits(x[r * ldx + k]) : uint16_t(0);
+  for (size_t k0 = 0; k0 < kc; k0 += 32) {
+    const size_t kt = std::min<size_t>(32, kc - k0);
+    const __mmask16 lo = kt >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << kt) - 1);
+    const __mmask16 hi = kt >= 32 ? __mmask16(0xFFFF) : kt > 16 ? __mmask16((1u << (kt - 16)) - 1) : __mmask16(0);
+    __m512 t[16];
+    for (int r = 0; r < 16; ++r) {
+      t[r] = _mm512_setzero_ps();
+      if (static_cast<size_t>(r) < rows) {
+        const float* xr = x + r * ldx + k0;
+        t[r] = (__m512)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, xr + 16), _mm512_maskz_loadu_ps(lo, xr));
       }
+    }
+    const size_t j0 = k0 / 2;
+    transpose16_store12_avx512(t, out + j0 * kBf16DotMR, static_cast<int>(std::min<size_t>(16, kp - j0)));
+  }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"))) static void
