@@ -166,6 +166,10 @@ gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a_, const void* b_, ptrdif
   const uint16_t* b0 = static_cast<const uint16_t*>(b_);
   const uint16_t* b1 = static_cast<const uint16_t*>(
       static_cast<const void*>(static_cast<const char*>(b_) + (nv > 16 ? b_panel_bytes : 0)));
+  for (int r = 0; r < mv; ++r) {  // the epilogue's C tile
+    __builtin_prefetch(c + r * ldc);
+    __builtin_prefetch(c + r * ldc + 31);
+  }
   V::F acc[MR][2];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
