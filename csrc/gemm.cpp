@@ -328,9 +328,11 @@ static void gemm_f32_pack_a(const float* x, size_t ldx, size_t rows, size_t kc, 
   }
 }
 
-template <int MR, int NV>
-static void gemm_f32_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
-                         int nv, const GemmTileEpilogue& e) {
+// RA rows of the A micro-panel (row stride MR): the full tile, or fewer for a last micro-panel
+// that holds only a few rows (gemm_f32_ukr below picks).
+template <int MR, int RA, int NV>
+static void gemm_f32_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc,
+                              int mv, int nv, const GemmTileEpilogue& e) {
   constexpr int NR = NV * V::W;
   constexpr int NP = NR / 16;  // 16-column panels per tile
   static_assert(NR % 16 == 0, "the tile spans whole panels");
@@ -345,9 +347,9 @@ static void gemm_f32_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b_
     __builtin_prefetch(c + r * ldc);
     __builtin_prefetch(c + r * ldc + NR - 1);
   }
-  V::F acc[MR][NV];
+  V::F acc[RA][NV];
 #pragma GCC unroll 32
-  for (int r = 0; r < MR; ++r)
+  for (int r = 0; r < RA; ++r)
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
 
@@ -357,13 +359,24 @@ static void gemm_f32_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b_
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b[v * V::W / 16] + k * 16 + v * V::W % 16);
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < RA; ++r) {
       const V::F ar = V::set1(a[k * MR + r]);
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(ar, bv[v], acc[r][v]);
     }
   }
-  gemm_store_tile_outlined<MR, NV>(acc, c, ldc, mv, nv, e);
+  gemm_store_tile_outlined<RA, NV>(acc, c, ldc, mv, nv, e);
+}
+
+// A micro-panel's rows past mv are zeros: a last micro-panel of a third or two thirds of the tile's
+// rows (e.g. 52 = 4·12 + 4 rows) runs a kernel with that many accumulator rows, not the whole tile.
+template <int MR, int NV>
+static void gemm_f32_ukr(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
+                         int nv, const GemmTileEpilogue& e) {
+  constexpr int R1 = MR / 3 > 0 ? MR / 3 : 1, R2 = 2 * MR / 3 > R1 ? 2 * MR / 3 : R1;
+  if (mv <= R1) gemm_f32_ukr_rows<MR, R1, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+  else if (mv <= R2) gemm_f32_ukr_rows<MR, R2, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+  else gemm_f32_ukr_rows<MR, MR, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
 }
 
 static const GemmKernel kGemmF32Kernel = {kGemmMR,

@@ -158,9 +158,12 @@ gemm_bf16_pack_a_pairs(const float* x, size_t ldx, size_t rows, size_t kc, void*
   }
 }
 
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"))) static void
-gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc,
-                               int mv, int nv, const GemmTileEpilogue& e) {
+#define CK_BF16_DOT_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c")))
+
+// RA rows of the A micro-panel (row stride 12): the whole tile, or fewer for a last micro-panel.
+template <int RA>
+CK_BF16_DOT_TARGET static void gemm_bf16_dot_rows(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c,
+                                                  size_t ldc, int mv, int nv, const GemmTileEpilogue& e) {
   constexpr int MR = kBf16DotMR;
   const uint16_t* a = static_cast<const uint16_t*>(a_);
   const uint16_t* b0 = static_cast<const uint16_t*>(b_);
@@ -170,16 +173,16 @@ gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a_, const void* b_, ptrdif
     __builtin_prefetch(c + r * ldc);
     __builtin_prefetch(c + r * ldc + 31);
   }
-  V::F acc[MR][2];
+  V::F acc[RA][2];
 #pragma GCC unroll 32
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int r = 0; r < RA; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   const size_t kp = (kc + 1) / 2;
 #pragma GCC unroll 2
   for (size_t j = 0; j < kp; ++j) {
     const __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0 + j * 32);
     const __m512bh w1 = (__m512bh)_mm512_loadu_si512(b1 + j * 32);
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < RA; ++r) {
       int32_t pair;
       std::memcpy(&pair, a + (j * MR + r) * 2, 4);
       const __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
@@ -187,8 +190,17 @@ gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a_, const void* b_, ptrdif
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, w1);
     }
   }
-  gemm_store_tile<MR, 2>(acc, c, ldc, mv, nv, e);
+  gemm_store_tile<RA, 2>(acc, c, ldc, mv, nv, e);
 }
+
+// A last micro-panel of at most 4 or 8 rows (52 = 4·12 + 4) runs with that many accumulator rows.
+CK_BF16_DOT_TARGET static void gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes,
+                                                              float* c, size_t ldc, int mv, int nv, const GemmTileEpilogue& e) {
+  if (mv <= 4) gemm_bf16_dot_rows<4>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+  else if (mv <= 8) gemm_bf16_dot_rows<8>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+  else gemm_bf16_dot_rows<kBf16DotMR>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+}
+#undef CK_BF16_DOT_TARGET
 
 // K blocks of 768 (a 48 KiB B tile, streamed from L2): one block for K = 768, so each C tile is
 // stored once (Zen 4, 2 threads, against 384: 2-3 % less time at 197x768->768, 1576x768->2304 and
