@@ -13,6 +13,8 @@
 //       gemm_f32_ukr_avx512_12x32  24 zmm accumulators, 2 B loads + 12 broadcasts per k
 //       gemm_f32_ukr_avx2_6x16     12 ymm accumulators, 2 B loads + 6 broadcasts per k
 //       gemm_f32_ukr_scalar_4x16   reference speed
+//     A last micro-panel with at most a third or two thirds of MR rows runs a copy of the kernel
+//     with that many accumulator rows (52 rows = 4·12 + 4: the fifth call costs a third of a tile).
 //   - Partial sums across K blocks live in Y; the epilogue (bias, residual, alpha) is applied on the
 //     first K block and the activation on the last (gemm_epilogue.h), so R may alias Y.
 // Scratch: the driver uses slot 2 of the calling thread's scratch, gemm_unpacked also slot 3.

@@ -79,9 +79,10 @@ static void gemm_bf16_pack_a(const float* x, size_t ldx, size_t rows, size_t kc,
           static_cast<size_t>(r) < rows && k < kc ? bf16_bits_to_f32(f32_to_bf16_bits(x[r * ldx + k])) : 0.0f;
 }
 
-template <int MR, int NV>
-static void gemm_bf16_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
-                          int nv, const GemmTileEpilogue& e) {
+// RA rows of the A micro-panel (row stride MR): the full tile, or fewer for a last micro-panel.
+template <int MR, int RA, int NV>
+static void gemm_bf16_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc,
+                               int mv, int nv, const GemmTileEpilogue& e) {
   constexpr int NR = NV * V::W;
   constexpr int NP = NR / 16;
   static_assert(NR % 16 == 0, "the tile spans whole panels");
@@ -95,9 +96,9 @@ static void gemm_bf16_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b
     __builtin_prefetch(c + r * ldc);
     __builtin_prefetch(c + r * ldc + NR - 1);
   }
-  V::F acc[MR][NV];
+  V::F acc[RA][NV];
 #pragma GCC unroll 32
-  for (int r = 0; r < MR; ++r)
+  for (int r = 0; r < RA; ++r)
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
 
@@ -108,13 +109,23 @@ static void gemm_bf16_ukr(size_t kc, const void* a_, const void* b_, ptrdiff_t b
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) bf16_pairs_widen(b[v * V::W / 16] + j * 32 + (v * V::W % 16) * 2, be[v], bo[v]);
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < RA; ++r) {
       const V::F a0 = V::set1(a[(2 * j) * MR + r]), a1 = V::set1(a[(2 * j + 1) * MR + r]);
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(a1, bo[v], V::fmadd(a0, be[v], acc[r][v]));
     }
   }
-  gemm_store_tile<MR, NV>(acc, c, ldc, mv, nv, e);
+  gemm_store_tile<RA, NV>(acc, c, ldc, mv, nv, e);
+}
+
+// As gemm_f32_ukr: a last micro-panel of a third or two thirds of the rows runs with that many.
+template <int MR, int NV>
+static void gemm_bf16_ukr(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
+                          int nv, const GemmTileEpilogue& e) {
+  constexpr int R1 = MR / 3 > 0 ? MR / 3 : 1, R2 = 2 * MR / 3 > R1 ? 2 * MR / 3 : R1;
+  if (mv <= R1) gemm_bf16_ukr_rows<MR, R1, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+  else if (mv <= R2) gemm_bf16_ukr_rows<MR, R2, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+  else gemm_bf16_ukr_rows<MR, MR, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
 }
 
 static const GemmKernel kGemmBf16Kernel = {kGemmMR,
