@@ -82,18 +82,24 @@ static bool request_tile_data() {
 #endif
 }
 
-// The unified level-2 cache of cpu0 from sysfs ("2048K"), or 0.
-static size_t read_l2_bytes() {
+// The size of cpu0's cache of this level and type ("Data", "Unified") from sysfs ("2048K"), or 0.
+static size_t read_cache_bytes(int want_level, const char* want_type) {
 #if defined(__linux__)
   for (int i = 0; i < 8; ++i) {
-    char path[96];
+    char path[96], type[32] = {0};
     std::snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
     FILE* f = std::fopen(path, "r");
     if (!f) break;
     int level = 0;
     const bool ok = std::fscanf(f, "%d", &level) == 1;
     std::fclose(f);
-    if (!ok || level != 2) continue;
+    if (!ok || level != want_level) continue;
+    std::snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+    f = std::fopen(path, "r");
+    if (!f) continue;
+    const bool typed = std::fscanf(f, "%31s", type) == 1;
+    std::fclose(f);
+    if (!typed || std::strcmp(type, want_type) != 0) continue;
     std::snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
     f = std::fopen(path, "r");
     if (!f) break;
@@ -114,7 +120,8 @@ static CpuFeatures detect() {
   f.logical_cpus = hc ? static_cast<int>(hc) : 1;
   f.physical_cores = count_physical_cores(f.logical_cpus);
   if (f.physical_cores < 1) f.physical_cores = 1;
-  if (size_t l2 = read_l2_bytes()) f.l2_bytes = l2;
+  if (size_t l1 = read_cache_bytes(1, "Data")) f.l1d_bytes = l1;
+  if (size_t l2 = read_cache_bytes(2, "Unified")) f.l2_bytes = l2;
 #if defined(CK_X86)
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;

@@ -11,7 +11,8 @@ struct CpuFeatures {
   bool avx512_bf16 = false;  // vdpbf16ps
   bool amx = false;          // AMX-TILE + AMX-BF16 (with avx512_bf16), and the OS let this process use tile data
   bool neon = false;
-  size_t l2_bytes = 512 * 1024;  // per core (sysfs on Linux; this default elsewhere)
+  size_t l1d_bytes = 32 * 1024;  // per core (sysfs on Linux; these defaults elsewhere)
+  size_t l2_bytes = 512 * 1024;
   int physical_cores = 1;
   int logical_cpus = 1;
 };

@@ -8,7 +8,8 @@
 //     M micro-panels when there are fewer N tiles than threads) and run the micro-kernel over (K
 //     block, N tile, M micro-panel): the KC×NR B tile is reused from L1 (AVX2: 24 KiB) or L2
 //     (AVX-512: 96 KiB) while the MC×KC A block is reused from L2. While a thread runs one N tile over
-//     enough M micro-panels it prefetches the B tile it runs next, a slice before each call.
+//     enough M micro-panels it prefetches the B tile it runs next, a slice before each call, when
+//     that tile fits in L1.
 //   - Only the MR×NR micro-kernel is ISA-specific (written once against V, tile chosen per pass):
 //       gemm_f32_ukr_avx512_12x32  24 zmm accumulators, 2 B loads + 12 broadcasts per k
 //       gemm_f32_ukr_avx2_6x16     12 ymm accumulators, 2 B loads + 6 broadcasts per k
@@ -37,6 +38,10 @@ constexpr size_t kMC = 240;                    // M block, at most: 240×768 fp3
 // Prefetching the next B tile pays when its lines can be spread over this many micro-kernel calls;
 // over fewer (few rows: a text at batch 1) the prefetches stall the calls on fill buffers instead
 // (52×768→3072, one core: 59 % of the FMA peak with, 66 % without; 1576 rows: 73 % with, 71 % without).
+// And only a tile that fits in L1 (AVX2's 384×16 fp32, 24 KiB) is fetched there: the AVX-512 and bf16
+// tiles (48–96 KiB) stream from L2, and fetching the next one into L1 only evicts the current one
+// (Zen 4, 2 threads, weights from memory: without it 2–7 % less time at 174–1576 rows, fp32 and
+// bf16; on an AVX-512 Xeon the same within noise).
 constexpr size_t kPrefetchMinCalls = 8;
 constexpr size_t kABudget = size_t(4) << 20;   // packed-A bytes per pass over K (bounds scratch for huge K)
 constexpr int kSlotA = 2, kSlotB = 3;
@@ -177,6 +182,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
   const size_t n_tiles = (n + nr - 1) / nr;
   const int me = calling_thread();
   const size_t threads = static_cast<size_t>(pool().threads());
+  const size_t l1d = cpu_features().l1d_bytes;
 
   for (size_t ic = 0; ic < m; ic += mc) {
     const size_t mb = std::min(mc, m - ic), mp = (mb + mr - 1) / mr;
@@ -235,9 +241,9 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
               const size_t kn = kn_b * kc;
               next_panel = jn * nr / kPanelCols;
               b_next_off = kn * w.k_row_bytes;
-              b_next = w.panel(next_panel) + b_next_off;
               next_bytes = std::min(kc, K - kn) * w.k_row_bytes;
               next_panels = std::min(panels_per_tile, n_panels - jn * nr / kPanelCols);
+              if (next_bytes * next_panels <= l1d) b_next = w.panel(next_panel) + b_next_off;
             }
             for (size_t p = p0; p < p1; ++p) {
               if (b_next) {
