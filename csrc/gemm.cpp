@@ -377,14 +377,11 @@ static void gemm_f32_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdiff
 }
 
 // A micro-panel's rows past mv are zeros: a last micro-panel of a third or two thirds of the tile's
-// rows (e.g. 52 = 4·12 + 4 rows) runs a kernel with that many accumulator rows, not the whole tile.
+// rows runs a kernel with that many accumulator rows, not the whole tile (gemm_by_rows).
 template <int MR, int NV>
 static void gemm_f32_ukr(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
                          int nv, const GemmTileEpilogue& e) {
-  constexpr int R1 = MR / 3 > 0 ? MR / 3 : 1, R2 = 2 * MR / 3 > R1 ? 2 * MR / 3 : R1;
-  if (mv <= R1) gemm_f32_ukr_rows<MR, R1, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
-  else if (mv <= R2) gemm_f32_ukr_rows<MR, R2, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
-  else gemm_f32_ukr_rows<MR, MR, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+  gemm_by_rows<MR>(mv, [&](auto ra) { gemm_f32_ukr_rows<MR, decltype(ra)::value, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e); });
 }
 
 static const GemmKernel kGemmF32Kernel = {kGemmMR,

@@ -122,10 +122,7 @@ static void gemm_bf16_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdif
 template <int MR, int NV>
 static void gemm_bf16_ukr(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
                           int nv, const GemmTileEpilogue& e) {
-  constexpr int R1 = MR / 3 > 0 ? MR / 3 : 1, R2 = 2 * MR / 3 > R1 ? 2 * MR / 3 : R1;
-  if (mv <= R1) gemm_bf16_ukr_rows<MR, R1, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
-  else if (mv <= R2) gemm_bf16_ukr_rows<MR, R2, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
-  else gemm_bf16_ukr_rows<MR, MR, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+  gemm_by_rows<MR>(mv, [&](auto ra) { gemm_bf16_ukr_rows<MR, decltype(ra)::value, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e); });
 }
 
 static const GemmKernel kGemmBf16Kernel = {kGemmMR,
@@ -207,9 +204,7 @@ CK_BF16_DOT_TARGET static void gemm_bf16_dot_rows(size_t kc, const void* a_, con
 // A last micro-panel of at most 4 or 8 rows (52 = 4·12 + 4) runs with that many accumulator rows.
 CK_BF16_DOT_TARGET static void gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes,
                                                               float* c, size_t ldc, int mv, int nv, const GemmTileEpilogue& e) {
-  if (mv <= 4) gemm_bf16_dot_rows<4>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
-  else if (mv <= 8) gemm_bf16_dot_rows<8>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
-  else gemm_bf16_dot_rows<kBf16DotMR>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e);
+  gemm_by_rows<kBf16DotMR>(mv, [&](auto ra) { gemm_bf16_dot_rows<decltype(ra)::value>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e); });
 }
 #undef CK_BF16_DOT_TARGET
 
