@@ -28,6 +28,10 @@ export interface NativeAddon {
   cpuInfo(): CpuInfo;
   setIsa(isa: string): void;
   setThreads(threads: number): void;
+  /** Jobs this thread queues from now on are handed back with a later job (OpQueue), not on their own. */
+  setQuiet(quiet: boolean): void;
+  /** A job that does nothing: it settles once every job queued before it has run. */
+  fence(args: Record<string, never>): Promise<void>;
   /** Bytes [offset, offset + length) of a file, read by `threads` threads into new 64-byte-aligned memory. Synchronous. */
   readFile(args: { path: string; offset: number; length: number; threads?: number }): ArrayBuffer;
   [op: string]: ((args: Buffers) => Promise<unknown>) | ((...a: any[]) => unknown);

@@ -122,11 +122,12 @@ export class BertTower {
       });
       const x = states[states.length - 1];
       let last = x;
-      if (this.head) {
+      const head = this.head;
+      if (head) {
         const h = fresh(x.shape[0], x.shape[1]);
-        last = fresh(x.shape[0], this.head.transformation.weight.n);
-        q.add(layerNorm(x, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps, out: h }));
-        q.add(linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias, out: last }));
+        last = fresh(x.shape[0], head.transformation.weight.n);
+        q.add(() => layerNorm(x, head.preLayerNorm.weight, head.preLayerNorm.bias, { eps: this.config.layerNormEps, out: h }));
+        q.add(() => linear(h, head.transformation.weight, { bias: head.transformation.bias, out: last }));
         await q.done();
       }
       return { hiddenStates: states.map(shaped), lastHiddenState: shaped(last) };
@@ -138,12 +139,12 @@ export class BertTower {
     const w = this.w, rows = batch.ids.length, width = w.wordEmbeddings.shape[1];
     const positionIds = batch.positions.map((p) => p + this.config.positionOffset);
     const emb = ws.tensor('emb', [1, rows, width]), x = ws.tensor('x', [rows, width]);
-    q.add(embedding(
+    q.add(() => embedding(
       new Tensor(batch.ids, [1, rows], 'int32'),
       { tokens: w.wordEmbeddings, positions: w.positionEmbeddings, types: w.tokenTypeEmbeddings },
       { positionIds: new Tensor(positionIds, [1, rows], 'int32'), out: emb },
     ));
-    q.add(layerNorm(emb, w.embeddingsLayerNorm.weight, w.embeddingsLayerNorm.bias, { eps: this.config.layerNormEps, out: x.reshape(emb.shape) }));
+    q.add(() => layerNorm(emb, w.embeddingsLayerNorm.weight, w.embeddingsLayerNorm.bias, { eps: this.config.layerNormEps, out: x.reshape(emb.shape) }));
     return x;
   }
 
@@ -157,19 +158,19 @@ export class BertTower {
     const [rows, width] = x.shape, texts = starts.length - 1;
     const qkv = ws.tensor('qkv', [rows, l.qkv.weight.n]);
     const a = ws.tensor('attn', [firstRowOnly ? texts : rows, width]);
-    q.add(linear(x, l.qkv.weight, { bias: l.qkv.bias, out: qkv }));
-    q.add(attentionRagged(qkv, { heads: c.numAttentionHeads, seqStarts: starts, keyMask, firstRowOnly, out: a }));
+    q.add(() => linear(x, l.qkv.weight, { bias: l.qkv.bias, out: qkv }));
+    q.add(() => attentionRagged(qkv, { heads: c.numAttentionHeads, seqStarts: starts, keyMask, firstRowOnly, out: a }));
     if (firstRowOnly) x = pickRows(x, starts.subarray(0, texts), q); // [CLS] rows only: [B, W]
     // The last layer's rows leave the tower: they get buffers of their own.
     const stream = (t: Tensor) => (firstRowOnly ? fresh(t.shape[0], t.shape[1]) : ws.tensor(ws.holds('x', t) ? 'x2' : 'x', t.shape));
-    q.add(linear(a, l.attentionOutput.weight, { bias: l.attentionOutput.bias, residual: x, out: x }));
+    q.add(() => linear(a, l.attentionOutput.weight, { bias: l.attentionOutput.bias, residual: x, out: x }));
     const h = stream(x);
-    q.add(layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps, out: h }));
+    q.add(() => layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps, out: h }));
     const f = ws.tensor('mlp', [h.shape[0], l.intermediate.weight.n]);
-    q.add(linear(h, l.intermediate.weight, { bias: l.intermediate.bias, activation: c.hiddenAct, out: f }));
-    q.add(linear(f, l.output.weight, { bias: l.output.bias, residual: h, out: h }));
+    q.add(() => linear(h, l.intermediate.weight, { bias: l.intermediate.bias, activation: c.hiddenAct, out: f }));
+    q.add(() => linear(f, l.output.weight, { bias: l.output.bias, residual: h, out: h }));
     const y = stream(h);
-    q.add(layerNorm(h, l.outputLayerNorm.weight, l.outputLayerNorm.bias, { eps, out: y }));
+    q.add(() => layerNorm(h, l.outputLayerNorm.weight, l.outputLayerNorm.bias, { eps, out: y }));
     return y;
   }
 
@@ -180,21 +181,23 @@ export class BertTower {
     const last = this.layers.length - 1;
     for (let i = 0; i <= last; i++) x = this.block(x, this.layers[i], batch.starts, keyMask, i === last, ws, q);
     let pooled = last >= 0 ? x : pickRows(x, batch.starts.subarray(0, texts), q);
-    if (this.head) {
+    const head = this.head;
+    if (head) {
       const h = fresh(texts, pooled.shape[1]);
-      q.add(layerNorm(pooled, this.head.preLayerNorm.weight, this.head.preLayerNorm.bias, { eps: this.config.layerNormEps, out: h }));
-      pooled = fresh(texts, this.head.transformation.weight.n);
-      q.add(linear(h, this.head.transformation.weight, { bias: this.head.transformation.bias, out: pooled }));
+      q.add(() => layerNorm(pooled, head.preLayerNorm.weight, head.preLayerNorm.bias, { eps: this.config.layerNormEps, out: h }));
+      pooled = fresh(texts, head.transformation.weight.n);
+      q.add(() => linear(h, head.transformation.weight, { bias: head.transformation.bias, out: pooled }));
     }
-    if (this.pooler) {
-      const p = fresh(texts, this.pooler.weight.n);
-      q.add(linear(pooled, this.pooler.weight, { bias: this.pooler.bias, out: p }));
+    const pooler = this.pooler;
+    if (pooler) {
+      const p = fresh(texts, pooler.weight.n);
+      q.add(() => linear(pooled, pooler.weight, { bias: pooler.bias, out: p }));
       await q.done();
       tanhInPlace(p.data as Float32Array);
       pooled = p;
     }
     const embeds = fresh(texts, this.projection.weight.n);
-    q.add(linear(pooled, this.projection.weight, { bias: this.projection.bias, out: embeds }));
+    q.add(() => linear(pooled, this.projection.weight, { bias: this.projection.bias, out: embeds }));
     await q.done();
     return { pooled, embeds };
   }

@@ -99,7 +99,7 @@ export class ClipTextTower {
         return x;
       });
       const w = this.w, last = fresh(x.shape[0], x.shape[1]);
-      q.add(layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: this.config.layerNormEps, out: last }));
+      q.add(() => layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: this.config.layerNormEps, out: last }));
       await q.done();
       const shaped = (t: Tensor) => t.reshape([n, context, t.shape[1]]);
       return { hiddenStates: states.map(shaped), lastHiddenState: shaped(last) };
@@ -109,7 +109,7 @@ export class ClipTextTower {
   /** token + position embeddings [rows, W], queued, in `ws`. */
   private embed(batch: RaggedBatch, ws: Workspace, q: OpQueue): Tensor {
     const rows = batch.ids.length, x = ws.tensor('x', [rows, this.config.hiddenSize]);
-    q.add(embedding(
+    q.add(() => embedding(
       new Tensor(batch.ids, [1, rows], 'int32'),
       { tokens: this.w.tokenEmbedding, positions: this.w.positionEmbedding },
       { positionIds: new Tensor(batch.positions, [1, rows], 'int32'), out: x.reshape([1, rows, x.shape[1]]) },
@@ -120,9 +120,9 @@ export class ClipTextTower {
   /** One causal pre-LN layer, queued, in place on x [rows, W]; returns its attention output [rows, W]. */
   private block(x: Tensor, l: PackedPreNormLayer, starts: Int32Array, ws: Workspace, q: OpQueue, mlp = true): Tensor {
     const s = this.settings, a = ws.tensor('attn', x.shape);
-    q.add(attentionRagged(preNormQkv(x, l, s, ws, q), { heads: s.heads, causal: true, seqStarts: starts, out: a }));
+    q.add(() => attentionRagged(preNormQkv(x, l, s, ws, q), { heads: s.heads, causal: true, seqStarts: starts, out: a }));
     if (!mlp) return a;
-    q.add(linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x }));
+    q.add(() => linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x }));
     preNormMlp(x, l, s, ws, q);
     return a;
   }
@@ -138,14 +138,14 @@ export class ClipTextTower {
       const l = this.layers[last];
       const a = this.block(x, l, batch.starts, ws, q, false);
       x = pickRows(x, eotRows, q); // end-of-text rows only: [B, W]
-      q.add(linear(pickRows(a, eotRows, q), l.out.weight, { bias: l.out.bias, residual: x, out: x }));
+      q.add(() => linear(pickRows(a, eotRows, q), l.out.weight, { bias: l.out.bias, residual: x, out: x }));
       preNormMlp(x, l, s, ws, q);
     } else {
       x = pickRows(x, eotRows, q);
     }
     const pooled = fresh(texts, x.shape[1]), embeds = fresh(texts, this.projection.n);
-    q.add(layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: s.eps, out: pooled }));
-    q.add(linear(pooled, this.projection, { out: embeds }));
+    q.add(() => layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: s.eps, out: pooled }));
+    q.add(() => linear(pooled, this.projection, { out: embeds }));
     await q.done();
     return { pooled, embeds };
   }

@@ -79,17 +79,17 @@ export class VisionTower {
     if (last >= 0) {
       const l = this.layers[last];
       const a = ws.tensor('attn', [batch, 1, width]);
-      q.add(attentionPacked(preNormQkv(x, l, s, ws, q), { heads: s.heads, qRows: 1, out: a }));
+      q.add(() => attentionPacked(preNormQkv(x, l, s, ws, q), { heads: s.heads, qRows: 1, out: a }));
       cls = pickRows(x, classRows, q);
-      q.add(linear(a.reshape(cls.shape), l.out.weight, { bias: l.out.bias, residual: cls, out: cls }));
+      q.add(() => linear(a.reshape(cls.shape), l.out.weight, { bias: l.out.bias, residual: cls, out: cls }));
       preNormMlp(cls, l, s, ws, q);
     } else {
       cls = pickRows(x, classRows, q);
     }
 
     const pooled = fresh(batch, width), embeds = fresh(batch, this.projection.n);
-    q.add(layerNorm(cls, this.postLayerNorm.weight, this.postLayerNorm.bias, { eps: s.eps, out: pooled }));
-    q.add(linear(pooled, this.projection, { bias: this.projectionBias, out: embeds }));
+    q.add(() => layerNorm(cls, this.postLayerNorm.weight, this.postLayerNorm.bias, { eps: s.eps, out: pooled }));
+    q.add(() => linear(pooled, this.projection, { bias: this.projectionBias, out: embeds }));
     await q.done();
     return { pooled, embeds };
   }
@@ -118,8 +118,8 @@ export class VisionTower {
     const grid = Math.floor(height / c.patchSize) * Math.floor(width / c.patchSize); // patchEmbed checks the sizes
     const tokens = ws.tensor('tokens', [batch, 1 + grid, c.hiddenSize]);
     const x = ws.tensor('x', tokens.shape);
-    q.add(patchEmbed(pixels, this.embed, { out: tokens }));
-    q.add(layerNorm(tokens, this.preLayerNorm.weight, this.preLayerNorm.bias, { eps: c.layerNormEps, out: x }));
+    q.add(() => patchEmbed(pixels, this.embed, { out: tokens }));
+    q.add(() => layerNorm(tokens, this.preLayerNorm.weight, this.preLayerNorm.bias, { eps: c.layerNormEps, out: x }));
     return x;
   }
 
@@ -127,8 +127,8 @@ export class VisionTower {
   private block(x: Tensor, l: PackedPreNormLayer, ws: Workspace, q: OpQueue): void {
     const s = this.settings;
     const a = ws.tensor('attn', x.shape);
-    q.add(attentionPacked(preNormQkv(x, l, s, ws, q), { heads: s.heads, out: a }));
-    q.add(linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x }));
+    q.add(() => attentionPacked(preNormQkv(x, l, s, ws, q), { heads: s.heads, out: a }));
+    q.add(() => linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x }));
     preNormMlp(x, l, s, ws, q);
   }
 }
