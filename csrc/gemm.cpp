@@ -83,16 +83,24 @@ void pack_panels_f32(const float* b, size_t ldb, bool b_is_nk, size_t n, size_t 
   });
 }
 
-// bf16 panels [panel][k/2][16][2], zero past n and at the odd-k pad.
+// bf16 panels [panel][k/2][16][2], zero past n and at the odd-k pad. In blocks of 16 k: each
+// column's 16 values are rounded with vectors (bf16_round), then the block's 8 k pairs — one 32-bit
+// word per column and pair — are transposed into place (a scalar rounding per element took
+// 16 % of loading a bf16 model).
 void pack_panels_bf16(const float* w, size_t ldw, size_t n, size_t k, uint16_t* out) {
+  constexpr size_t kBlock = 16;
   const size_t panels = (n + kPanelCols - 1) / kPanelCols, kp = (k + 1) / 2;
   pool().parallel_for(panels, [&](size_t p, int) {
     uint16_t* dst = out + p * kp * kPanelCols * 2;
-    std::memset(dst, 0, kp * kPanelCols * 2 * sizeof(uint16_t));
     const size_t c0 = p * kPanelCols, cols = std::min(kPanelCols, n - c0);
-    for (size_t c = 0; c < cols; ++c) {
-      const float* src = w + (c0 + c) * ldw;
-      for (size_t kk = 0; kk < k; ++kk) dst[(kk / 2) * kPanelCols * 2 + c * 2 + (kk & 1)] = f32_to_bf16_bits(src[kk]);
+    alignas(64) uint16_t block[kPanelCols][kBlock];
+    for (size_t k0 = 0; k0 < k; k0 += kBlock) {
+      const size_t kb = std::min(kBlock, k - k0);
+      std::memset(block, 0, sizeof(block));
+      for (size_t c = 0; c < cols; ++c) bf16_round(w + (c0 + c) * ldw + k0, kb, block[c]);
+      uint32_t* pairs = reinterpret_cast<uint32_t*>(dst) + (k0 / 2) * kPanelCols;
+      for (size_t q = 0; q < (kb + 1) / 2; ++q)
+        for (size_t c = 0; c < kPanelCols; ++c) std::memcpy(pairs + q * kPanelCols + c, &block[c][2 * q], 4);
     }
   });
 }

@@ -23,6 +23,13 @@ static const IsaTable<const GemmKernel*> kGemmBf16 = {
     &pass_scalar::kGemmBf16Kernel, CK_X86_OR_NULL(&pass_avx2::kGemmBf16Kernel),
     CK_X86_OR_NULL(&pass_avx512::kGemmBf16Kernel), CK_NEON_OR_NULL(&pass_neon::kGemmBf16Kernel)};
 
+using Bf16RoundFn = void (*)(const float* x, size_t n, uint16_t* out);
+static const IsaTable<Bf16RoundFn> kBf16Round = {pass_scalar::bf16_round_n, CK_X86_OR_NULL(pass_avx2::bf16_round_n),
+                                                 CK_X86_OR_NULL(pass_avx512::bf16_round_n),
+                                                 CK_NEON_OR_NULL(pass_neon::bf16_round_n)};
+
+void bf16_round(const float* x, size_t n, uint16_t* out) { kBf16Round.pick()(x, n, out); }
+
 const GemmKernel& gemm_bf16_kernel(Isa isa) {
 #if defined(CK_AMX)
   if (isa == Isa::Amx && cpu_features().amx) return pass_avx512::kGemmBf16AmxKernel;
@@ -38,6 +45,25 @@ const GemmKernel& gemm_bf16_kernel(Isa isa) {
 #else  // ---- SIMD body, compiled once per ISA ----
 
 #include "gemm_epilogue.h"
+
+// out[i] = f32_to_bf16_bits(x[i]) (V::round_bf16 is the same rounding, a vector at a time).
+static void bf16_round_n(const float* x, size_t n, uint16_t* out) {
+  size_t i = 0;
+#if defined(CK_PASS_AVX512)
+  for (; i + 16 <= n; i += 16) {
+    const __m512i b = _mm512_srli_epi32(_mm512_castps_si512(V::round_bf16(V::load(x + i))), 16);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(b));
+  }
+#elif defined(CK_PASS_AVX2)
+  for (; i + 16 <= n; i += 16) {
+    const __m256i lo = _mm256_srli_epi32(_mm256_castps_si256(V::round_bf16(V::load(x + i))), 16);
+    const __m256i hi = _mm256_srli_epi32(_mm256_castps_si256(V::round_bf16(V::load(x + i + 8))), 16);
+    // packus works within 128-bit lanes: [lo0 hi0 lo1 hi1] → [lo0 lo1 hi0 hi1]
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8));
+  }
+#endif
+  for (; i < n; ++i) out[i] = f32_to_bf16_bits(x[i]);
+}
 
 #include "gemm_tile.h"
 

@@ -46,6 +46,9 @@ struct GemmKernel {
   const char* name;       // e.g. gemm_f32_ukr_avx2_6x16
 };
 
+// out[i] = f32_to_bf16_bits(x[i]), with the current ISA's vectors (gemm_bf16.cpp).
+void bf16_round(const float* x, size_t n, uint16_t* out);
+
 // Per pass, the kernel for bf16 weights (gemm_bf16.cpp); by ISA.
 const GemmKernel& gemm_bf16_kernel(Isa isa);
 

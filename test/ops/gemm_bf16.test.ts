@@ -84,4 +84,25 @@ Bf16('1, 2 and 3 threads give bit-identical products on every ISA (AMX: each poo
   }
 });
 
+Bf16('packing rounds every weight to nearest bf16 (ties to even) under every ISA', async () => {
+  // X = the identity reads the packed weight back exactly: y[r, c] = W[c, r], one product per output.
+  // Odd k and a part-filled 16-column panel; ties, values just above and below a tie, -0, the top of
+  // the fp32 range below bf16's overflow threshold, and random values.
+  const n = 17, k = 35;
+  const w = normal(n * k, 21, 3);
+  const special = [1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8 + 2 ** -20), 1 + 2 ** -8 - 2 ** -20, -0, 3.38e38, -1.5e-30, 65537, 0.1];
+  special.forEach((v, i) => (w[i * 7 + (i % 3)] = v));
+  const want = roundBf16(w);
+  const eye = new Float32Array(k * k);
+  for (let i = 0; i < k; i++) eye[i * k + i] = 1;
+  for (const isa of isas)
+    await onIsa(isa, async () => {
+      const packed = await packWeight(new Tensor(w, [n, k]), { dtype: 'bfloat16' });
+      const y = await linear(new Tensor(eye, [k, k]), packed);
+      const got = new Float32Array(n * k);
+      for (let r = 0; r < k; r++) for (let c = 0; c < n; c++) got[c * k + r] = y.data[r * n + c];
+      assert.equal(Array.from(got, (v) => Object.is(v, -0) ? 0 : v), Array.from(want, (v) => Object.is(v, -0) ? 0 : v), isa);
+    });
+});
+
 Bf16.run();
