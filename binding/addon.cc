@@ -266,27 +266,29 @@ void settle(Napi::Env env, Napi::Function, EnvJobs* ej, Batch* batch) {
   if (ej->unsettled == 0) ej->tsfn.Unref(env);
 }
 
+// Hands every parked job back to JS in one batch (dropping those whose environment is going away).
+// Under g_jobs_mu.
+void hand_back_parked(EnvJobs* ej) {
+  auto batch = std::make_unique<Batch>();
+  for (Job* j : ej->parked) {
+    if (j->abandoned || ej->closing) drop(j);
+    else batch->push_back(j);
+  }
+  ej->parked.clear();
+  // The queue is unbounded: the call never waits for JS.
+  if (!batch->empty() && ej->tsfn.BlockingCall(batch.get()) == napi_ok) batch.release();
+  if (batch)
+    for (Job* j : *batch) drop(j);
+}
+
 // Dispatcher thread, after a job ran (or was skipped as abandoned).
 void job_done(Job* job) {
   std::unique_lock<std::mutex> lock(g_jobs_mu);
   EnvJobs* ej = job->owner;
   job->state = JobState::Done;
   ej->queued -= 1;
-  if (job->quiet && ej->queued > 0 && !ej->closing && !job->abandoned) {
-    ej->parked.push_back(job);
-  } else {
-    auto batch = std::make_unique<Batch>();
-    ej->parked.push_back(job);
-    for (Job* j : ej->parked) {
-      if (j->abandoned || ej->closing) drop(j);
-      else batch->push_back(j);
-    }
-    ej->parked.clear();
-    // The queue is unbounded: the call never waits for JS.
-    if (!batch->empty() && ej->tsfn.BlockingCall(batch.get()) == napi_ok) batch.release();
-    if (batch)
-      for (Job* j : *batch) drop(j);
-  }
+  ej->parked.push_back(job);
+  if (!(job->quiet && ej->queued > 0 && !ej->closing && !job->abandoned)) hand_back_parked(ej);
   const bool last = ej->closing && ej->queued == 0;
   lock.unlock();
   g_jobs_cv.notify_all();
@@ -331,7 +333,7 @@ Napi::Value queue_job(Args& args, std::function<ck::ck_status()> run, std::funct
     std::lock_guard<std::mutex> lock(g_jobs_mu);
     ej->queued += 1;
   }
-  ck::submit(ck::requested_isa(), requested_threads(), [raw] {
+  auto body = [raw] {
     {
       std::lock_guard<std::mutex> lock(g_jobs_mu);
       if (!raw->abandoned) raw->state = JobState::Running;
@@ -346,7 +348,22 @@ Napi::Value queue_job(Args& args, std::function<ck::ck_status()> run, std::funct
       }
     }
     job_done(raw);
-  });
+  };
+  try {
+    ck::submit(ck::requested_isa(), requested_threads(), std::move(body));
+  } catch (const std::exception& e) {
+    // Not queued (no memory for the queue, or no dispatcher thread): undo, so that no parked job
+    // waits for this one, and say so.
+    {
+      std::lock_guard<std::mutex> lock(g_jobs_mu);
+      ej->queued -= 1;
+      if (ej->queued == 0) hand_back_parked(ej);  // a quiet job may have parked to wait for this one
+    }
+    napi_remove_env_cleanup_hook(env, abandon_job, raw);
+    if (--ej->unsettled == 0) ej->tsfn.Unref(env);
+    delete raw;
+    throw_error(env, "E_NOMEM", std::string(args.op()) + ": cannot queue the job: " + e.what());
+  }
   return promise;
 }
 
