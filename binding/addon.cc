@@ -160,7 +160,6 @@ struct Job {
   JobState state = JobState::Queued;  // guarded by g_jobs_mu
   bool abandoned = false;             // guarded by g_jobs_mu
   bool quiet = false;
-  Napi::Env env;
   EnvJobs* owner;
   Napi::Promise::Deferred deferred;
   std::vector<Napi::Reference<Napi::Value>> keep;
@@ -168,7 +167,7 @@ struct Job {
   std::function<Napi::Value(Napi::Env)> result;
   ck::ck_status status = ck::CK_OK;
   std::string op;
-  Job(Napi::Env e, EnvJobs* o) : env(e), owner(o), deferred(Napi::Promise::Deferred::New(e)) {}
+  Job(Napi::Env e, EnvJobs* o) : owner(o), deferred(Napi::Promise::Deferred::New(e)) {}
 };
 
 // One per environment (JS thread). Freed by whoever sees it closing with no job left.
