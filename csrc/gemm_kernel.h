@@ -27,7 +27,8 @@ struct GemmTileEpilogue {
 };
 
 // Packs rows [0, rows) (rows <= mr) × [0, kc) of x (already offset to the block) into one A
-// micro-panel, zero-filling rows past `rows` and the k padding. Layout is the kernel's own.
+// micro-panel, zero-filling rows past `rows` and the k padding. Layout is the kernel's own
+// (fp32: rows at a fixed stride; bf16: [k][MR] or k pairs).
 using GemmPackA = void (*)(const float* x, size_t ldx, size_t rows, size_t kc, void* out);
 
 // C[0:mv, 0:nv] (tile at c, row stride ldc) ⊕= A-panel · B-tile over kc. b points at the tile's
@@ -44,6 +45,8 @@ struct GemmKernel {
   GemmPackA pack_a;
   GemmUkr ukr;
   const char* name;       // e.g. gemm_f32_ukr_avx2_6x16
+  size_t a_panel_fixed = 0;  // when set, every A micro-panel takes this many bytes whatever the K
+                             // block (rows at a fixed stride); else kc · a_bytes_per_k
 };
 
 // out[i] = f32_to_bf16_bits(x[i]), with the current ISA's vectors (gemm_bf16.cpp).
