@@ -137,8 +137,14 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   } else if (a.f32_opt("residual")) {
     throw_range(a.env(), "E_ARG", "gemm: residual is only read with epilogue 'residual' but epilogue is " + epi);
   }
+  const std::string xa = a.string_or("xActivation", "none");
+  ck::Epilogue x_act;
+  if (xa == "none") x_act = ck::Epilogue::None;
+  else if (xa == "gelu") x_act = ck::Epilogue::Gelu;
+  else if (xa == "quick_gelu") x_act = ck::Epilogue::QuickGelu;
+  else throw_range(a.env(), "E_ARG", "gemm: expected none, gelu or quick_gelu for xActivation but received " + xa);
   const float alpha = static_cast<float>(a.number_or("alpha", 1.0));
-  ck::GemmArgs args{x.data, k, w, bias.data, e, residual.data, n, y.data, ldy, m, alpha};
+  ck::GemmArgs args{x.data, k, w, bias.data, e, residual.data, n, y.data, ldy, m, alpha, x_act};
   return queue_job(a, [args] { return ck::gemm(args); });
 }
 CK_EXPORT("gemm", Gemm);

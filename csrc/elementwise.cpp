@@ -29,6 +29,8 @@ ck_status unary_f32(Unary op, const float* x, float* y, size_t n) {
   return CK_OK;
 }
 
+void unary_span_f32(Unary op, const float* x, float* y, size_t n) { kUnary.pick()(op, x, y, n); }
+
 ck_status add_f32(const float* a, const float* b, size_t b_period, float* y, size_t n) {
   if (n && (!a || !b || !y || b_period == 0)) return CK_ERR_ARG;
   AddFn fn = kAdd.pick();

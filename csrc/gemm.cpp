@@ -18,13 +18,17 @@
 //     with that many accumulator rows (52 rows = 4·12 + 4: the fifth call costs a third of a tile).
 //   - Partial sums across K blocks live in Y; the epilogue (bias, residual, alpha) is applied on the
 //     first K block and the activation on the last (gemm_epilogue.h), so R may alias Y.
-// Scratch: the driver uses slot 2 of the calling thread's scratch, gemm_unpacked also slot 3.
+// Scratch: the driver uses slot 2 of the calling thread's scratch (and slot 4 of each thread's with
+// x_act), gemm_unpacked also slot 3.
 #ifndef CK_ISA_PASS
 #include "gemm.h"
 
+#include <atomic>
 #include <cstdlib>
+#include <optional>
 
 #include "cpu_features.h"
+#include "elementwise.h"
 #include "gemm_kernel.h"
 
 #define CK_SIMD_SELF "gemm.cpp"
@@ -44,7 +48,7 @@ constexpr size_t kMC = 240;                    // M block, at most: 240×768 fp3
 // bf16; on an AVX-512 Xeon the same within noise).
 constexpr size_t kPrefetchMinCalls = 8;
 constexpr size_t kABudget = size_t(4) << 20;   // packed-A bytes per pass over K (bounds scratch for huge K)
-constexpr int kSlotA = 2, kSlotB = 3;
+constexpr int kSlotA = 2, kSlotB = 3, kSlotAct = 4;
 
 size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
@@ -178,6 +182,10 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
   if (!a.x || !a.y || !w.data || a.ldy < n || a.ldx < K) return CK_ERR_ARG;
   if (a.epilogue == Epilogue::Residual && (!a.residual || a.ldr < n)) return CK_ERR_ARG;
   const size_t mr = kern.mr, nr = kern.nr;
+  std::optional<Unary> x_act;
+  if (a.x_act == Epilogue::Gelu) x_act = Unary::Gelu;
+  else if (a.x_act == Epilogue::QuickGelu) x_act = Unary::QuickGelu;
+  else if (a.x_act != Epilogue::None) return CK_ERR_ARG;
 
   // K blocks of equal size (multiples of k_align); K = 0 still runs one empty block for the epilogue.
   size_t nkb = std::max<size_t>(1, (K + kern.kc - 1) / kern.kc);
@@ -205,13 +213,28 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
       if (!abuf) return CK_ERR_NOMEM;
 
       // Pack this M block's rows for K blocks [g0, g1): micro-panel (kb, p) at ((kb-g0)·mp + p).
-      pool().parallel_ranges((g1 - g0) * mp, [&](size_t begin, size_t end, int) {
+      // With x_act the rows go through the activation into the thread's scratch first.
+      std::atomic<bool> no_scratch{false};
+      pool().parallel_ranges((g1 - g0) * mp, [&](size_t begin, size_t end, int t) {
+        float* act_rows = x_act ? static_cast<float*>(pool().scratch(t, mr * kc * sizeof(float), kSlotAct)) : nullptr;
+        if (x_act && !act_rows) {
+          no_scratch = true;
+          return;
+        }
         for (size_t i = begin; i < end; ++i) {
           const size_t kb = g0 + i / mp, p = i % mp;
-          const size_t k0 = kb * kc, kcb = std::min(kc, K - k0), r0 = ic + p * mr;
-          kern.pack_a(a.x + r0 * a.ldx + k0, a.ldx, std::min(mr, m - r0), kcb, abuf + i * a_panel_bytes);
+          const size_t k0 = kb * kc, kcb = std::min(kc, K - k0), r0 = ic + p * mr, rows = std::min(mr, m - r0);
+          const float* x = a.x + r0 * a.ldx + k0;
+          size_t ldx = a.ldx;
+          if (act_rows) {
+            for (size_t r = 0; r < rows; ++r) unary_span_f32(*x_act, x + r * ldx, act_rows + r * kcb, kcb);
+            x = act_rows;
+            ldx = kcb;
+          }
+          kern.pack_a(x, ldx, rows, kcb, abuf + i * a_panel_bytes);
         }
       });
+      if (no_scratch) return CK_ERR_NOMEM;
 
       // Threads take contiguous ranges of N tiles, and of M micro-panels when N tiles are too few.
       const size_t tn = std::min(threads, n_tiles);

@@ -1,5 +1,5 @@
 // GEMM with a fused epilogue: Y[m,n] = X[m,k] · W[n,k]ᵀ (+ bias[n]) then optionally GELU (erf),
-// QuickGELU or + R[m,n]. W is packed once (at model load) into panels for the micro-kernel.
+// QuickGELU or + R[m,n]; X may be read through GELU / QuickGELU. W is packed once (at model load) into panels for the micro-kernel.
 #pragma once
 #include <vector>
 
@@ -47,6 +47,9 @@ struct GemmArgs {
   size_t ldy;
   size_t m;
   float alpha;               // Y = alpha·X·Wᵀ (+ bias ...); 1 for layers
+  // Gelu or QuickGelu: X is read through it, Y = act(X)·Wᵀ ... (the activation of the GEMM before,
+  // applied while X is packed, where it runs over whole rows instead of at the end of each tile).
+  Epilogue x_act = Epilogue::None;
 };
 
 // Multi-threaded on the pool. bf16 weights round X to bf16 too and accumulate in fp32.

@@ -41,7 +41,7 @@ struct AlignedBuf {
   }
 };
 
-constexpr int kScratchSlots = 4;
+constexpr int kScratchSlots = 5;
 thread_local bool t_in_region = false;
 thread_local int t_thread = 0;  // this thread's index in the pool (0: the dispatcher)
 

@@ -167,8 +167,9 @@ export class BertTower {
     const h = stream(x);
     q.add(() => layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps, out: h }));
     const f = ws.tensor('mlp', [h.shape[0], l.intermediate.weight.n]);
-    q.add(() => linear(h, l.intermediate.weight, { bias: l.intermediate.bias, activation: c.hiddenAct, out: f }));
-    q.add(() => linear(f, l.output.weight, { bias: l.output.bias, residual: h, out: h }));
+    // The activation is applied by the output GEMM as it reads f (see LinearOptions.inputActivation).
+    q.add(() => linear(h, l.intermediate.weight, { bias: l.intermediate.bias, out: f }));
+    q.add(() => linear(f, l.output.weight, { bias: l.output.bias, inputActivation: c.hiddenAct, residual: h, out: h }));
     const y = stream(h);
     q.add(() => layerNorm(h, l.outputLayerNorm.weight, l.outputLayerNorm.bias, { eps, out: y }));
     return y;

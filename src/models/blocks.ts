@@ -213,8 +213,9 @@ export function preNormMlp(x: Tensor, l: PackedPreNormLayer, s: BlockSettings, w
   const rows = x.shape.slice(0, -1);
   const h = ws.tensor('norm', x.shape), f = ws.tensor('mlp', [...rows, l.fc1.weight.n]);
   q.add(() => layerNorm(x, l.layerNorm2.weight, l.layerNorm2.bias, { eps: s.eps, out: h }));
-  q.add(() => linear(h, l.fc1.weight, { bias: l.fc1.bias, activation: s.act, out: f }));
-  q.add(() => linear(f, l.fc2.weight, { bias: l.fc2.bias, residual: x, out: x }));
+  // act is applied by fc2 as it reads f (see LinearOptions.inputActivation).
+  q.add(() => linear(h, l.fc1.weight, { bias: l.fc1.bias, out: f }));
+  q.add(() => linear(f, l.fc2.weight, { bias: l.fc2.bias, inputActivation: s.act, residual: x, out: x }));
 }
 
 /** The attention input of a pre-LN block, queued: packed q | k | v [..., 3W] of layer_norm1(x), in `ws`. */

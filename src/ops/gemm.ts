@@ -76,6 +76,12 @@ export interface LinearOptions {
   activation?: Activation;
   /** Added after the bias: y = alpha·x·Wᵀ + bias + residual. Shape [..., N]. */
   residual?: Tensor;
+  /**
+   * x is read through this: y = inputActivation(x)·Wᵀ + …, x itself unchanged. For an MLP, moving
+   * the first layer's activation here gives the same numbers and runs it over whole rows of x as
+   * they are packed, where it does not hold up the micro-kernel at the end of each output tile.
+   */
+  inputActivation?: Activation;
   alpha?: number; // scales x·Wᵀ only; default 1
   /** Writes the result here instead of a new tensor; may be `residual` itself (in-place residual add). */
   out?: Tensor;
@@ -86,7 +92,7 @@ export interface LinearOptions {
   outColumn?: number;
 }
 
-/** y[..., N] = activation(alpha · x[..., K] · Wᵀ + bias) (+ residual). */
+/** y[..., N] = activation(alpha · inputActivation(x[..., K]) · Wᵀ + bias) (+ residual). */
 export async function linear(x: Tensor, w: PackedWeight, opts: LinearOptions = {}): Promise<Tensor> {
   expectTensor('x', x, 'float32');
   expectRankAtLeast('x', x, 1);
@@ -99,6 +105,8 @@ export async function linear(x: Tensor, w: PackedWeight, opts: LinearOptions = {
   if (opts.bias !== undefined) expectShape('bias', expectTensor('bias', opts.bias, 'float32'), [w.n]);
   const alpha = expectFinite('alpha', opts.alpha ?? 1);
   const activation = opts.activation === undefined ? undefined : expectOneOf('activation', opts.activation, ['gelu', 'quick_gelu'] as const);
+  const xActivation =
+    opts.inputActivation === undefined ? 'none' : expectOneOf('inputActivation', opts.inputActivation, ['gelu', 'quick_gelu'] as const);
   const residual = opts.residual;
   if (residual !== undefined) {
     expectShape('residual', expectTensor('residual', residual, 'float32'), yShape);
@@ -115,7 +123,7 @@ export async function linear(x: Tensor, w: PackedWeight, opts: LinearOptions = {
     const col = expectInt('outColumn', opts.outColumn, 0, ldy - w.n);
     if (overlaps(out.data, x.data)) throw rangeError('E_ARG', 'Expected out not to share storage with x');
     const epilogue = activation ?? 'none';
-    await native().gemm({ x: x.data, m, k, w: w.handle, bias: opts.bias?.data, epilogue, y: out.data.subarray(col), ldy, alpha });
+    await native().gemm({ x: x.data, m, k, w: w.handle, bias: opts.bias?.data, epilogue, xActivation, y: out.data.subarray(col), ldy, alpha });
     return out;
   }
   if (opts.out !== undefined) {
@@ -128,7 +136,7 @@ export async function linear(x: Tensor, w: PackedWeight, opts: LinearOptions = {
     y = new Float32Array(m * w.n);
   }
   const epilogue = residual ? 'residual' : (activation ?? 'none');
-  await native().gemm({ x: x.data, m, k, w: w.handle, bias: opts.bias?.data, epilogue, residual: residual?.data, y, alpha });
+  await native().gemm({ x: x.data, m, k, w: w.handle, bias: opts.bias?.data, epilogue, xActivation, residual: residual?.data, y, alpha });
   return opts.out ?? new Tensor(y, yShape);
 }
 

@@ -4,6 +4,7 @@ import { linear, matmul, packWeight, packWeightParts, PackedWeight, setThreads, 
 import { native } from '../../src/native';
 import { isas, normal, onIsa, rejects, uniform } from '../helpers';
 import { assertScaledClose, gemmRefF64, RefEpilogue, transpose } from '../ref/gemm';
+import { geluF64, quickGeluF64 } from '../ref/elementwise';
 
 const Gemm = suite('gemm');
 
@@ -59,6 +60,32 @@ for (const c of cases) {
       });
   });
 }
+
+// inputActivation: y = act(x)·Wᵀ + bias (+ residual), x itself unchanged. act(x) in fp32 adds up to
+// ~1e-6 relative per element of x, so ~1e-6·scale (scale = Σ|act(x)·w| + …) on top of the GEMM's own bound.
+// Sizes across the K blocks (769 > AVX2's 384 and AVX-512's 768) and the M micro-panels' edge rows.
+for (const [m, n, k, act, residual] of [
+  [1, 17, 7, 'gelu', false],
+  [13, 33, 769, 'gelu', true],
+  [197, 63, 63, 'quick_gelu', false],
+  [63, 769, 1543, 'quick_gelu', true],
+] as const)
+  Gemm(`inputActivation ${act}: ${m}x${k}->${n}${residual ? ' residual' : ''}`, async () => {
+    const seed = m * 31 + n * 7 + k;
+    const x = normal(m * k, seed, 2), w = normal(n * k, seed + 1, 1 / Math.sqrt(k)), b = uniform(n, seed + 2);
+    const h = residual ? normal(m * n, seed + 3) : undefined;
+    const xa = Float64Array.from(x, act === 'gelu' ? geluF64 : quickGeluF64);
+    const ref = gemmRefF64(xa, w, m, n, k, { bias: b, epilogue: residual ? 'residual' : 'none', residual: h });
+    const packed = await packWeight(new Tensor(w, [n, k]));
+    const x0 = new Float32Array(x);
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const opts = { bias: new Tensor(b, [n]), inputActivation: act, residual: h && new Tensor(h, [m, n]) };
+        const y = await linear(new Tensor(x, [m, k]), packed, opts);
+        assertScaledClose(y.data, ref.y, ref.scale, tolF32(k) + 2e-6, 1e-6, `y (${isa})`);
+        assert.equal(x, x0, 'x is not changed');
+      });
+  });
 
 Gemm('leading axes are flattened: x [2, 3, 17] -> [2, 3, 9]', async () => {
   const x = normal(2 * 3 * 17, 11), w = normal(9 * 17, 12);
@@ -136,6 +163,7 @@ Gemm('bad arguments name the argument', async () => {
   await rejects(linear(x, w, { bias: new Tensor(normal(4, 4), [4]) }), RangeError, /bias of shape \[3\]/);
   await rejects(linear(x, w, { alpha: NaN }), RangeError, /finite number for alpha/);
   await rejects(linear(x, w, { activation: 'relu' as never }), RangeError, /activation/);
+  await rejects(linear(x, w, { inputActivation: 'tanh' as never }), RangeError, /inputActivation/);
   await rejects(linear(x, w, { residual: new Tensor(normal(6, 5), [2, 3]), activation: 'gelu' }), RangeError, /either activation or residual/);
   await rejects(linear(x, w, { residual: new Tensor(normal(4, 5), [2, 2]) }), RangeError, /residual of shape \[2, 3\]/);
   await rejects(linear(x, w, { out: new Tensor(x.data.subarray(0, 6), [2, 3]) }), RangeError, /out not to share storage with x/);

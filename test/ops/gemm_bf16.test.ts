@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { linear, packWeight, setThreads, Tensor } from '../../src';
 import { isas, normal, onIsa, uniform } from '../helpers';
 import { assertScaledClose, gemmRefF64, RefEpilogue, roundBf16 } from '../ref/gemm';
+import { geluF64, quickGeluF64 } from '../ref/elementwise';
 
 const Bf16 = suite('gemm_bf16');
 
@@ -46,6 +47,20 @@ for (const [m, n, k, epilogue] of CASES)
           alpha,
         });
         assertScaledClose(y.data, rounded.y, rounded.scale, tolRounded(k), 1e-6, `vs rounded inputs (${isa})`);
+        assertScaledClose(y.data, exact.y, exact.scale, TOL_UNROUNDED, 1e-6, `vs unrounded inputs (${isa})`);
+      });
+  });
+
+// inputActivation: act(x) is what gets rounded to bf16; against act(x)·Wᵀ in float64 from unrounded inputs.
+for (const [m, n, k, act] of [[13, 33, 769, 'gelu'], [52, 64, 512, 'quick_gelu']] as const)
+  Bf16(`inputActivation ${act}: ${m}x${k}->${n}`, async () => {
+    const seed = m * 7 + n * 3 + k;
+    const x = normal(m * k, seed, 2), w = normal(n * k, seed + 1, 1 / Math.sqrt(k)), bias = uniform(n, seed + 2);
+    const exact = gemmRefF64(Float64Array.from(x, act === 'gelu' ? geluF64 : quickGeluF64), w, m, n, k, { bias });
+    const packed = await packWeight(new Tensor(w, [n, k]), { dtype: 'bfloat16' });
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const y = await linear(new Tensor(x, [m, k]), packed, { bias: new Tensor(bias, [n]), inputActivation: act });
         assertScaledClose(y.data, exact.y, exact.scale, TOL_UNROUNDED, 1e-6, `vs unrounded inputs (${isa})`);
       });
   });
