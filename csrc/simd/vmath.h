@@ -5,7 +5,7 @@
 //
 // Each function works on N independent vectors at once (v_exp_n<N> etc.), every step a short loop
 // over the N: one vector's chain is ~40 dependent operations long, so a loop over single vectors is
-// bound by latency; N = 4 interleaved chains keep both FMA pipes busy. v_exp(x) etc. are N = 1.
+// bound by latency; N = 4 to 8 interleaved chains keep the FMA pipes busy. v_exp(x) etc. are N = 1.
 
 #define CK_EACH(j) _Pragma("GCC unroll 8") for (int j = 0; j < N; ++j)
 
