@@ -216,7 +216,8 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
       // With x_act the rows go through the activation into the thread's scratch first.
       std::atomic<bool> no_scratch{false};
       pool().parallel_ranges((g1 - g0) * mp, [&](size_t begin, size_t end, int t) {
-        float* act_rows = x_act ? static_cast<float*>(pool().scratch(t, mr * kc * sizeof(float), kSlotAct)) : nullptr;
+        float* act_rows =
+            x_act ? static_cast<float*>(pool().scratch(t, std::max<size_t>(64, mr * kc * sizeof(float)), kSlotAct)) : nullptr;
         if (x_act && !act_rows) {
           no_scratch = true;
           return;

@@ -115,6 +115,8 @@ Gemm('k = 0 gives the bias; m = 0 gives an empty result', async () => {
   const y = await linear(new Tensor(new Float32Array(0), [3, 0]), packed, { bias: new Tensor(b, [5]), activation: 'gelu' });
   const ref = gemmRefF64([], [], 3, 5, 0, { bias: b, epilogue: 'gelu' });
   assertScaledClose(y.data, ref.y, ref.scale, 0, 1e-6, 'y');
+  const yx = await linear(new Tensor(new Float32Array(0), [3, 0]), packed, { bias: new Tensor(b, [5]), inputActivation: 'gelu' });
+  assertScaledClose(yx.data, gemmRefF64([], [], 3, 5, 0, { bias: b }).y, ref.scale, 0, 1e-6, 'y (inputActivation)');
   const empty = await linear(new Tensor(new Float32Array(0), [0, 7]), await packWeight(new Tensor(normal(21, 32), [3, 7])));
   assert.equal(empty.shape, [0, 3]);
 });
