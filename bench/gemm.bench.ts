@@ -60,8 +60,9 @@ export function gemmCases(): GemmBenchCase[] {
 }
 
 export function patchEmbedCases(): GemmBenchCase[] {
-  return [1, 8].map((batch) => {
-    const C = 3, H = 224, p = 16, D = 768, P = (H / p) ** 2;
+  // ViT-B/16 and ViT-B/32 (49 patches an image: K = 3072 over few rows).
+  return [16, 32].flatMap((p) => [1, 8].map((batch) => [p, batch])).map(([p, batch]) => {
+    const C = 3, H = 224, D = 768, P = (H / p) ** 2;
     const pixels = filled(batch * C * H * H, 3), cls = filled(D, 4), pos = filled((1 + P) * D, 5), y = new Float32Array(batch * (1 + P) * D);
     const shape = `b${batch} ${C}x${H}x${H} patch ${p} D${D}`;
     return {
