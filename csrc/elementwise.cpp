@@ -48,19 +48,15 @@ ck_status add_f32(const float* a, const float* b, size_t b_period, float* y, siz
 #else  // ---- SIMD body, compiled once per ISA ----
 
 // Eight vectors at a time: the activations are long dependency chains (see vmath.h). Against four,
-// GELU takes 20 % less time on Zen 5 (AVX-512 and AVX2 alike);
-// QuickGELU, a shorter chain, the same within noise.
+// GELU takes 20 % less time on Zen 5 (AVX-512 and AVX2 alike); QuickGELU, a shorter chain, the same.
 template <int N>
 static inline void apply_n(Unary op, V::F (&v)[N]) {
   if (op == Unary::Gelu) v_gelu_n<N>(v);
   else v_quick_gelu_n<N>(v);
 }
 
-#ifndef CKN
-#define CKN 8
-#endif
 static void unary_span(Unary op, const float* x, float* y, size_t n) {
-  constexpr int kN = CKN;
+  constexpr int kN = 8;
   size_t i = 0;
   for (; i + kN * V::W <= n; i += kN * V::W) {
     V::F v[kN];

@@ -4,12 +4,12 @@
 //     ISA, so a weight packed under one ISA runs under any other.
 //   - The driver (portable) walks M in MC-row blocks and K in KC blocks (the kernel's kc: 768 for
 //     AVX-512, 384 for the others). For each M block it packs X into MR-row micro-panels (each row
-//     copied, at a fixed stride; one shared buffer, the threads split the packing), then the threads split the N tiles (and the
-//     M micro-panels when there are fewer N tiles than threads) and run the micro-kernel over (K
-//     block, N tile, M micro-panel): the KC×NR B tile is reused from L1 (AVX2: 24 KiB) or L2
-//     (AVX-512: 96 KiB) while the MC×KC A block is reused from L2. While a thread runs one N tile over
-//     enough M micro-panels it prefetches the B tile it runs next, a slice before each call, when
-//     that tile fits in L1.
+//     copied, at a fixed stride; one shared buffer, the threads split the packing), then the threads
+//     split the N tiles (and the M micro-panels when there are fewer N tiles than threads) and run
+//     the micro-kernel over (K block, N tile, M micro-panel): the KC×NR B tile is reused from L1
+//     (AVX2: 24 KiB) or L2 (AVX-512: 96 KiB) while the MC×KC A block is reused from L2. While a
+//     thread runs one N tile over enough M micro-panels it prefetches the B tile it runs next, a
+//     slice before each call, when that tile fits in L1.
 //   - Only the MR×NR micro-kernel is ISA-specific (written once against V, tile chosen per pass):
 //       gemm_f32_ukr_avx512_12x32  24 zmm accumulators, 2 B loads + 12 broadcasts per k
 //       gemm_f32_ukr_avx2_6x16     12 ymm accumulators, 2 B loads + 6 broadcasts per k

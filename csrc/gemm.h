@@ -1,5 +1,6 @@
 // GEMM with a fused epilogue: Y[m,n] = X[m,k] · W[n,k]ᵀ (+ bias[n]) then optionally GELU (erf),
-// QuickGELU or + R[m,n]; X may be read through GELU / QuickGELU. W is packed once (at model load) into panels for the micro-kernel.
+// QuickGELU or + R[m,n]; X may be read through GELU / QuickGELU. W is packed once (at model load)
+// into panels for the micro-kernel.
 #pragma once
 #include <vector>
 
