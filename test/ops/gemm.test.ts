@@ -37,6 +37,8 @@ for (const m of [1, 7, 63, 197])
 cases.push({ m: 197, n: 2304, k: 768, epilogue: 'none', bias: true, alpha: 1 });
 cases.push({ m: 52, n: 2048, k: 512, epilogue: 'quick_gelu', bias: true, alpha: 1 });
 cases.push({ m: 197, n: 768, k: 3072, epilogue: 'residual', bias: true, alpha: 1 });
+// Rows enough for several M blocks (each thread takes its own rows): 1003×1543→70.
+cases.push({ m: 1003, n: 70, k: 1543, epilogue: 'residual', bias: true, alpha: -0.5 });
 
 for (const c of cases) {
   const name = `${c.m}x${c.k}->${c.n} ${c.epilogue}${c.bias ? ' +bias' : ''}${c.alpha !== 1 ? ` alpha=${c.alpha}` : ''}`;
@@ -121,24 +123,27 @@ Gemm('k = 0 gives the bias; m = 0 gives an empty result', async () => {
   assert.equal(empty.shape, [0, 3]);
 });
 
-Gemm('1 thread and all threads give identical results; a weight packed under one ISA runs under all', async () => {
-  const m = 197, n = 769, k = 300;
-  const x = normal(m * k, 41), w = normal(n * k, 42, 0.1), b = uniform(n, 43);
-  const packed = await onIsa(isas[0], () => packWeight(new Tensor(w, [n, k])));
-  for (const isa of isas)
-    await onIsa(isa, async () => {
-      try {
-        setThreads(1);
-        const y1 = await linear(new Tensor(x, [m, k]), packed, { bias: new Tensor(b, [n]), activation: 'gelu' });
-        setThreads(0);
-        const yn = await linear(new Tensor(x, [m, k]), packed, { bias: new Tensor(b, [n]), activation: 'gelu' });
-        // Each element is summed in the same order whatever the split: bitwise equal.
-        assert.ok(y1.data.every((v, i) => Object.is(v, yn.data[i])), `1 vs N threads differ (${isa})`);
-      } finally {
-        setThreads(0);
-      }
-    });
-});
+// 197 rows: one M block, the threads split its N tiles. 1003 rows: several M blocks, each thread
+// takes its own rows (the split falls inside a micro-panel), across K blocks, through an input activation.
+for (const [m, n, k, act] of [[197, 769, 300, 'none'], [1003, 70, 1543, 'quick_gelu']] as const)
+  Gemm(`1 thread and all threads give identical results; a weight packed under one ISA runs under all (${m}x${k}->${n})`, async () => {
+    const x = normal(m * k, 41), w = normal(n * k, 42, 0.1), b = uniform(n, 43);
+    const packed = await onIsa(isas[0], () => packWeight(new Tensor(w, [n, k])));
+    const opts = act === 'none' ? { bias: new Tensor(b, [n]), activation: 'gelu' as const } : { bias: new Tensor(b, [n]), inputActivation: act };
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        try {
+          setThreads(1);
+          const y1 = await linear(new Tensor(x, [m, k]), packed, opts);
+          setThreads(0);
+          const yn = await linear(new Tensor(x, [m, k]), packed, opts);
+          // Each element is summed in the same order whatever the split: bitwise equal.
+          assert.ok(y1.data.every((v, i) => Object.is(v, yn.data[i])), `1 vs N threads differ (${isa})`);
+        } finally {
+          setThreads(0);
+        }
+      });
+  });
 
 for (const [m, n, k] of [[1, 1, 1], [7, 17, 63], [63, 7, 769], [197, 63, 17], [52, 130, 512]] as const)
   Gemm(`matmul ${m}x${k} · ${k}x${n} (both layouts of b)`, async () => {

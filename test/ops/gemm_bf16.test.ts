@@ -77,27 +77,28 @@ Bf16('inputs round to nearest bf16, ties to even', async () => {
     });
 });
 
-Bf16('1, 2 and 3 threads give bit-identical products on every ISA (AMX: each pool thread configures its own tiles)', async () => {
-  const m = 197, n = 63, k = 769;
-  const x = new Tensor(normal(m * k, 11), [m, k]);
-  const w = await packWeight(new Tensor(normal(n * k, 12, 1 / Math.sqrt(k)), [n, k]), { dtype: 'bfloat16' });
-  const bias = new Tensor(uniform(n, 13), [n]);
-  try {
-    for (const isa of isas)
-      await onIsa(isa, async () => {
-        const runs: Float32Array[] = [];
-        for (const t of [1, 2, 3]) {
-          setThreads(t);
-          runs.push((await linear(x, w, { bias, activation: 'gelu' })).data);
-        }
-        assert.ok(runs[0].some((v) => v !== 0), isa);
-        assert.equal(Array.from(runs[1]), Array.from(runs[0]), `${isa}: 2 threads`);
-        assert.equal(Array.from(runs[2]), Array.from(runs[0]), `${isa}: 3 threads`);
-      });
-  } finally {
-    setThreads(0);
-  }
-});
+// 197 rows: the threads split one M block's N tiles; 1003 rows: each thread takes its own rows.
+for (const [m, n, k] of [[197, 63, 769], [1003, 40, 1100]] as const)
+  Bf16(`1, 2 and 3 threads give bit-identical products on every ISA (AMX: each pool thread configures its own tiles): ${m}x${k}->${n}`, async () => {
+    const x = new Tensor(normal(m * k, 11), [m, k]);
+    const w = await packWeight(new Tensor(normal(n * k, 12, 1 / Math.sqrt(k)), [n, k]), { dtype: 'bfloat16' });
+    const bias = new Tensor(uniform(n, 13), [n]);
+    try {
+      for (const isa of isas)
+        await onIsa(isa, async () => {
+          const runs: Float32Array[] = [];
+          for (const t of [1, 2, 3]) {
+            setThreads(t);
+            runs.push((await linear(x, w, { bias, activation: 'gelu' })).data);
+          }
+          assert.ok(runs[0].some((v) => v !== 0), isa);
+          assert.equal(Array.from(runs[1]), Array.from(runs[0]), `${isa}: 2 threads`);
+          assert.equal(Array.from(runs[2]), Array.from(runs[0]), `${isa}: 3 threads`);
+        });
+    } finally {
+      setThreads(0);
+    }
+  });
 
 Bf16('packing rounds every weight to nearest bf16 (ties to even) under every ISA', async () => {
   // X = the identity reads the packed weight back exactly: y[r, c] = W[c, r], one product per output.
