@@ -144,7 +144,7 @@ static void gemm_bf16_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdif
   gemm_store_tile<RA, NV>(acc, c, ldc, mv, nv, e);
 }
 
-// As gemm_f32_ukr: a last micro-panel of a third or two thirds of the rows runs with that many.
+// As gemm_f32_ukr: a micro-panel of a third, two thirds or MR - 2 of the rows runs with that many.
 template <int MR, int NV>
 static void gemm_bf16_ukr(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
                           int nv, const GemmTileEpilogue& e) {

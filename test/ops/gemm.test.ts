@@ -37,6 +37,10 @@ for (const m of [1, 7, 63, 197])
 cases.push({ m: 197, n: 2304, k: 768, epilogue: 'none', bias: true, alpha: 1 });
 cases.push({ m: 52, n: 2048, k: 512, epilogue: 'quick_gelu', bias: true, alpha: 1 });
 cases.push({ m: 197, n: 768, k: 3072, epilogue: 'residual', bias: true, alpha: 1 });
+// Rows cut into 10-row micro-panels on AVX-512 (50: 5 × 10; 77: 7 × 10 + 7) and a 10-row panel alone.
+cases.push({ m: 50, n: 100, k: 769, epilogue: 'gelu', bias: true, alpha: 1 });
+cases.push({ m: 77, n: 63, k: 197, epilogue: 'residual', bias: false, alpha: 0.37 });
+cases.push({ m: 10, n: 33, k: 63, epilogue: 'quick_gelu', bias: true, alpha: 1 });
 // Rows enough for several M blocks (each thread takes its own rows): 1003×1543→70.
 cases.push({ m: 1003, n: 70, k: 1543, epilogue: 'residual', bias: true, alpha: -0.5 });
 

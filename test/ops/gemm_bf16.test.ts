@@ -25,6 +25,10 @@ const CASES: [number, number, number, RefEpilogue][] = [
   [1, 63, 769, 'residual'],
   [197, 769, 17, 'quick_gelu'],
   [52, 2048, 512, 'quick_gelu'],
+  // 10-row micro-panels on AVX-512: 50 = 5 × 10, 77 = 7 × 10 + 7; a 10-row panel alone.
+  [50, 100, 769, 'gelu'],
+  [77, 63, 197, 'residual'],
+  [10, 33, 63, 'none'],
 ];
 
 for (const [m, n, k, epilogue] of CASES)
