@@ -60,13 +60,12 @@ constexpr int kSlotA = 2, kSlotB = 3, kSlotAct = 4;
 size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 // The micro-kernel work of m rows in micro-panels of `rows` (<= MR) rows, in row-calls: each call
-// runs the accumulator rows gemm_by_rows picks (MR/3, 2·MR/3, MR - 2 (MR >= 12) or MR) plus about half
-// a row of fixed cost, and a third-of-MR kernel runs at ~70 % of the others' rate (Zen 5, bf16 and fp32).
+// runs the accumulator rows gemm_rows_for picks plus about half a row of fixed cost, and a
+// third-of-MR kernel runs at ~70 % of the others' rate (Zen 5, bf16 and fp32).
 double tile_cost(size_t m, size_t rows, size_t MR) {
   auto run = [&](size_t mv) -> double {
-    const size_t r1 = MR / 3, r2 = 2 * MR / 3, r3 = MR >= 12 ? MR - 2 : MR;
-    if (mv <= r1) return r1 + 1.6;
-    return (mv <= r2 ? r2 : mv <= r3 ? r3 : MR) + 0.5;
+    const int ra = gemm_rows_for(static_cast<int>(mv), static_cast<int>(MR));
+    return ra + (ra == gemm_rows_for(1, static_cast<int>(MR)) ? 1.6 : 0.5);
   };
   return double(m / rows) * run(rows) + (m % rows ? run(m % rows) : 0.0);
 }

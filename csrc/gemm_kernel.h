@@ -13,6 +13,14 @@ namespace ck {
 // [panel][k/2][16][2] bf16 (k pairs adjacent, odd k padded with zero), each panel zero-padded past n.
 constexpr size_t kPanelCols = 16;
 
+// The accumulator rows an MR-row micro-kernel runs for a micro-panel of mv rows (mv <= MR): a third
+// or two thirds of MR, or MR - 2 when MR >= 12, whichever first holds mv, else MR. The kernels are
+// instantiated for those row counts (gemm_by_rows); the driver's cost model counts with them.
+constexpr int gemm_rows_for(int mv, int MR) {
+  const int r1 = MR / 3 > 0 ? MR / 3 : 1, r2 = 2 * MR / 3 > r1 ? 2 * MR / 3 : r1, r3 = MR >= 12 ? MR - 2 : MR;
+  return mv <= r1 ? r1 : mv <= r2 ? r2 : mv <= r3 ? r3 : MR;
+}
+
 // What the micro-kernel does when it stores its tile. The tile's partial sums over K blocks live in Y:
 //   first K block:  Y  = alpha·acc + bias + R      (R read before Y is written, so R may alias Y)
 //   later blocks:   Y += alpha·acc

@@ -23,13 +23,12 @@ constexpr int kGemmMR = 4, kGemmNV = 16 / V::W;
 constexpr size_t kGemmKC = 384;
 #endif
 
-// Calls run(std::integral_constant<int, RA>) with RA the accumulator rows a micro-panel of mv rows
-// needs: a third or two thirds of MR, or MR - 2 (MR >= 12), when its rows fit (a last micro-panel:
-// 52 rows = 4·12 + 4; micro-panels of 10 rows), else MR. The micro-kernels are instantiated for
-// those row counts.
+// Calls run(std::integral_constant<int, RA>) with RA = gemm_rows_for(mv, MR) (gemm_kernel.h): the
+// accumulator rows a micro-panel of mv rows needs (a last micro-panel: 52 rows = 4·12 + 4; micro-panels
+// of 10 rows). The micro-kernels are instantiated for those row counts.
 template <int MR, typename Run>
 static inline void gemm_by_rows(int mv, Run&& run) {
-  constexpr int R1 = MR / 3 > 0 ? MR / 3 : 1, R2 = 2 * MR / 3 > R1 ? 2 * MR / 3 : R1, R3 = MR >= 12 ? MR - 2 : MR;
+  constexpr int R1 = gemm_rows_for(1, MR), R2 = gemm_rows_for(R1 + 1, MR), R3 = gemm_rows_for(R2 + 1, MR);
   if (mv <= R1) run(std::integral_constant<int, R1>());
   else if (mv <= R2) run(std::integral_constant<int, R2>());
   else if (mv <= R3) run(std::integral_constant<int, R3>());
