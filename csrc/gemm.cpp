@@ -11,9 +11,9 @@
 //         rows, packs them into its own buffer and runs them over every N tile;
 //       - fewer (one image or text): the threads split the packing of the one M block, then its N
 //         tiles (and its micro-panels when the N tiles are fewer than the threads), so that each
-//         weight byte is read from memory once. While a thread runs one N tile over enough
-//         micro-panels it prefetches the B tile it runs next, a slice before each call, when that
-//         tile fits in L1.
+//         weight byte is read from memory once.
+//     Either way, while a thread runs one B tile over its micro-panels, each call fetches a slice
+//     of the tile the thread runs next, spread over its k steps (GemmTileFetch).
 //   - Only the MR×NR micro-kernel is ISA-specific (written once against V, tile chosen per pass):
 //       gemm_f32_ukr_avx512_12x32  24 zmm accumulators, 2 B loads + 12 broadcasts per k
 //       gemm_f32_ukr_avx2_6x16     12 ymm accumulators, 2 B loads + 6 broadcasts per k
@@ -46,14 +46,6 @@ namespace {
 // M block, at most (in rows; L2 bounds it further below): 480 lets a 512-wide layer's block fill
 // 3/4 of a 1 MiB L2 (384 rows), 240 made 616 rows (CLIP text b8) three blocks instead of two.
 constexpr size_t kMC = 480;
-// Prefetching the next B tile pays when its lines can be spread over this many micro-kernel calls;
-// over fewer (few rows: a text at batch 1) the prefetches stall the calls on fill buffers instead
-// (52×768→3072, one core: 59 % of the FMA peak with, 66 % without; 1576 rows: 73 % with, 71 % without).
-// And only a tile that fits in L1 (AVX2's 384×16 fp32, 24 KiB) is fetched there: the AVX-512 and bf16
-// tiles (48–96 KiB) stream from L2, and fetching the next one into L1 only evicts the current one
-// (Zen 4, 2 threads, weights from memory: without it 2–7 % less time at 174–1576 rows, fp32 and
-// bf16; on an AVX-512 Xeon the same within noise).
-constexpr size_t kPrefetchMinCalls = 8;
 constexpr size_t kABudget = size_t(4) << 20;   // packed-A bytes per pass over K (bounds scratch for huge K)
 constexpr int kSlotA = 2, kSlotB = 3, kSlotAct = 4;
 
@@ -227,7 +219,6 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
   const size_t n_tiles = (n + nr - 1) / nr;
   const int me = calling_thread();
   const size_t threads = static_cast<size_t>(pool().threads());
-  const size_t l1d = cpu_features().l1d_bytes;
 
   // Packs the micro-panels [i0, i1) of the M block at row ic (mb rows) for K blocks from g0:
   // micro-panel (kb, p) at ((kb-g0)·mp + p). With x_act the rows go through the activation into the
@@ -279,30 +270,28 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
       const char* b = w.panel(p0_panel) + k0 * w.k_row_bytes;
       const ptrdiff_t second = p0_panel + 1 < n_panels ? w.panel(p0_panel + 1) - w.panel(p0_panel) : 0;
       e.bias = e.first && a.bias ? a.bias + col0 : nullptr;
-      // The B tile this thread runs next: its lines are fetched a slice per micro-kernel call while
-      // this tile runs, so that the first call on it does not stall on L3.
-      const char* b_next = nullptr;
-      size_t next_bytes = 0, next_panels = 0, next_panel = 0, b_next_off = 0;
-      if (s + 1 < steps && np >= kPrefetchMinCalls) {
+      // The B tile this thread runs next (GemmTileFetch): each call on this tile fetches its slice.
+      GemmTileFetch next;
+      size_t next_lines = 0;
+      if (s + 1 < steps) {  // tiles span one or two panels (nr <= 32)
         size_t kn_b, jn;
         step_at(s + 1, &kn_b, &jn);
-        const size_t kn = kn_b * kc;
-        next_panel = jn * nr / kPanelCols;
-        b_next_off = kn * w.k_row_bytes;
-        next_bytes = std::min(kc, K - kn) * w.k_row_bytes;
-        next_panels = std::min(panels_per_tile, n_panels - jn * nr / kPanelCols);
-        if (next_bytes * next_panels <= l1d) b_next = w.panel(next_panel) + b_next_off;
+        const size_t kn = kn_b * kc, panel = jn * nr / kPanelCols;
+        next_lines = (std::min(kc, K - kn) * w.k_row_bytes + 63) / 64;
+        next.panel[0] = w.panel(panel) + kn * w.k_row_bytes;
+        if (panels_per_tile > 1 && panel + 1 < n_panels) next.panel[1] = w.panel(panel + 1) + kn * w.k_row_bytes;
       }
+      const char* const next_start[2] = {next.panel[0], next.panel[1]};
       for (size_t p = p0; p < p1; ++p) {
-        if (b_next) {
-          const size_t l0 = next_bytes * (p - p0) / np / 64 * 64, l1 = next_bytes * (p - p0 + 1) / np;
-          for (size_t q = 0; q < next_panels; ++q)
-            for (size_t off = l0; off < l1; off += 64) __builtin_prefetch(w.panel(next_panel + q) + b_next_off + off, 0, 3);
+        if (next_lines) {
+          const size_t l0 = next_lines * (p - p0) / np, l1 = next_lines * (p - p0 + 1) / np;
+          for (int q = 0; q < 2; ++q) next.panel[q] = next_start[q] ? next_start[q] + l0 * 64 : nullptr;
+          next.lines = l1 - l0;
         }
         const size_t r0 = ic + p * mr;
         e.residual = e.first && a.epilogue == Epilogue::Residual ? a.residual + r0 * a.ldr + col0 : nullptr;
         kern.ukr(kcb, apanels + p * a_panel_bytes, b, second, a.y + r0 * a.ldy + col0, a.ldy,
-                 static_cast<int>(std::min(mr, ic + mb - r0)), nv, e);
+                 static_cast<int>(std::min(mr, ic + mb - r0)), nv, e, next);
       }
     }
   };
@@ -423,7 +412,7 @@ static void gemm_f32_pack_a(const float* x, size_t ldx, size_t rows, size_t kc, 
 // that holds only a few rows (gemm_f32_ukr below picks).
 template <int MR, int RA, int NV>
 static void gemm_f32_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc,
-                              int mv, int nv, const GemmTileEpilogue& e) {
+                              int mv, int nv, const GemmTileEpilogue& e, const GemmTileFetch& next) {
   constexpr int NR = NV * V::W;
   constexpr int NP = NR / 16;  // 16-column panels per tile
   static_assert(NR % 16 == 0, "the tile spans whole panels");
@@ -444,8 +433,10 @@ static void gemm_f32_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdiff
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
 
+  TileFetcher fetch(next, kc);
 #pragma GCC unroll 4
   for (size_t k = 0; k < kc; ++k) {
+    fetch.step();
     V::F bv[NV];
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b[v * V::W / 16] + k * 16 + v * V::W % 16);
@@ -463,8 +454,8 @@ static void gemm_f32_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdiff
 // rows runs a kernel with that many accumulator rows, not the whole tile (gemm_by_rows).
 template <int MR, int NV>
 static void gemm_f32_ukr(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
-                         int nv, const GemmTileEpilogue& e) {
-  gemm_by_rows<MR>(mv, [&](auto ra) { gemm_f32_ukr_rows<MR, decltype(ra)::value, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e); });
+                         int nv, const GemmTileEpilogue& e, const GemmTileFetch& next) {
+  gemm_by_rows<MR>(mv, [&](auto ra) { gemm_f32_ukr_rows<MR, decltype(ra)::value, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e, next); });
 }
 
 static const GemmKernel kGemmF32Kernel = {kGemmMR,

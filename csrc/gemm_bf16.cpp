@@ -108,7 +108,7 @@ static void gemm_bf16_pack_a(const float* x, size_t ldx, size_t rows, size_t kc,
 // RA rows of the A micro-panel (row stride MR): the full tile, or fewer for a last micro-panel.
 template <int MR, int RA, int NV>
 static void gemm_bf16_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c, size_t ldc,
-                               int mv, int nv, const GemmTileEpilogue& e) {
+                               int mv, int nv, const GemmTileEpilogue& e, const GemmTileFetch& next) {
   constexpr int NR = NV * V::W;
   constexpr int NP = NR / 16;
   static_assert(NR % 16 == 0, "the tile spans whole panels");
@@ -129,8 +129,10 @@ static void gemm_bf16_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdif
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
 
   const size_t kp = (kc + 1) / 2;
+  TileFetcher fetch(next, kp);
 #pragma GCC unroll 2
   for (size_t j = 0; j < kp; ++j) {
+    fetch.step();
     V::F be[NV], bo[NV];
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) bf16_pairs_widen(b[v * V::W / 16] + j * 32 + (v * V::W % 16) * 2, be[v], bo[v]);
@@ -147,8 +149,8 @@ static void gemm_bf16_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdif
 // As gemm_f32_ukr: a micro-panel of a third, two thirds or MR - 2 of the rows runs with that many.
 template <int MR, int NV>
 static void gemm_bf16_ukr(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
-                          int nv, const GemmTileEpilogue& e) {
-  gemm_by_rows<MR>(mv, [&](auto ra) { gemm_bf16_ukr_rows<MR, decltype(ra)::value, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e); });
+                          int nv, const GemmTileEpilogue& e, const GemmTileFetch& next) {
+  gemm_by_rows<MR>(mv, [&](auto ra) { gemm_bf16_ukr_rows<MR, decltype(ra)::value, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e, next); });
 }
 
 static const GemmKernel kGemmBf16Kernel = {kGemmMR,
@@ -197,7 +199,8 @@ gemm_bf16_pack_a_pairs(const float* x, size_t ldx, size_t rows, size_t kc, void*
 // RA rows of the A micro-panel (row stride 12): the whole tile, or fewer for a last micro-panel.
 template <int RA>
 CK_BF16_DOT_TARGET static void gemm_bf16_dot_rows(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes, float* c,
-                                                  size_t ldc, int mv, int nv, const GemmTileEpilogue& e) {
+                                                  size_t ldc, int mv, int nv, const GemmTileEpilogue& e,
+                                                  const GemmTileFetch& next) {
   constexpr int MR = kBf16DotMR;
   const uint16_t* a = static_cast<const uint16_t*>(a_);
   const uint16_t* b0 = static_cast<const uint16_t*>(b_);
@@ -211,8 +214,10 @@ CK_BF16_DOT_TARGET static void gemm_bf16_dot_rows(size_t kc, const void* a_, con
 #pragma GCC unroll 32
   for (int r = 0; r < RA; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   const size_t kp = (kc + 1) / 2;
+  TileFetcher fetch(next, kp);
 #pragma GCC unroll 2
   for (size_t j = 0; j < kp; ++j) {
+    fetch.step();
     const __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0 + j * 32);
     const __m512bh w1 = (__m512bh)_mm512_loadu_si512(b1 + j * 32);
 #pragma GCC unroll 32
@@ -229,8 +234,9 @@ CK_BF16_DOT_TARGET static void gemm_bf16_dot_rows(size_t kc, const void* a_, con
 
 // A last micro-panel of at most 4 or 8 rows (52 = 4·12 + 4) runs with that many accumulator rows.
 CK_BF16_DOT_TARGET static void gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes,
-                                                              float* c, size_t ldc, int mv, int nv, const GemmTileEpilogue& e) {
-  gemm_by_rows<kBf16DotMR>(mv, [&](auto ra) { gemm_bf16_dot_rows<decltype(ra)::value>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e); });
+                                                              float* c, size_t ldc, int mv, int nv, const GemmTileEpilogue& e,
+                                                              const GemmTileFetch& next) {
+  gemm_by_rows<kBf16DotMR>(mv, [&](auto ra) { gemm_bf16_dot_rows<decltype(ra)::value>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e, next); });
 }
 #undef CK_BF16_DOT_TARGET
 
@@ -274,7 +280,8 @@ CK_AMX_TARGET static void gemm_bf16_pack_a_amx(const float* x, size_t ldx, size_
 }
 
 CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, const void* b_, ptrdiff_t b_panel_bytes,
-                                                 float* c, size_t ldc, int mv, int nv, const GemmTileEpilogue& e) {
+                                                 float* c, size_t ldc, int mv, int nv, const GemmTileEpilogue& e,
+                                                 const GemmTileFetch& next) {
   amx_configure_thread();
   for (int r = 0; r < mv; ++r) {  // the epilogue's C tile
     __builtin_prefetch(c + r * ldc);
@@ -308,7 +315,9 @@ CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, con
     _tile_zero(3);
   }
   const size_t steps = kc / kAmxK, tail = kc % kAmxK;
+  TileFetcher fetch(next, steps);
   for (size_t s = 0; s < steps; ++s) {
+    fetch.step();
     _tile_loadd(4, a + (2 * s) * kAmxTileBytes, 64);
     _tile_loadd(5, a + (2 * s + 1) * kAmxTileBytes, 64);
     _tile_loadd(6, b0 + s * kAmxTileBytes, 64);

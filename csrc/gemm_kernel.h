@@ -34,6 +34,38 @@ struct GemmTileEpilogue {
   bool first, last;
 };
 
+// The share of the next B tile (the one the driver runs after this call's) that a micro-kernel call
+// fetches into L1 while it runs: `lines` cache lines from each of the tile's panels, starting at
+// panel[0] and, for a two-panel tile, panel[1]. The driver gives each call on a tile an equal slice,
+// so the next tile arrives over the whole run of this one and its first call does not wait on memory
+// (Zen 5, weights from memory: a ViT-B/32 image at batch 1 takes 13–16 % less time, fp32 and bf16).
+struct GemmTileFetch {
+  const char* panel[2] = {nullptr, nullptr};
+  size_t lines = 0;
+};
+
+// Spreads a call's fetches evenly over its k steps: step() once per step.
+class TileFetcher {
+ public:
+  TileFetcher(const GemmTileFetch& f, size_t steps)
+      : p0_(f.panel[0]), p1_(f.panel[1]), lines_(f.panel[0] ? f.lines : 0), steps_(steps ? steps : 1) {}
+  void step() {
+    for (due_ += lines_; due_ >= steps_; due_ -= steps_) {
+      __builtin_prefetch(p0_, 0, 3);
+      p0_ += 64;
+      if (p1_) {
+        __builtin_prefetch(p1_, 0, 3);
+        p1_ += 64;
+      }
+    }
+  }
+
+ private:
+  const char* p0_;
+  const char* p1_;
+  size_t lines_, steps_, due_ = 0;
+};
+
 // Packs rows [0, rows) (rows <= mr) × [0, kc) of x (already offset to the block) into one A
 // micro-panel, zero-filling rows past `rows` and the k padding. Layout is the kernel's own
 // (fp32: rows at a fixed stride; bf16: [k][MR] or k pairs).
@@ -41,9 +73,9 @@ using GemmPackA = void (*)(const float* x, size_t ldx, size_t rows, size_t kc, v
 
 // C[0:mv, 0:nv] (tile at c, row stride ldc) ⊕= A-panel · B-tile over kc. b points at the tile's
 // first panel at the K block's first k; the next panel is b + b_panel_bytes (read only if nv > 16;
-// negative when the weight's parts lie in that order in memory).
+// negative when the weight's parts lie in that order in memory). Meanwhile it fetches `next`.
 using GemmUkr = void (*)(size_t kc, const void* a, const void* b, ptrdiff_t b_panel_bytes, float* c, size_t ldc, int mv,
-                         int nv, const GemmTileEpilogue& e);
+                         int nv, const GemmTileEpilogue& e, const GemmTileFetch& next);
 
 struct GemmKernel {
   int mr, nr;             // register tile; nr is a multiple of kPanelCols
