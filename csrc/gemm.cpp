@@ -270,28 +270,21 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
       const char* b = w.panel(p0_panel) + k0 * w.k_row_bytes;
       const ptrdiff_t second = p0_panel + 1 < n_panels ? w.panel(p0_panel + 1) - w.panel(p0_panel) : 0;
       e.bias = e.first && a.bias ? a.bias + col0 : nullptr;
-      // The B tile this thread runs next (GemmTileFetch): each call on this tile fetches its slice.
+      // The B tile this thread runs next: each call on this tile fetches its slice of it.
       GemmTileFetch next;
-      size_t next_lines = 0;
       if (s + 1 < steps) {  // tiles span one or two panels (nr <= 32)
         size_t kn_b, jn;
         step_at(s + 1, &kn_b, &jn);
         const size_t kn = kn_b * kc, panel = jn * nr / kPanelCols;
-        next_lines = (std::min(kc, K - kn) * w.k_row_bytes + 63) / 64;
+        next.lines = (std::min(kc, K - kn) * w.k_row_bytes + 63) / 64;
         next.panel[0] = w.panel(panel) + kn * w.k_row_bytes;
         if (panels_per_tile > 1 && panel + 1 < n_panels) next.panel[1] = w.panel(panel + 1) + kn * w.k_row_bytes;
       }
-      const char* const next_start[2] = {next.panel[0], next.panel[1]};
       for (size_t p = p0; p < p1; ++p) {
-        if (next_lines) {
-          const size_t l0 = next_lines * (p - p0) / np, l1 = next_lines * (p - p0 + 1) / np;
-          for (int q = 0; q < 2; ++q) next.panel[q] = next_start[q] ? next_start[q] + l0 * 64 : nullptr;
-          next.lines = l1 - l0;
-        }
         const size_t r0 = ic + p * mr;
         e.residual = e.first && a.epilogue == Epilogue::Residual ? a.residual + r0 * a.ldr + col0 : nullptr;
         kern.ukr(kcb, apanels + p * a_panel_bytes, b, second, a.y + r0 * a.ldy + col0, a.ldy,
-                 static_cast<int>(std::min(mr, ic + mb - r0)), nv, e, next);
+                 static_cast<int>(std::min(mr, ic + mb - r0)), nv, e, next.slice(p - p0, np));
       }
     }
   };

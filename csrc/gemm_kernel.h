@@ -42,6 +42,15 @@ struct GemmTileEpilogue {
 struct GemmTileFetch {
   const char* panel[2] = {nullptr, nullptr};
   size_t lines = 0;
+
+  // Slice i of `parts` equal slices (a whole tile's GemmTileFetch, cut for one call).
+  GemmTileFetch slice(size_t i, size_t parts) const {
+    GemmTileFetch f;
+    const size_t l0 = lines * i / parts, l1 = lines * (i + 1) / parts;
+    for (int q = 0; q < 2; ++q) f.panel[q] = panel[q] ? panel[q] + l0 * 64 : nullptr;
+    f.lines = l1 - l0;
+    return f;
+  }
 };
 
 // Spreads a call's fetches evenly over its k steps: step() once per step.
