@@ -52,6 +52,11 @@ struct V {
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
   }
 
+  // y·2^n for integral n in [-252, 254]: in two steps, so neither power of 2 overflows its exponent.
+  static F scalef(F y, F n) {
+    F n1 = round(sub(mul(n, set1(0.5f)), set1(0.25f)));  // floor(n/2)
+    return mul(mul(y, pow2i(n1)), pow2i(sub(n, n1)));
+  }
   static F round_bf16(F a) {
     __m256i b = _mm256_castps_si256(a);
     __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));

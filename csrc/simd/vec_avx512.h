@@ -51,10 +51,8 @@ struct V {
   static M lt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
   static F select(M m, F a, F b) { return _mm512_mask_blend_ps(m, b, a); }
 
-  static F pow2i(F n) {
-    __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
-  }
+  // y·2^n for integral n (vscalefps: no overflow of an intermediate power of 2).
+  static F scalef(F y, F n) { return _mm512_scalef_ps(y, n); }
 
   static F round_bf16(F a) {
     __m512i b = _mm512_castps_si512(a);

@@ -46,6 +46,11 @@ struct V {
     int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
   }
+  // y·2^n for integral n in [-252, 254]: in two steps, so neither power of 2 overflows its exponent.
+  static F scalef(F y, F n) {
+    F n1 = round(sub(mul(n, set1(0.5f)), set1(0.25f)));  // floor(n/2)
+    return mul(mul(y, pow2i(n1)), pow2i(sub(n, n1)));
+  }
   static F round_bf16(F a) {
     uint32x4_t b = vreinterpretq_u32_f32(a);
     uint32x4_t lsb = vandq_u32(vshrq_n_u32(b, 16), vdupq_n_u32(1));

@@ -41,6 +41,11 @@ struct V {
     return r;
   }
 
+  // y·2^n for integral n in [-252, 254]: in two steps, so neither power of 2 overflows its exponent.
+  static F scalef(F y, F n) {
+    F n1 = round(sub(mul(n, set1(0.5f)), set1(0.25f)));  // floor(n/2)
+    return mul(mul(y, pow2i(n1)), pow2i(sub(n, n1)));
+  }
   // Rounds to the nearest bfloat16 (ties to even), returned widened to float.
   static F round_bf16(F a) {
     uint32_t b;

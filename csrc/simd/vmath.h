@@ -28,10 +28,7 @@ static inline void v_exp_n(V::F (&x)[N]) {
   CK_EACH(j) p[j] = V::fmadd(p[j], r[j], V::set1(5.0000001201e-1f));
   CK_EACH(j) {
     V::F y = V::add(V::fmadd(p[j], V::mul(r[j], r[j]), r[j]), V::set1(1.0f));
-    // n can reach 128 at the top of the range: scale in two steps so 2^n never overflows the exponent.
-    V::F n1 = V::round(V::sub(V::mul(n[j], V::set1(0.5f)), V::set1(0.25f)));  // floor(n/2) for integral n
-    V::F n2 = V::sub(n[j], n1);
-    y = V::mul(V::mul(y, V::pow2i(n1)), V::pow2i(n2));
+    y = V::scalef(y, n[j]);  // n reaches 128 at the top of the range (V::scalef never overflows on the way)
     x[j] = V::select(V::lt(x[j], lo), V::zero(), y);  // underflow (and -inf) to exactly 0
   }
 }
