@@ -1,5 +1,6 @@
 // attention({ q, k, v | qkv, keyMask?, out, batch, seq, heads, headDim, qRows, scale, causal }) -> Promise<void>
-// q, k, v: [batch, seq, heads·headDim] each, or qkv: [batch, seq, 3·heads·headDim] (q | k | v).
+// q, k, v: [batch, seq, heads·headDim] each, or qkv: [batch, seq, 3·heads·headDim] (q | k | v),
+// with qkv optionally query: [batch, qRows, heads·headDim], the queries computed (qkv's q unread).
 // keyMask: Int32Array or Uint8Array [batch, seq]. out: [batch, qRows, heads·headDim].
 // seqStarts (ragged batches): Int32Array [batch + 1]; then q, k, v, qkv and keyMask hold
 // seqStarts[batch] rows, seq is the longest sequence, and out holds every row (qRows = seq) or one
@@ -43,7 +44,15 @@ static Napi::Value Attention(const Napi::CallbackInfo& info) {
     args.k = qkv.data + (seq ? width : 0);
     args.v = qkv.data + (seq ? 2 * width : 0);
     args.q_row_stride = args.k_row_stride = args.v_row_stride = row;
-    args.q_batch_stride = args.k_batch_stride = args.v_batch_stride = seq * row;
+    args.q_batch_stride = args.k_batch_stride = args.v_batch_stride = starts ? 0 : seq * row;
+    // query: the queries of the rows computed, in place of qkv's q part ([batch, qRows, width]).
+    if (auto query = a.f32_opt("query")) {
+      if (starts && q_rows != 1) throw_range(a.env(), "E_ARG", "attention: with seqStarts, query needs qRows = 1");
+      a.expect_length("query", query, a.product({batch, q_rows, width}));
+      args.q = query.data;
+      args.q_row_stride = width;
+      args.q_batch_stride = q_rows * width;
+    }
   } else {
     auto q = a.f32("q"), k = a.f32("k"), v = a.f32("v");
     const size_t n = a.product({rows, width});
@@ -52,7 +61,7 @@ static Napi::Value Attention(const Napi::CallbackInfo& info) {
     a.expect_length("v", v, n);
     args.q = q.data, args.k = k.data, args.v = v.data;
     args.q_row_stride = args.k_row_stride = args.v_row_stride = width;
-    args.q_batch_stride = args.k_batch_stride = args.v_batch_stride = seq * width;
+    args.q_batch_stride = args.k_batch_stride = args.v_batch_stride = starts ? 0 : seq * width;
   }
   Napi::Value mask = a.value("keyMask");
   if (!mask.IsUndefined() && !mask.IsNull()) {

@@ -1,5 +1,5 @@
 // packWeight({ w, n, k, dtype }) -> Promise<handle>
-// gemm({ x, m, k, w: handle, bias?, epilogue, residual?, y, alpha?, repeat? }) -> Promise<void>
+// gemm({ x, m, k, w: handle, wRow0?, wRows?, bias?, epilogue, residual?, y, ldy?, alpha?, xActivation? }) -> Promise<void>
 #include <memory>
 #include <vector>
 
@@ -105,7 +105,14 @@ CK_EXPORT("packWeight", PackWeight);
 static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Args a(info, "gemm");
   const ck::PackedWeight* w = packed_weight_arg(a, "w");
-  const size_t m = a.size("m"), k = a.size("k"), n = w->n;
+  // wRow0, wRows: only those rows of W (its output features), e.g. k and v of a fused q | k | v weight.
+  const size_t row0 = a.size_or("wRow0", 0), m = a.size("m"), k = a.size("k");
+  if (row0 % 16 || row0 > w->n)
+    throw_range(a.env(), "E_ARG", "gemm: expected wRow0 a multiple of 16 up to " + std::to_string(w->n) + " but received " + std::to_string(row0));
+  const size_t n = a.size_or("wRows", w->n - row0);
+  if (n > w->n - row0 || (n % 16 && row0 + n != w->n))
+    throw_range(a.env(), "E_ARG", "gemm: expected wRows a multiple of 16 (or up to the end) within the weight's " + std::to_string(w->n) +
+                                      " rows from " + std::to_string(row0) + " but received " + std::to_string(n));
   if (k != w->k)
     throw_range(a.env(), "E_SHAPE", "gemm: expected k " + std::to_string(w->k) + " (the packed weight's) but received " +
                                         std::to_string(k));
@@ -144,7 +151,7 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   else if (xa == "quick_gelu") x_act = ck::Epilogue::QuickGelu;
   else throw_range(a.env(), "E_ARG", "gemm: expected none, gelu or quick_gelu for xActivation but received " + xa);
   const float alpha = static_cast<float>(a.number_or("alpha", 1.0));
-  ck::GemmArgs args{x.data, k, w, bias.data, e, residual.data, n, y.data, ldy, m, alpha, x_act};
+  ck::GemmArgs args{x.data, k, w, bias.data, e, residual.data, n, y.data, ldy, m, alpha, x_act, row0, n};
   return queue_job(a, [args] { return ck::gemm(args); });
 }
 CK_EXPORT("gemm", Gemm);

@@ -280,7 +280,8 @@ static ck_status attention_task(const AttentionArgs& a, const attention_detail::
       std::memset(vp + j * dp + d, 0, (dp - d) * sizeof(float));
     }
 
-  const float* qbase = a.seq_starts ? a.q + row0 * a.q_row_stride + h * d : a.q + b * a.q_batch_stride + h * d;
+  const bool q_by_row = a.seq_starts && !(a.q_rows == 1 && a.q_batch_stride);
+  const float* qbase = (q_by_row ? a.q + row0 * a.q_row_stride : a.q + b * a.q_batch_stride) + h * d;
   float* obase = a.out + h * d +
                  (!a.seq_starts ? b * a.out_batch_stride : a.q_rows == 1 ? b * a.out_row_stride : row0 * a.out_row_stride);
   const size_t dv = d - d % V::W;

@@ -18,7 +18,8 @@ namespace ck {
 // (the batch strides are unused), `seq` is the longest of them, and a key mask holds one entry per
 // row. Output rows: with q_rows == 1 sequence b's first row goes to out row b; otherwise every row
 // of every sequence goes to the out row of the same index. Sequences of different lengths thus run
-// in one call without padding.
+// in one call without padding. In a ragged batch with q_rows == 1, a nonzero q_batch_stride means q
+// holds only the rows computed: sequence b's first query at q + b·q_batch_stride (else at its row).
 struct AttentionArgs {
   const float* q;            // element [b, i, h·D + c] at q[b·q_batch_stride + i·q_row_stride + h·D + c]
   const float* k;

@@ -352,11 +352,15 @@ ck_status gemm(const GemmArgs& a) {
   const size_t panels = (pw.n + kPanelCols - 1) / kPanelCols;
   const size_t elem = bf16 ? 2 : 4;
   const size_t kpad = bf16 ? round_up(pw.k, 2) : pw.k;
-  GemmWeightView view{pw.n, pw.k, pw.data, kpad * kPanelCols * elem, kPanelCols * elem};
+  const size_t row0 = a.w_row0, rows = a.w_rows == GemmArgs::kAllRows ? pw.n - std::min(row0, pw.n) : a.w_rows;
+  if (row0 % kPanelCols || row0 > pw.n || rows > pw.n - row0 || (rows % kPanelCols && row0 + rows != pw.n)) return CK_ERR_ARG;
+  GemmWeightView view{rows, pw.k, pw.data, kpad * kPanelCols * elem, kPanelCols * elem};
   if (panels * view.panel_bytes > pw.bytes) return CK_ERR_ARG;
   if (!pw.panels.empty()) {
     if (pw.panels.size() != panels) return CK_ERR_ARG;
-    view.panel_ptrs = pw.panels.data();
+    view.panel_ptrs = pw.panels.data() + row0 / kPanelCols;
+  } else {
+    view.data = static_cast<const char*>(pw.data) + row0 / kPanelCols * view.panel_bytes;
   }
   const GemmKernel& kern = bf16 ? gemm_bf16_kernel(current_isa()) : *kGemmF32.pick();
   return gemm_driver(kern, view, a);

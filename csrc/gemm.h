@@ -51,6 +51,11 @@ struct GemmArgs {
   // Gelu or QuickGelu: X is read through it, Y = act(X)·Wᵀ ... (the activation of the GEMM before,
   // applied while X is packed, where it runs over whole rows instead of at the end of each tile).
   Epilogue x_act = Epilogue::None;
+  // Only rows [w_row0, w_row0 + w_rows) of W (output features; w_row0 a multiple of 16, and so is
+  // w_rows unless the range ends at n): e.g. k and v of a fused q | k | v weight. Y holds w_rows columns.
+  size_t w_row0 = 0;
+  size_t w_rows = kAllRows;
+  static constexpr size_t kAllRows = ~size_t(0);
 };
 
 // Multi-threaded on the pool. bf16 weights round X to bf16 too and accumulate in fp32.

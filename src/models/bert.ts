@@ -15,7 +15,8 @@
  * Each text runs at its true length, without padding: a batch stacks its texts row after row
  * (blocks.ts RaggedBatch), the GEMMs run over all rows at once and attention within each text. The
  * padding keys of a padded run get weight exactly 0, so [CLS] is the same as the fully padded run's.
- * The last layer computes only the [CLS] rows (attention for each text's first query, then its tail).
+ * The last layer computes only the [CLS] rows: q for those rows alone (k and v for every row), attention
+ * for each text's first query, then its tail.
  */
 import { attentionRagged } from '../ops/attention';
 import { embedding } from '../ops/embedding';
@@ -23,7 +24,7 @@ import { linear, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import {
-  collectStates, encodeInGroups, fresh, HiddenStates, keep, keepNorm, OpQueue, PackedLinear, packLinear, packQkv, PackSettings, pickRows, RaggedBatch, raggedBatch, TextOutput, Workspace, WorkspacePool,
+  collectStates, encodeInGroups, fresh, HiddenStates, keep, keepNorm, lastLayerQkv, OpQueue, PackedLinear, packLinear, packQkv, PackSettings, pickRows, RaggedBatch, raggedBatch, TextOutput, Workspace, WorkspacePool,
 } from './blocks';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
@@ -156,11 +157,18 @@ export class BertTower {
   private block(x: Tensor, l: PackedBertLayer, starts: Int32Array, keyMask: Int32Array | undefined, firstRowOnly: boolean, ws: Workspace, q: OpQueue): Tensor {
     const c = this.config, eps = c.layerNormEps;
     const [rows, width] = x.shape, texts = starts.length - 1;
-    const qkv = ws.tensor('qkv', [rows, l.qkv.weight.n]);
     const a = ws.tensor('attn', [firstRowOnly ? texts : rows, width]);
-    q.add(() => linear(x, l.qkv.weight, { bias: l.qkv.bias, out: qkv }));
-    q.add(() => attentionRagged(qkv, { heads: c.numAttentionHeads, seqStarts: starts, keyMask, firstRowOnly, out: a }));
-    if (firstRowOnly) x = pickRows(x, starts.subarray(0, texts), q); // [CLS] rows only: [B, W]
+    const heads = c.numAttentionHeads;
+    if (firstRowOnly) {
+      // [CLS] rows only from here on: [B, W].
+      const { qkv, query, picked } = lastLayerQkv(x, l.qkv, starts.subarray(0, texts), ws, q);
+      q.add(() => attentionRagged(qkv, { heads, seqStarts: starts, keyMask, firstRowOnly, query, out: a }));
+      x = picked;
+    } else {
+      const qkv = ws.tensor('qkv', [rows, l.qkv.weight.n]);
+      q.add(() => linear(x, l.qkv.weight, { bias: l.qkv.bias, out: qkv }));
+      q.add(() => attentionRagged(qkv, { heads, seqStarts: starts, keyMask, out: a }));
+    }
     // The last layer's rows leave the tower: they get buffers of their own.
     const stream = (t: Tensor) => (firstRowOnly ? fresh(t.shape[0], t.shape[1]) : ws.tensor(ws.holds('x', t) ? 'x2' : 'x', t.shape));
     q.add(() => linear(a, l.attentionOutput.weight, { bias: l.attentionOutput.bias, residual: x, out: x }));

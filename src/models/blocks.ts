@@ -226,6 +226,28 @@ export function preNormQkv(x: Tensor, l: PackedPreNormLayer, s: BlockSettings, w
   return qkv;
 }
 
+/**
+ * The attention input of a last layer that needs the output of some rows only (the class token,
+ * [CLS]), queued: k and v of every row of h [..., W] into qkv [..., 3W], whose q part is left unset,
+ * and q of rows `index` alone → query [n, W] (a third of the projection for the other rows saved);
+ * `picked` holds those rows of h. When W is not a multiple of 16 (the packed weight's panels) the
+ * projection runs whole and query is undefined: attention then reads qkv's q part.
+ */
+export function lastLayerQkv(h: Tensor, l: PackedLinear, index: ArrayLike<number>, ws: Workspace, q: OpQueue): { qkv: Tensor; query?: Tensor; picked: Tensor } {
+  const width = h.shape[h.shape.length - 1], n = l.weight.n;
+  const qkv = ws.tensor('qkv', [...h.shape.slice(0, -1), n]);
+  const picked = pickRows(h, index, q);
+  if (width % 16 !== 0 || n !== 3 * width) {
+    q.add(() => linear(h, l.weight, { bias: l.bias, out: qkv }));
+    return { qkv, picked };
+  }
+  const part = (t: Tensor | undefined, start: number, end: number) => t && new Tensor((t.data as Float32Array).subarray(start, end), [end - start]);
+  const query = ws.tensor('query', [index.length, width]);
+  q.add(() => linear(h, l.weight.rows(width, n), { bias: part(l.bias, width, n), out: qkv, outColumn: width }));
+  q.add(() => linear(picked, l.weight.rows(0, width), { bias: part(l.bias, 0, width), out: query }));
+  return { qkv, query, picked };
+}
+
 /** Rows `index` of x [R, W] (or [B, S, W], rows counted across the batch), queued → a new [n, W]. */
 export function pickRows(x: Tensor, index: ArrayLike<number>, q: OpQueue): Tensor {
   const width = x.shape[x.shape.length - 1];

@@ -6,8 +6,8 @@
  *   per layer:  x += out_proj(MHA(layer_norm1(x)));  x += fc2(act(fc1(layer_norm2(x))))
  *   pooled = post_layernorm(x[:, 0]);  image_embeds = pooled · visual_projectionᵀ (+ bias, EasyNLP)
  *
- * Only the class row leaves the tower, so the last layer computes attention for query row 0 alone
- * (keys and values still come from every row) and runs its out_proj, MLP and norms on that row.
+ * Only the class row leaves the tower, so the last layer projects q and computes attention for row 0
+ * alone (keys and values still come from every row) and runs its out_proj, MLP and norms on that row.
  */
 import { attentionPacked } from '../ops/attention';
 import { linear, PackedWeight, packWeight } from '../ops/gemm';
@@ -15,7 +15,7 @@ import { layerNorm } from '../ops/layer_norm';
 import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
 import { Tensor } from '../tensor';
 import {
-  BlockSettings, collectStates, fresh, HiddenStates, keep, keepNorm, OpQueue, PackedPreNormLayer, PackSettings, packPreNormLayer, pickRows, preNormMlp, preNormQkv, Workspace, WorkspacePool,
+  BlockSettings, collectStates, fresh, HiddenStates, keep, keepNorm, lastLayerQkv, OpQueue, PackedPreNormLayer, PackSettings, packPreNormLayer, pickRows, preNormMlp, preNormQkv, Workspace, WorkspacePool,
 } from './blocks';
 import { VisionConfig } from './config';
 import { Norm, VisionWeights } from './weights';
@@ -78,8 +78,10 @@ export class VisionTower {
     let cls: Tensor;
     if (last >= 0) {
       const l = this.layers[last];
-      const a = ws.tensor('attn', [batch, 1, width]);
-      q.add(() => attentionPacked(preNormQkv(x, l, s, ws, q), { heads: s.heads, qRows: 1, out: a }));
+      const a = ws.tensor('attn', [batch, 1, width]), h = ws.tensor('norm', x.shape);
+      q.add(() => layerNorm(x, l.layerNorm1.weight, l.layerNorm1.bias, { eps: s.eps, out: h }));
+      const { qkv, query } = lastLayerQkv(h, l.qkv, classRows, ws, q);
+      q.add(() => attentionPacked(qkv, { heads: s.heads, qRows: 1, query: query?.reshape([batch, 1, width]), out: a }));
       cls = pickRows(x, classRows, q);
       q.add(() => linear(a.reshape(cls.shape), l.out.weight, { bias: l.out.bias, residual: cls, out: cls }));
       preNormMlp(cls, l, s, ws, q);

@@ -25,6 +25,16 @@ export interface AttentionOptions {
   out?: Tensor;
 }
 
+/** Attention on the packed output of one QKV projection. */
+export interface PackedOptions extends AttentionOptions {
+  /**
+   * The queries of the rows computed, [batch, qRows, heads·headDim], read instead of qkv's q part
+   * (which is then never read): a last layer that needs the class token alone projects q for that
+   * row only.
+   */
+  query?: Tensor;
+}
+
 /** A ragged batch: sequences of different lengths stacked row after row, without padding. */
 export interface RaggedOptions extends Omit<AttentionOptions, 'qRows'> {
   /** [batch + 1]: sequence b is rows [seqStarts[b], seqStarts[b + 1]), each at least 1 row; seqStarts[0] = 0. */
@@ -33,6 +43,8 @@ export interface RaggedOptions extends Omit<AttentionOptions, 'qRows'> {
   firstRowOnly?: boolean;
   /** Key mask: one entry per row ([rows]). */
   keyMask?: Int32Array | Uint8Array;
+  /** With firstRowOnly: each sequence's first query row, [batch, heads·headDim], read instead of qkv's q part. */
+  query?: Tensor;
 }
 
 /** Separate projections. q, k, v: [batch, seq, heads·headDim] → [batch, qRows, heads·headDim]. */
@@ -52,15 +64,16 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
  * The packed output of one QKV projection. qkv: [batch, seq, 3·heads·headDim] holding q | k | v
  * along the last axis → [batch, qRows, heads·headDim]. Read in place (no copies).
  */
-export async function attentionPacked(qkv: Tensor, opts: AttentionOptions): Promise<Tensor> {
+export async function attentionPacked(qkv: Tensor, opts: PackedOptions): Promise<Tensor> {
   expectTensor('qkv', qkv, 'float32');
   if (qkv.rank !== 3 || qkv.shape[2] % 3 !== 0)
     throw rangeError('E_SHAPE', `Expected qkv of shape [batch, seq, 3·heads·headDim] but received [${qkv.shape.join(', ')}]`);
   const [batch, seq, width3] = qkv.shape;
   const width = width3 / 3;
   const o = attentionOptions(opts, batch, seq, width, 'qkv');
-  const out = outputOf(opts.out, [batch, o.qRows, width], [qkv]);
-  await native().attention({ qkv: qkv.data, out: out.data, batch, seq, ...o });
+  const query = queryOf(opts.query, [batch, o.qRows, width]);
+  const out = outputOf(opts.out, [batch, o.qRows, width], query ? [qkv, query] : [qkv]);
+  await native().attention({ qkv: qkv.data, query: query?.data, out: out.data, batch, seq, ...o });
   return out;
 }
 
@@ -97,9 +110,20 @@ export async function attentionRagged(qkv: Tensor, opts: RaggedOptions): Promise
   }
   const firstRowOnly = opts.firstRowOnly ?? false;
   if (typeof firstRowOnly !== 'boolean') throw typeError('E_ARG', `Expected a boolean for firstRowOnly but received ${describe(firstRowOnly)}`);
-  const out = outputOf(opts.out, [firstRowOnly ? batch : rows, width], [qkv]);
-  await native().attention({ qkv: qkv.data, out: out.data, batch, seq, ...o, qRows: firstRowOnly ? Math.min(1, seq) : seq, seqStarts: starts });
+  const query = queryOf(opts.query, [batch, width]);
+  if (query && !firstRowOnly) throw rangeError('E_ARG', 'Expected firstRowOnly with query (one query row per sequence)');
+  const out = outputOf(opts.out, [firstRowOnly ? batch : rows, width], query ? [qkv, query] : [qkv]);
+  await native().attention({
+    qkv: qkv.data, query: query?.data, out: out.data, batch, seq, ...o, qRows: firstRowOnly ? Math.min(1, seq) : seq, seqStarts: starts,
+  });
   return out;
+}
+
+/** opts.query checked against its shape, or undefined. */
+function queryOf(query: Tensor | undefined, shape: number[]): Tensor | undefined {
+  if (query === undefined) return undefined;
+  expectShape('query', expectTensor('query', query, 'float32'), shape);
+  return query;
 }
 
 /** opts.out checked against the output shape and the inputs, or a new tensor. */

@@ -18,7 +18,21 @@ export class PackedWeight {
     readonly n: number, // output features
     readonly k: number, // input features
     readonly dtype: WeightDType,
+    /** @internal The first of the packed rows this weight is (rows()). */
+    readonly row0 = 0,
   ) {}
+
+  /**
+   * Rows [start, end) of W (output features) as a weight of their own, sharing the packed panels:
+   * e.g. k | v of a fused q | k | v weight. start a multiple of 16, and end too unless it is n.
+   */
+  rows(start: number, end: number): PackedWeight {
+    expectInt('start', start, 0, this.n);
+    expectInt('end', end, start, this.n);
+    if (start % 16 !== 0 || (end % 16 !== 0 && end !== this.n))
+      throw rangeError('E_ARG', `Expected rows to start and end at multiples of 16 (or at n = ${this.n}) but received [${start}, ${end})`);
+    return new PackedWeight(this.handle, end - start, this.k, this.dtype, this.row0 + start);
+  }
 }
 
 export interface PackOptions {
@@ -123,7 +137,7 @@ export async function linear(x: Tensor, w: PackedWeight, opts: LinearOptions = {
     const col = expectInt('outColumn', opts.outColumn, 0, ldy - w.n);
     if (overlaps(out.data, x.data)) throw rangeError('E_ARG', 'Expected out not to share storage with x');
     const epilogue = activation ?? 'none';
-    await native().gemm({ x: x.data, m, k, w: w.handle, bias: opts.bias?.data, epilogue, xActivation, y: out.data.subarray(col), ldy, alpha });
+    await native().gemm({ x: x.data, m, k, w: w.handle, wRow0: w.row0, wRows: w.n, bias: opts.bias?.data, epilogue, xActivation, y: out.data.subarray(col), ldy, alpha });
     return out;
   }
   if (opts.out !== undefined) {
@@ -136,7 +150,7 @@ export async function linear(x: Tensor, w: PackedWeight, opts: LinearOptions = {
     y = new Float32Array(m * w.n);
   }
   const epilogue = residual ? 'residual' : (activation ?? 'none');
-  await native().gemm({ x: x.data, m, k, w: w.handle, bias: opts.bias?.data, epilogue, xActivation, residual: residual?.data, y, alpha });
+  await native().gemm({ x: x.data, m, k, w: w.handle, wRow0: w.row0, wRows: w.n, bias: opts.bias?.data, epilogue, xActivation, residual: residual?.data, y, alpha });
   return opts.out ?? new Tensor(y, yShape);
 }
 

@@ -4,6 +4,7 @@ export { softmax } from './softmax';
 export { l2Normalize } from './l2_normalize';
 export { embedding, gatherRows } from './embedding';
 export { attention, attentionPacked, attentionRagged } from './attention';
+export type { AttentionOptions, PackedOptions, RaggedOptions } from './attention';
 export { packWeight, packWeightParts, linear, PackedWeight } from './gemm';
 export type { WeightDType, Activation, LinearOptions, PackOptions } from './gemm';
 export { matmul } from './matmul';

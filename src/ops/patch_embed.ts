@@ -28,6 +28,7 @@ export async function packPatchWeight(conv: Tensor, opts: PackOptions = {}): Pro
 export async function patchEmbed(pixels: Tensor, w: PatchEmbedWeights, opts: { out?: Tensor } = {}): Promise<Tensor> {
   const [batch, channels, height, width] = expectShape('pixels', expectTensor('pixels', pixels, 'float32'), [-1, -1, -1, -1]);
   const weight = checkPacked('weight', w?.weight);
+  if (weight.row0 !== 0) throw rangeError('E_ARG', 'Expected a whole packed weight for the patch embedding, not rows() of one');
   const patch = expectInt('patch', w.patch, 1);
   if (height % patch || width % patch)
     throw rangeError('E_SHAPE', `Expected pixels height and width to be multiples of patch ${patch} but received [${pixels.shape.join(', ')}]`);

@@ -256,6 +256,57 @@ Attention('ragged batches equal padded ones bit for bit on the real rows', async
     });
 });
 
+// query: the rows computed get their q from a tensor of their own (a last layer projects q for the
+// class token alone); qkv's q part is never read, so it is filled with NaN here.
+Attention('query: q of the rows computed from its own tensor, bit for bit', async () => {
+  const heads = 3, hd = 20, width = heads * hd;
+  const lengths = [5, 1, 17, 9], starts = new Int32Array(lengths.length + 1);
+  lengths.forEach((len, b) => (starts[b + 1] = starts[b] + len));
+  const rows = starts[lengths.length], keyMask = new Uint8Array(rows).fill(1);
+  keyMask[3] = keyMask[12] = 0;
+  const qkv = normal(rows * 3 * width, 41);
+  const noQ = qkv.slice();
+  for (let r = 0; r < rows; r++) noQ.fill(NaN, r * 3 * width, r * 3 * width + width);
+  const qOf = (row: number) => qkv.subarray(row * 3 * width, row * 3 * width + width);
+  // A ragged batch, each sequence's first row.
+  const firstRows = new Float32Array(lengths.length * width);
+  lengths.forEach((_, b) => firstRows.set(qOf(starts[b]), b * width));
+  // Fixed-length sequences, the first qRows rows of each.
+  const batch = 3, seq = 11, qRows = 2, packed = normal(batch * seq * 3 * width, 43), packedNoQ = packed.slice();
+  const firstPacked = new Float32Array(batch * qRows * width);
+  for (let r = 0; r < batch * seq; r++) packedNoQ.fill(NaN, r * 3 * width, r * 3 * width + width);
+  for (let b = 0; b < batch; b++)
+    for (let i = 0; i < qRows; i++) firstPacked.set(packed.subarray((b * seq + i) * 3 * width, (b * seq + i) * 3 * width + width), (b * qRows + i) * width);
+  for (const isa of isas)
+    await onIsa(isa, async () => {
+      for (const causal of [false, true]) {
+        const want = await attentionRagged(new Tensor(qkv, [rows, 3 * width]), { heads, seqStarts: starts, keyMask, causal, firstRowOnly: true });
+        const got = await attentionRagged(new Tensor(noQ, [rows, 3 * width]), {
+          heads, seqStarts: starts, keyMask, causal, firstRowOnly: true, query: new Tensor(firstRows, [lengths.length, width]),
+        });
+        assert.equal(got.data, want.data, `ragged ${isa} causal=${causal}`);
+        const wantP = await attentionPacked(new Tensor(packed, [batch, seq, 3 * width]), { heads, qRows, causal });
+        const gotP = await attentionPacked(new Tensor(packedNoQ, [batch, seq, 3 * width]), {
+          heads, qRows, causal, query: new Tensor(firstPacked, [batch, qRows, width]),
+        });
+        assert.equal(gotP.data, wantP.data, `packed ${isa} causal=${causal}`);
+      }
+    });
+  const t = new Tensor(qkv, [rows, 3 * width]);
+  await rejects(attentionRagged(t, { heads, seqStarts: starts, query: new Tensor(firstRows, [lengths.length, width]) }), RangeError, /firstRowOnly with query/);
+  await rejects(attentionRagged(t, { heads, seqStarts: starts, firstRowOnly: true, query: new Tensor(firstRows.subarray(width), [3, width]) }), RangeError, /query of shape \[4, 60\]/);
+  await rejects(attentionPacked(new Tensor(packed, [batch, seq, 3 * width]), { heads, query: new Tensor(firstPacked, [batch, qRows, width]) }), RangeError, /query of shape \[3, 11, 60\]/);
+  const out = new Tensor(new Float32Array(batch * qRows * width), [batch, qRows, width]);
+  await rejects(attentionPacked(new Tensor(packed, [batch, seq, 3 * width]), { heads, qRows, query: out, out }), RangeError, /not to share storage/);
+  // The binding checks the query's length and, in a ragged batch, that only first rows are asked for.
+  const f = (n: number) => new Float32Array(n), ok = Int32Array.of(0, 4, 10);
+  const call = (o: object) => () =>
+    native().attention({ batch: 2, seq: 6, heads: 2, headDim: 4, qRows: 1, scale: 0.5, qkv: f(240), out: f(16), seqStarts: ok, query: f(16), ...o });
+  await call({})();
+  await rejects(call({ query: f(15) }), RangeError, /query of length 16/);
+  await rejects(call({ qRows: 6, out: f(80) }), RangeError, /query needs qRows = 1/);
+});
+
 Attention('ragged: bad seqStarts and masks are errors naming them', async () => {
   const qkv = new Tensor(normal(10 * 24, 5), [10, 24]);
   const ok = Int32Array.of(0, 4, 10);

@@ -301,4 +301,56 @@ Gemm('outColumn: y goes into a column slice of out, the other columns untouched'
   await rejects(() => native().gemm({ x: f(m * k), m, k, w: w.handle, y: f(m * width), ldy: 8 }), RangeError, /ldy >= n/);
 });
 
+Gemm('rows(): a range of W\'s rows runs as a weight of its own, bit for bit the same columns', async () => {
+  const [m, k] = [13, 37];
+  const x = new Tensor(normal(m * k, 11), [m, k]);
+  const columns = (y: Tensor, n: number, c0: number, c1: number) => {
+    const out = new Float32Array(m * (c1 - c0));
+    for (let r = 0; r < m; r++) out.set(y.data.subarray(r * n + c0, r * n + c1), r * (c1 - c0));
+    return out;
+  };
+  // One packed copy (fp32, bf16), and q | k | v parts packed where they lie (each panel by pointer).
+  const n = 3 * 32;
+  const parts = [0, 1, 2].map((i) => normal(32 * k, 20 + i));
+  const cat = new Float32Array(n * k);
+  parts.forEach((p, i) => cat.set(p, i * 32 * k));
+  const bias = new Tensor(normal(n, 5), [n]);
+  const weights: [string, PackedWeight][] = [
+    ['fp32', await packWeight(new Tensor(cat, [n, k]))],
+    ['bf16', await packWeight(new Tensor(cat, [n, k]), { dtype: 'bfloat16' })],
+    ['parts', await packWeightParts(parts.map((p) => new Tensor(p.slice(), [32, k])), { inPlace: true })],
+  ];
+  for (const [label, w] of weights)
+    for (const isa of isas)
+      await onIsa(isa, async () => {
+        const full = await linear(x, w, { bias });
+        for (const [c0, c1] of [[0, 32], [32, 96], [16, 48], [80, 96], [0, 96]]) {
+          const view = w.rows(c0, c1);
+          assert.equal([view.n, view.k, view.dtype], [c1 - c0, k, w.dtype]);
+          const got = await linear(x, view, { bias: new Tensor(bias.data.subarray(c0, c1), [c1 - c0]) });
+          assert.equal(got.data, columns(full, n, c0, c1), `${label} rows [${c0}, ${c1}) ${isa}`);
+        }
+        // A view of a view counts from the first one's start.
+        const twice = await linear(x, w.rows(32, 96).rows(16, 48));
+        assert.equal(twice.data, columns(await linear(x, w), n, 48, 80), `${label} view of a view ${isa}`);
+      });
+  // A weight whose n is not a multiple of 16: a range may end at n.
+  const odd = await packWeight(new Tensor(normal(40 * k, 7), [40, k]));
+  assert.equal((await linear(x, odd.rows(32, 40))).data, columns(await linear(x, odd), 40, 32, 40));
+  const w = weights[0][1];
+  assert.throws(() => w.rows(8, 32), /multiples of 16/);
+  assert.throws(() => w.rows(0, 33), /multiples of 16/);
+  assert.throws(() => w.rows(32, 16), /end/);
+  assert.throws(() => w.rows(0, 112), /end/);
+  // The binding checks the range on its own.
+  const f = (l: number) => new Float32Array(l);
+  const g = (o: object) => () => native().gemm({ x: x.data, m, k, w: w.handle, y: f(m * 32), ...o });
+  await g({ wRow0: 64, wRows: 32 })();
+  await rejects(g({ wRow0: 8, wRows: 32 }), RangeError, /wRow0 a multiple of 16/);
+  await rejects(g({ wRow0: 112, wRows: 0 }), RangeError, /wRow0/);
+  await rejects(g({ wRow0: 80, wRows: 32 }), RangeError, /wRows/);
+  await rejects(g({ wRow0: 0, wRows: 24 }), RangeError, /wRows/);
+  await rejects(g({ wRow0: 0, wRows: 16 }), RangeError, /y of length 208/);
+});
+
 Gemm.run();
