@@ -16,6 +16,7 @@
 //     of the tile the thread runs next, spread over its k steps (GemmTileFetch).
 //   - Only the MR×NR micro-kernel is ISA-specific (written once against V, tile chosen per pass):
 //       gemm_f32_ukr_avx512_12x32  24 zmm accumulators, 2 B loads + 12 broadcasts per k
+//       gemm_f32_ukr_avx512_13x32  26, for the row counts 13 cuts into fuller micro-panels (taller)
 //       gemm_f32_ukr_avx2_6x16     12 ymm accumulators, 2 B loads + 6 broadcasts per k
 //       gemm_f32_ukr_scalar_4x16   reference speed
 //     A micro-panel with fewer rows runs a copy of the kernel with a third, two thirds or (MR >= 12)
@@ -60,6 +61,67 @@ double tile_cost(size_t m, size_t rows, size_t MR) {
     return ra + (ra == gemm_rows_for(1, static_cast<int>(MR)) ? 1.6 : 0.5);
   };
   return double(m / rows) * run(rows) + (m % rows ? run(m % rows) : 0.0);
+}
+
+// How the driver cuts a GEMM of K for a kernel: K into nkb equal blocks of kc (multiples of
+// k_align; K = 0 still runs one empty block for the epilogue), and M into blocks of at most mc_max
+// rows: kMC and an A block of at most 3/4 of L2 (beside it: the B tile and the C lines). At half of
+// L2, 197 rows (ViT-B/16 at batch 1) took two blocks of 168 + 29 on a 1 MiB L2 and streamed every
+// weight twice (Zen 5: 5-7 % more time).
+struct Blocking {
+  size_t nkb, kc;
+  size_t a_bytes, a_panel_bytes;  // what an A micro-panel holds (its cache footprint); where they start
+  size_t mc_max;
+};
+
+Blocking blocking_for(const GemmKernel& kern, size_t K) {
+  Blocking b;
+  b.nkb = std::max<size_t>(1, (K + kern.kc - 1) / kern.kc);
+  b.kc = round_up((K + b.nkb - 1) / b.nkb, kern.k_align);
+  if (b.kc) b.nkb = std::max<size_t>(1, (K + b.kc - 1) / b.kc);
+  b.a_bytes = b.kc * kern.a_bytes_per_k;
+  b.a_panel_bytes = kern.a_panel_fixed ? kern.a_panel_fixed : b.a_bytes;
+  const size_t mr = kern.mr, l2_panels = b.a_bytes ? cpu_features().l2_bytes * 3 / 4 / b.a_bytes : kMC;
+  b.mc_max = std::max(mr, std::min(kMC / mr, l2_panels) * mr);
+  return b;
+}
+
+// Part `part` of `parts` of m rows, cut at multiples of `unit`: rows [*r0, *r1).
+void part_rows(size_t m, size_t part, size_t parts, size_t unit, size_t* r0, size_t* r1) {
+  *r0 = std::min(m, round_up(m * part / parts, unit));
+  *r1 = part + 1 == parts ? m : std::min(m, round_up(m * (part + 1) / parts, unit));
+}
+
+// The rows of the micro-panels for one M block of m rows (the only one): MR, or MR - 2 when those
+// cover m for less (the 12-row AVX-512 tiles, whose kernels come in 10-row copies through
+// gemm_by_rows). A 50-row ViT-B/32 image: 5 × 10 rows instead of 4 × 12 and a 4-row kernel for the
+// last 2; a 77-token text: 7 × 10 + 7. In one process, switched call by call: fp32 1 %, bf16 3 % less time.
+size_t single_block_rows(const GemmKernel& kern, size_t m) {
+  const size_t mr = kern.mr;
+  return mr == 12 && tile_cost(m, mr - 2, mr) < 0.985 * tile_cost(m, mr, mr) ? mr - 2 : mr;
+}
+
+// The busiest thread's micro-kernel work (tile_cost) for m rows, as gemm_driver splits them.
+double driver_cost(const GemmKernel& kern, const Blocking& b, size_t m, size_t threads) {
+  const size_t mr = kern.mr;
+  if (threads > 1 && m > b.mc_max) {  // each thread its own rows (gemm_driver)
+    double worst = 0;
+    for (size_t part = 0; part < threads; ++part) {
+      size_t r0, r1;
+      part_rows(m, part, threads, mr % 3 == 0 ? mr / 3 : mr, &r0, &r1);
+      if (r0 >= r1) continue;
+      const size_t rows = r1 - r0, blocks = (rows + b.mc_max - 1) / b.mc_max, mcp = round_up((rows + blocks - 1) / blocks, mr);
+      double cost = 0;
+      for (size_t ic = r0; ic < r1; ic += mcp) cost += tile_cost(std::min(mcp, r1 - ic), mr, mr);
+      worst = std::max(worst, cost);
+    }
+    return worst;
+  }
+  if (m <= b.mc_max) return tile_cost(m, single_block_rows(kern, m), mr);
+  const size_t blocks = (m + b.mc_max - 1) / b.mc_max, mc = round_up((m + blocks - 1) / blocks, mr);
+  double cost = 0;
+  for (size_t ic = 0; ic < m; ic += mc) cost += tile_cost(std::min(mc, m - ic), mr, mr);
+  return cost;
 }
 
 const IsaTable<const GemmKernel*> kGemmF32 = {&pass_scalar::kGemmF32Kernel, CK_X86_OR_NULL(&pass_avx2::kGemmF32Kernel),
@@ -191,34 +253,25 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
   if (m == 0 || n == 0) return CK_OK;
   if (!a.x || !a.y || !w.data || a.ldy < n || a.ldx < K) return CK_ERR_ARG;
   if (a.epilogue == Epilogue::Residual && (!a.residual || a.ldr < n)) return CK_ERR_ARG;
-  size_t mr = kern.mr;
-  const size_t nr = kern.nr;
+  const size_t threads = static_cast<size_t>(pool().threads());
+  const Blocking blk = blocking_for(kern, K);
+  // The taller tile where it cuts the rows into fewer, fuller micro-panels (Zen 5, RoBERTa text b8:
+  // 1.4 % less time). The sums run in the same order either way: same results bit for bit.
+  if (kern.taller) {
+    const GemmKernel& tall = *kern.taller;
+    if (driver_cost(tall, blocking_for(tall, K), m, threads) < 0.995 * driver_cost(kern, blk, m, threads))
+      return gemm_driver(tall, w, a);
+  }
+  const size_t nkb = blk.nkb, kc = blk.kc, a_bytes = blk.a_bytes, a_panel_bytes = blk.a_panel_bytes, mc_max = blk.mc_max;
+  const size_t nr = kern.nr, m_blocks = (m + mc_max - 1) / mc_max;
   std::optional<Unary> x_act;
   if (a.x_act == Epilogue::Gelu) x_act = Unary::Gelu;
   else if (a.x_act == Epilogue::QuickGelu) x_act = Unary::QuickGelu;
   else if (a.x_act != Epilogue::None) return CK_ERR_ARG;
-
-  // K blocks of equal size (multiples of k_align); K = 0 still runs one empty block for the epilogue.
-  size_t nkb = std::max<size_t>(1, (K + kern.kc - 1) / kern.kc);
-  const size_t kc = round_up((K + nkb - 1) / nkb, kern.k_align);
-  if (kc) nkb = std::max<size_t>(1, (K + kc - 1) / kc);
-  // a_panel_bytes: where micro-panels start in the packed buffer; a_bytes: what one holds (the cache footprint).
-  const size_t a_bytes = kc * kern.a_bytes_per_k, a_panel_bytes = kern.a_panel_fixed ? kern.a_panel_fixed : a_bytes;
-  // M blocks: at most kMC rows and an A block of at most 3/4 of L2 (beside it: the B tile and the C
-  // lines), all of about the same size. At half of L2, 197 rows (ViT-B/16 at batch 1) took two
-  // blocks of 168 + 29 on a 1 MiB L2 and streamed every weight twice (Zen 5: 5-7 % more time).
-  const size_t l2_panels = a_bytes ? cpu_features().l2_bytes * 3 / 4 / a_bytes : kMC;
-  const size_t mc_max = std::max(mr, std::min(kMC / mr, l2_panels) * mr), m_blocks = (m + mc_max - 1) / mc_max;
-  // One M block of few rows: micro-panels of MR - 2 rows when they cover m for less than MR-row ones
-  // (the 12-row AVX-512 tiles, whose kernels come in 10-row copies through gemm_by_rows). A 50-row
-  // ViT-B/32 image: 5 × 10 rows instead of 4 × 12 and a 4-row kernel for the last 2; a 77-token
-  // text: 7 × 10 + 7. In one process, switched call by call: fp32 1 %, bf16 3 % less time.
-  if (m <= mc_max && kern.mr == 12 && tile_cost(m, kern.mr - 2, kern.mr) < 0.985 * tile_cost(m, kern.mr, kern.mr))
-    mr = kern.mr - 2;
+  const size_t mr = m <= mc_max ? single_block_rows(kern, m) : kern.mr;
   const size_t mc = round_up((m + m_blocks - 1) / m_blocks, mr);
   const size_t n_tiles = (n + nr - 1) / nr;
   const int me = calling_thread();
-  const size_t threads = static_cast<size_t>(pool().threads());
 
   // Packs the micro-panels [i0, i1) of the M block at row ic (mb rows) for K blocks from g0:
   // micro-panel (kb, p) at ((kb-g0)·mp + p). With x_act the rows go through the activation into the
@@ -302,7 +355,8 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     const size_t unit = mr % 3 == 0 ? mr / 3 : mr;
     std::atomic<bool> failed{false};
     pool().parallel_for(threads, [&](size_t part, int t) {
-      const size_t r0 = round_up(m * part / threads, unit), r1 = part + 1 == threads ? m : round_up(m * (part + 1) / threads, unit);
+      size_t r0, r1;
+      part_rows(m, part, threads, unit, &r0, &r1);
       if (r0 >= r1) return;
       const size_t rows = r1 - r0, blocks = (rows + mc_max - 1) / mc_max, mcp = round_up((rows + blocks - 1) / blocks, mr);
       for (size_t ic = r0; ic < r1; ic += mcp) {
@@ -396,10 +450,11 @@ ck_status gemm_unpacked(const float* a, size_t lda, const float* b, size_t ldb, 
 // micro-kernel runs as fast on either layout (one core, A block from L2: 97–98 % of the FMA peak).
 constexpr size_t kGemmAS = kGemmKC + 64 / sizeof(float);
 
-// A micro-panel: out[r·kGemmAS + k] = x[r, k] for k < kc (kc <= kGemmKC), rows past `rows` zero.
+// A micro-panel of an MR-row tile: out[r·kGemmAS + k] = x[r, k] for k < kc (kc <= kGemmKC), rows past `rows` zero.
+template <int MR>
 static void gemm_f32_pack_a(const float* x, size_t ldx, size_t rows, size_t kc, void* out_) {
   float* out = static_cast<float*>(out_);
-  for (size_t r = 0; r < static_cast<size_t>(kGemmMR); ++r) {
+  for (size_t r = 0; r < static_cast<size_t>(MR); ++r) {
     if (r < rows) std::memcpy(out + r * kGemmAS, x + r * ldx, kc * sizeof(float));
     else std::memset(out + r * kGemmAS, 0, kc * sizeof(float));
   }
@@ -455,15 +510,18 @@ static void gemm_f32_ukr(size_t kc, const void* a, const void* b, ptrdiff_t b_pa
   gemm_by_rows<MR>(mv, [&](auto ra) { gemm_f32_ukr_rows<MR, decltype(ra)::value, NV>(kc, a, b, b_panel_bytes, c, ldc, mv, nv, e, next); });
 }
 
-static const GemmKernel kGemmF32Kernel = {kGemmMR,
-                                          kGemmNV * V::W,
-                                          1,
-                                          kGemmKC,
-                                          kGemmMR * sizeof(float),
-                                          gemm_f32_pack_a,
-                                          gemm_f32_ukr<kGemmMR, kGemmNV>,
-                                          "gemm_f32_ukr_" CK_GEMM_TILE,
-                                          kGemmMR * kGemmAS * sizeof(float)};
+template <int MR>
+constexpr GemmKernel gemm_f32_kernel(const char* name, const GemmKernel* taller) {
+  return {MR, kGemmNV * V::W, 1, kGemmKC, MR * sizeof(float), gemm_f32_pack_a<MR>, gemm_f32_ukr<MR, kGemmNV>, name,
+          MR * kGemmAS * sizeof(float), taller};
+}
+#ifdef CK_GEMM_TILE_TALL
+static const GemmKernel kGemmF32KernelTall = gemm_f32_kernel<kGemmMRTall>("gemm_f32_ukr_" CK_GEMM_TILE_TALL, nullptr);
+static const GemmKernel kGemmF32Kernel = gemm_f32_kernel<kGemmMR>("gemm_f32_ukr_" CK_GEMM_TILE, &kGemmF32KernelTall);
+#undef CK_GEMM_TILE_TALL
+#else
+static const GemmKernel kGemmF32Kernel = gemm_f32_kernel<kGemmMR>("gemm_f32_ukr_" CK_GEMM_TILE, nullptr);
+#endif
 #undef CK_GEMM_TILE
 
 #endif

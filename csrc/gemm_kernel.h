@@ -96,6 +96,7 @@ struct GemmKernel {
   const char* name;       // e.g. gemm_f32_ukr_avx2_6x16
   size_t a_panel_fixed = 0;  // when set, every A micro-panel takes this many bytes whatever the K
                              // block (rows at a fixed stride); else kc · a_bytes_per_k
+  const GemmKernel* taller = nullptr;  // the same kernel with a taller tile, for the row counts it fits better
 };
 
 // out[i] = f32_to_bf16_bits(x[i]), with the current ISA's vectors (gemm_bf16.cpp).

@@ -9,6 +9,11 @@ constexpr int kGemmMR = 12, kGemmNV = 2;
 // FMA peak against 384; 1576×3072→768: 69 % → 73 %).
 constexpr size_t kGemmKC = 768;
 #define CK_GEMM_TILE "avx512_12x32"
+// A 13-row tile beside it (26 accumulators, 29 of the 32 registers), for row counts that 13 divides
+// better than 12 (gemm_driver picks by tile_cost): a text of 52 tokens is 4 × 13 rows instead of
+// 4 × 12 + a 4-row kernel, 8 of them split 208 + 208 between two threads, 16 × 13 each.
+constexpr int kGemmMRTall = 13;
+#define CK_GEMM_TILE_TALL "avx512_13x32"
 #elif defined(CK_PASS_AVX2)
 constexpr int kGemmMR = 6, kGemmNV = 2;
 #define CK_GEMM_TILE "avx2_6x16"

@@ -41,6 +41,13 @@ cases.push({ m: 197, n: 768, k: 3072, epilogue: 'residual', bias: true, alpha: 1
 cases.push({ m: 50, n: 100, k: 769, epilogue: 'gelu', bias: true, alpha: 1 });
 cases.push({ m: 77, n: 63, k: 197, epilogue: 'residual', bias: false, alpha: 0.37 });
 cases.push({ m: 10, n: 33, k: 63, epilogue: 'quick_gelu', bias: true, alpha: 1 });
+// Rows that the 13-row AVX-512 tile cuts better than the 12-row one (gemm_driver's tile_cost): 52 as
+// 4 × 13; 21 as 13 + an 8-row kernel; 121 as 9 × 13 + a 4-row kernel; 416 (8 texts of 52 tokens) as
+// 208 + 208 rows for two threads, 16 × 13 each.
+cases.push({ m: 52, n: 769, k: 63, epilogue: 'residual', bias: true, alpha: 1 });
+cases.push({ m: 21, n: 33, k: 769, epilogue: 'gelu', bias: true, alpha: 0.37 });
+cases.push({ m: 121, n: 40, k: 100, epilogue: 'none', bias: false, alpha: -1.5 });
+cases.push({ m: 416, n: 70, k: 769, epilogue: 'quick_gelu', bias: true, alpha: 1 });
 // Rows enough for several M blocks (each thread takes its own rows): 1003×1543→70.
 cases.push({ m: 1003, n: 70, k: 1543, epilogue: 'residual', bias: true, alpha: -0.5 });
 
@@ -129,7 +136,7 @@ Gemm('k = 0 gives the bias; m = 0 gives an empty result', async () => {
 
 // 197 rows: one M block, the threads split its N tiles. 1003 rows: several M blocks, each thread
 // takes its own rows (the split falls inside a micro-panel), across K blocks, through an input activation.
-for (const [m, n, k, act] of [[197, 769, 300, 'none'], [1003, 70, 1543, 'quick_gelu']] as const)
+for (const [m, n, k, act] of [[197, 769, 300, 'none'], [1003, 70, 1543, 'quick_gelu'], [416, 100, 768, 'gelu']] as const)
   Gemm(`1 thread and all threads give identical results; a weight packed under one ISA runs under all (${m}x${k}->${n})`, async () => {
     const x = normal(m * k, 41), w = normal(n * k, 42, 0.1), b = uniform(n, 43);
     const packed = await onIsa(isas[0], () => packWeight(new Tensor(w, [n, k])));
