@@ -30,6 +30,7 @@
 #include "gemm.h"
 
 #include <atomic>
+#include <memory>
 #include <cstdlib>
 #include <optional>
 
@@ -296,49 +297,65 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     return true;
   };
 
+  const size_t panels_per_tile = nr / kPanelCols, n_panels = (n + kPanelCols - 1) / kPanelCols;
+  // The B tile of K block kb and N tile j, for the calls on the tile before it to fetch (tiles span
+  // one or two panels: nr <= 32).
+  auto fetch_of = [&](size_t kb, size_t j) {
+    GemmTileFetch f;
+    const size_t k0 = kb * kc, panel = j * nr / kPanelCols;
+    f.lines = (std::min(kc, K - k0) * w.k_row_bytes + 63) / 64;
+    f.panel[0] = w.panel(panel) + k0 * w.k_row_bytes;
+    if (panels_per_tile > 1 && panel + 1 < n_panels) f.panel[1] = w.panel(panel + 1) + k0 * w.k_row_bytes;
+    return f;
+  };
+
+  // One step: K block kb of N tile j over micro-panels [p0, p1) of the M block at row ic (mb rows),
+  // packed in abuf from K block g0; the calls fetch `next` meanwhile.
+  auto run_step = [&](const char* abuf, size_t ic, size_t mb, size_t g0, size_t kb, size_t j, size_t p0, size_t p1,
+                      const GemmTileFetch& next) {
+    const size_t mp = (mb + mr - 1) / mr, np = p1 - p0;
+    const size_t k0 = kb * kc, kcb = std::min(kc, K - k0);
+    GemmTileEpilogue e{nullptr, nullptr, a.ldr, a.alpha, a.epilogue, kb == 0, kb == nkb - 1};
+    const char* apanels = abuf + (kb - g0) * mp * a_panel_bytes;
+    const size_t col0 = j * nr;
+    const int nv = static_cast<int>(std::min(nr, n - col0));
+    const size_t p0_panel = col0 / kPanelCols;
+    const char* b = w.panel(p0_panel) + k0 * w.k_row_bytes;
+    const ptrdiff_t second = p0_panel + 1 < n_panels ? w.panel(p0_panel + 1) - w.panel(p0_panel) : 0;
+    e.bias = e.first && a.bias ? a.bias + col0 : nullptr;
+    for (size_t p = p0; p < p1; ++p) {
+      const size_t r0 = ic + p * mr;
+      e.residual = e.first && a.epilogue == Epilogue::Residual ? a.residual + r0 * a.ldr + col0 : nullptr;
+      kern.ukr(kcb, apanels + p * a_panel_bytes, b, second, a.y + r0 * a.ldy + col0, a.ldy,
+               static_cast<int>(std::min(mr, ic + mb - r0)), nv, e, next.slice(p - p0, np));
+    }
+  };
+
+  // A thread's steps (K block, N tile) over an A group of nk K blocks and mp micro-panels run with K
+  // blocks inner when the group fits in half of L2, so that a C tile's partial sums stay in cache
+  // from one K block to the next (Y is not re-read from memory); else N tiles inner, reusing one A
+  // block from L2.
+  auto k_inner_for = [&](size_t nk, size_t mp) { return nk > 1 && nk * mp * a_bytes <= cpu_features().l2_bytes / 2; };
+
   // One thread's share of an M block (row ic, mb rows) packed in abuf for K blocks [g0, g1): N tiles
   // [j0, j1) over micro-panels [p0, p1).
   auto run_tiles = [&](const char* abuf, size_t ic, size_t mb, size_t g0, size_t g1, size_t j0, size_t j1, size_t p0,
                        size_t p1) {
-    const size_t mp = (mb + mr - 1) / mr;
-    const size_t panels_per_tile = nr / kPanelCols, n_panels = (n + kPanelCols - 1) / kPanelCols, np = p1 - p0;
-    // The thread's steps (K block, N tile), in order: K blocks inner when the packed A group fits in
-    // half of L2, so that a C tile's partial sums stay in cache from one K block to the next (Y is
-    // not re-read from memory); else N tiles inner, reusing one A block from L2.
     const size_t nk = g1 - g0, nj = j1 - j0, steps = nk * nj;
-    const bool k_inner = nk > 1 && nk * mp * a_bytes <= cpu_features().l2_bytes / 2;
+    const bool k_inner = k_inner_for(nk, (mb + mr - 1) / mr);
     auto step_at = [&](size_t s, size_t* kb, size_t* j) {
       *kb = g0 + (k_inner ? s % nk : s / nj);
       *j = j0 + (k_inner ? s / nk : s % nj);
     };
     for (size_t s = 0; s < steps; ++s) {
-      size_t kb, j;
+      size_t kb, j, kn, jn;
       step_at(s, &kb, &j);
-      const size_t k0 = kb * kc, kcb = std::min(kc, K - k0);
-      GemmTileEpilogue e{nullptr, nullptr, a.ldr, a.alpha, a.epilogue, kb == 0, kb == nkb - 1};
-      const char* apanels = abuf + (kb - g0) * mp * a_panel_bytes;
-      const size_t col0 = j * nr;
-      const int nv = static_cast<int>(std::min(nr, n - col0));
-      const size_t p0_panel = col0 / kPanelCols;
-      const char* b = w.panel(p0_panel) + k0 * w.k_row_bytes;
-      const ptrdiff_t second = p0_panel + 1 < n_panels ? w.panel(p0_panel + 1) - w.panel(p0_panel) : 0;
-      e.bias = e.first && a.bias ? a.bias + col0 : nullptr;
-      // The B tile this thread runs next: each call on this tile fetches its slice of it.
-      GemmTileFetch next;
-      if (s + 1 < steps) {  // tiles span one or two panels (nr <= 32)
-        size_t kn_b, jn;
-        step_at(s + 1, &kn_b, &jn);
-        const size_t kn = kn_b * kc, panel = jn * nr / kPanelCols;
-        next.lines = (std::min(kc, K - kn) * w.k_row_bytes + 63) / 64;
-        next.panel[0] = w.panel(panel) + kn * w.k_row_bytes;
-        if (panels_per_tile > 1 && panel + 1 < n_panels) next.panel[1] = w.panel(panel + 1) + kn * w.k_row_bytes;
+      GemmTileFetch next;  // the B tile this thread runs next: each call on this tile fetches its slice of it
+      if (s + 1 < steps) {
+        step_at(s + 1, &kn, &jn);
+        next = fetch_of(kn, jn);
       }
-      for (size_t p = p0; p < p1; ++p) {
-        const size_t r0 = ic + p * mr;
-        e.residual = e.first && a.epilogue == Epilogue::Residual ? a.residual + r0 * a.ldr + col0 : nullptr;
-        kern.ukr(kcb, apanels + p * a_panel_bytes, b, second, a.y + r0 * a.ldy + col0, a.ldy,
-                 static_cast<int>(std::min(mr, ic + mb - r0)), nv, e, next.slice(p - p0, np));
-      }
+      run_step(abuf, ic, mb, g0, kb, j, p0, p1, next);
     }
   };
 
@@ -352,23 +369,127 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     // but here a thread's A block is packed and read in its own L2, and the threads meet once per
     // GEMM instead of twice per M block (in-process alternation, Zen 5: texts and images at b8
     // 0.5–2.9 % faster, fp32 and bf16).
+    //
+    // A thread that is done takes units of work that another thread has not started yet (stealing),
+    // so that a thread the OS holds up (another process, the JS thread, a GC thread on a machine
+    // with as many cores as threads) delays the GEMM by one unit, not by the whole hold-up. Each
+    // thread's rows are phases (M block, K group), each packed by its owner into its own scratch;
+    // a phase's units are claimed from a counter by the owner first, then by others once the owner
+    // has packed it. A unit is one N tile with all the phase's K blocks, or, with N tiles inner, one
+    // (K block, N tile) step that waits for the tile's previous K block (it has long finished, but a
+    // thief may run the two at once). The owner packs its next phase over the same scratch only once
+    // every unit of the last one has finished. Every C tile's sums run in the same order whoever
+    // runs it: same results bit for bit. (Zen 5, RoBERTa texts at b8: the threads' finishing times
+    // differed by 2.4–4 % of the GEMMs' time before.)
     const size_t unit = mr % 3 == 0 ? mr / 3 : mr;
-    std::atomic<bool> failed{false};
-    pool().parallel_for(threads, [&](size_t part, int t) {
+    struct Phase {
+      size_t ic = 0, mb = 0, g0 = 0, g1 = 0, units = 0;
+      bool by_tile = true;
+      const char* abuf = nullptr;
+      std::atomic<bool> ready{false};
+      std::atomic<size_t> next{0}, done{0};
+      std::unique_ptr<std::atomic<uint32_t>[]> k_done;  // per N tile, steps by K block: K blocks done
+    };
+    struct Part {
+      std::unique_ptr<Phase[]> phases;
+      size_t count = 0;
+      std::atomic<size_t> cur{0};  // the phase whose units are being claimed; count: none left
+      std::atomic<bool> started{false};  // a thread runs its owner's task (else no thief may wait on it:
+                                         // the pool may run that task on the thief itself, later)
+    };
+    std::unique_ptr<Part[]> parts(new Part[threads]);
+    for (size_t part = 0; part < threads; ++part) {
       size_t r0, r1;
       part_rows(m, part, threads, unit, &r0, &r1);
-      if (r0 >= r1) return;
+      if (r0 >= r1) continue;
       const size_t rows = r1 - r0, blocks = (rows + mc_max - 1) / mc_max, mcp = round_up((rows + blocks - 1) / blocks, mr);
+      struct Span { size_t ic, mb, g0, g1; };
+      std::vector<Span> spans;
       for (size_t ic = r0; ic < r1; ic += mcp) {
-        const size_t mb = std::min(mcp, r1 - ic), mp = (mb + mr - 1) / mr, group = group_of(mp);
-        for (size_t g0 = 0; g0 < nkb; g0 += group) {
-          const size_t g1 = std::min(nkb, g0 + group);
-          char* abuf = static_cast<char*>(pool().scratch(t, std::max<size_t>(64, (g1 - g0) * mp * a_panel_bytes), kSlotA));
-          if (!abuf || !pack(abuf, ic, mb, g0, 0, (g1 - g0) * mp, t)) {
-            failed = true;
-            return;
+        const size_t mb = std::min(mcp, r1 - ic), group = group_of((mb + mr - 1) / mr);
+        for (size_t g0 = 0; g0 < nkb; g0 += group) spans.push_back({ic, mb, g0, std::min(nkb, g0 + group)});
+      }
+      Part& pt = parts[part];
+      pt.phases.reset(new Phase[spans.size()]);
+      pt.count = spans.size();
+      for (size_t f = 0; f < spans.size(); ++f) {
+        Phase& ph = pt.phases[f];
+        const Span& sp = spans[f];
+        const size_t nk = sp.g1 - sp.g0;
+        ph.ic = sp.ic;
+        ph.mb = sp.mb;
+        ph.g0 = sp.g0;
+        ph.g1 = sp.g1;
+        ph.by_tile = nk == 1 || k_inner_for(nk, (sp.mb + mr - 1) / mr);
+        ph.units = ph.by_tile ? n_tiles : nk * n_tiles;
+        if (!ph.by_tile) {
+          ph.k_done.reset(new std::atomic<uint32_t>[n_tiles]);
+          for (size_t j = 0; j < n_tiles; ++j) ph.k_done[j].store(0, std::memory_order_relaxed);
+        }
+      }
+    }
+
+    auto run_unit = [&](Phase& ph, size_t u) {
+      const size_t mp = (ph.mb + mr - 1) / mr;
+      if (ph.by_tile) {
+        for (size_t kb = ph.g0; kb < ph.g1; ++kb) {
+          GemmTileFetch next;
+          if (kb + 1 < ph.g1) next = fetch_of(kb + 1, u);
+          else if (u + 1 < ph.units) next = fetch_of(ph.g0, u + 1);
+          run_step(ph.abuf, ph.ic, ph.mb, ph.g0, kb, u, 0, mp, next);
+        }
+      } else {
+        const size_t kb = ph.g0 + u / n_tiles, j = u % n_tiles;
+        const uint32_t before = static_cast<uint32_t>(kb - ph.g0);
+        spin_until([&] { return ph.k_done[j].load(std::memory_order_acquire) >= before; });
+        GemmTileFetch next;
+        if (u + 1 < ph.units) next = fetch_of(ph.g0 + (u + 1) / n_tiles, (u + 1) % n_tiles);
+        run_step(ph.abuf, ph.ic, ph.mb, ph.g0, kb, j, 0, mp, next);
+        ph.k_done[j].store(before + 1, std::memory_order_release);
+      }
+      ph.done.fetch_add(1, std::memory_order_release);
+    };
+    std::atomic<bool> failed{false};
+    pool().parallel_for(threads, [&](size_t part, int t) {
+      Part& own = parts[part];
+      own.started.store(true, std::memory_order_release);
+      for (size_t f = 0; f < own.count; ++f) {
+        Phase& ph = own.phases[f];
+        if (f > 0) {  // units of the last phase that others took may still read the scratch
+          const Phase& last = own.phases[f - 1];
+          spin_until([&] { return last.done.load(std::memory_order_acquire) == last.units; });
+        }
+        const size_t mp = (ph.mb + mr - 1) / mr, nk = ph.g1 - ph.g0;
+        char* abuf = static_cast<char*>(pool().scratch(t, std::max<size_t>(64, nk * mp * a_panel_bytes), kSlotA));
+        if (!abuf || !pack(abuf, ph.ic, ph.mb, ph.g0, 0, nk * mp, t)) {
+          failed = true;
+          own.cur.store(own.count, std::memory_order_release);
+          return;
+        }
+        ph.abuf = abuf;
+        ph.ready.store(true, std::memory_order_release);
+        own.cur.store(f, std::memory_order_release);
+        for (size_t u; (u = ph.next.fetch_add(1, std::memory_order_relaxed)) < ph.units;) run_unit(ph, u);
+      }
+      own.cur.store(own.count, std::memory_order_release);
+      // Then other threads' phases: a unit at a time, leaving each phase's last unit to its owner
+      // (whose L2 holds the phase's A block).
+      for (size_t q = 1; q < threads; ++q) {
+        Part& other = parts[(part + q) % threads];
+        while (other.started.load(std::memory_order_acquire)) {
+          const size_t f = other.cur.load(std::memory_order_acquire);
+          if (f >= other.count) break;
+          Phase& ph = other.phases[f];
+          if (!ph.ready.load(std::memory_order_acquire)) {  // its owner is still packing it
+            spin_until([&] { return ph.ready.load(std::memory_order_acquire) || other.cur.load(std::memory_order_acquire) != f; });
+            continue;
           }
-          run_tiles(abuf, ic, mb, g0, g1, 0, n_tiles, 0, mp);
+          size_t u = ph.next.load(std::memory_order_relaxed);
+          if (u + 1 >= ph.units) {  // nothing to take here; wait for the owner's next phase
+            spin_until([&] { return other.cur.load(std::memory_order_acquire) != f; });
+            continue;
+          }
+          if (ph.next.compare_exchange_weak(u, u + 1, std::memory_order_relaxed)) run_unit(ph, u);
         }
       }
     });

@@ -98,10 +98,7 @@ class Pool {
     take_tasks(g, 0);
     t_in_region = false;
     // Wait for tasks other threads claimed; yield now and then so a preempted worker can finish.
-    for (int spin = 0; r.done.load(std::memory_order_acquire) != n_tasks; ++spin) {
-      if (spin < 4000) CK_PAUSE();
-      else std::this_thread::yield();
-    }
+    spin_until([&] { return r.done.load(std::memory_order_acquire) == n_tasks; });
   }
 
   void ensure_scratch() {
@@ -243,6 +240,9 @@ ThreadPool& pool() {
   static ThreadPool p;
   return p;
 }
+
+void spin_pause() { CK_PAUSE(); }
+void spin_yield() { std::this_thread::yield(); }
 
 int default_threads() { return cpu_features().physical_cores; }
 

@@ -29,6 +29,18 @@ class ThreadPool {
 
 ThreadPool& pool();
 
+// Waits until ready() holds: spinning (a pause per test) for a short while, then yielding the core
+// at each test, so that a thread the OS has held up can finish what ready() waits for.
+void spin_pause();
+void spin_yield();
+template <typename Ready>
+void spin_until(Ready&& ready) {
+  for (int spin = 0; !ready(); ++spin) {
+    if (spin < 4000) spin_pause();
+    else spin_yield();
+  }
+}
+
 // Default pool size: the number of physical cores.
 int default_threads();
 

@@ -135,8 +135,10 @@ Gemm('k = 0 gives the bias; m = 0 gives an empty result', async () => {
 });
 
 // 197 rows: one M block, the threads split its N tiles. 1003 rows: several M blocks, each thread
-// takes its own rows (the split falls inside a micro-panel), across K blocks, through an input activation.
-for (const [m, n, k, act] of [[197, 769, 300, 'none'], [1003, 70, 1543, 'quick_gelu'], [416, 100, 768, 'gelu']] as const)
+// takes its own rows (the split falls inside a micro-panel), across K blocks, through an input
+// activation. 416 rows: one M block each, all of K at once; 2100 × 3000: several M blocks and K
+// blocks each, N tiles inner (threads that finish early take units of the others, in K order).
+for (const [m, n, k, act] of [[197, 769, 300, 'none'], [1003, 70, 1543, 'quick_gelu'], [416, 100, 768, 'gelu'], [2100, 200, 3000, 'gelu']] as const)
   Gemm(`1 thread and all threads give identical results; a weight packed under one ISA runs under all (${m}x${k}->${n})`, async () => {
     const x = normal(m * k, 41), w = normal(n * k, 42, 0.1), b = uniform(n, 43);
     const packed = await onIsa(isas[0], () => packWeight(new Tensor(w, [n, k])));
@@ -150,6 +152,12 @@ for (const [m, n, k, act] of [[197, 769, 300, 'none'], [1003, 70, 1543, 'quick_g
           const yn = await linear(new Tensor(x, [m, k]), packed, opts);
           // Each element is summed in the same order whatever the split: bitwise equal.
           assert.ok(y1.data.every((v, i) => Object.is(v, yn.data[i])), `1 vs N threads differ (${isa})`);
+          // More threads than cores: the OS holds threads up, and the others take over their work.
+          setThreads(3);
+          for (let r = 0; r < 3; r++) {
+            const y3 = await linear(new Tensor(x, [m, k]), packed, opts);
+            assert.ok(y1.data.every((v, i) => Object.is(v, y3.data[i])), `1 vs 3 threads differ (${isa})`);
+          }
         } finally {
           setThreads(0);
         }
