@@ -359,6 +359,81 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     }
   };
 
+  // The N tiles of one M block (row ic, mb rows) packed in abuf for K blocks [g0, g1), over all its
+  // micro-panels, shared by tn threads: each runs its own contiguous range of units from the front,
+  // in run_tiles' order, then takes units from the back of the others' ranges (their owners have
+  // started them; each weight tile is still read once). A unit is one N tile with all its K blocks,
+  // or, with N tiles inner, one (K block, N tile) step; a thief takes a step only once the owner
+  // has claimed the tile's previous K block, and waits for it to finish. Same sums in the same order.
+  auto run_ranges = [&](const char* abuf, size_t ic, size_t mb, size_t g0, size_t g1, size_t tn) {
+    const size_t mp = (mb + mr - 1) / mr, nk = g1 - g0;
+    const bool by_tile = nk == 1 || k_inner_for(nk, mp);
+    struct Range {
+      size_t j0 = 0, nj = 0, units = 0;
+      std::atomic<uint64_t> front_back{0};  // next unit from the front (high half), end of the unclaimed ones (low)
+      std::atomic<bool> started{false};
+    };
+    std::unique_ptr<Range[]> ranges(new Range[tn]);
+    for (size_t tj = 0; tj < tn; ++tj) {
+      Range& r = ranges[tj];
+      r.j0 = n_tiles * tj / tn;
+      r.nj = n_tiles * (tj + 1) / tn - r.j0;
+      r.units = by_tile ? r.nj : nk * r.nj;
+      r.front_back.store(r.units, std::memory_order_relaxed);
+    }
+    std::unique_ptr<std::atomic<uint32_t>[]> k_done;  // per N tile, steps by K block: K blocks done
+    if (!by_tile) {
+      k_done.reset(new std::atomic<uint32_t>[n_tiles]);
+      for (size_t j = 0; j < n_tiles; ++j) k_done[j].store(0, std::memory_order_relaxed);
+    }
+    // The K block and N tile of a range's unit u (its first K block when by_tile).
+    auto step_of = [&](const Range& r, size_t u, size_t* kb, size_t* j) {
+      *kb = by_tile ? g0 : g0 + u / r.nj;
+      *j = r.j0 + (by_tile ? u : u % r.nj);
+    };
+    // Runs unit u; `then` is the unit this thread runs next (for the fetch), or r.units for none.
+    auto run_unit = [&](const Range& r, size_t u, size_t then) {
+      size_t kb, j, kn = 0, jn = 0;
+      step_of(r, u, &kb, &j);
+      if (then < r.units) step_of(r, then, &kn, &jn);
+      if (by_tile) {
+        for (; kb < g1; ++kb) {
+          GemmTileFetch next;
+          if (kb + 1 < g1) next = fetch_of(kb + 1, j);
+          else if (then < r.units) next = fetch_of(kn, jn);
+          run_step(abuf, ic, mb, g0, kb, j, 0, mp, next);
+        }
+        return;
+      }
+      const uint32_t before = static_cast<uint32_t>(kb - g0);
+      spin_until([&] { return k_done[j].load(std::memory_order_acquire) >= before; });
+      run_step(abuf, ic, mb, g0, kb, j, 0, mp, then < r.units ? fetch_of(kn, jn) : GemmTileFetch());
+      k_done[j].store(before + 1, std::memory_order_release);
+    };
+    pool().parallel_for(tn, [&](size_t tj, int) {
+      Range& own = ranges[tj];
+      own.started.store(true, std::memory_order_release);
+      for (uint64_t v = own.front_back.load(std::memory_order_relaxed);;) {
+        const size_t front = v >> 32, back = v & 0xFFFFFFFFu;
+        if (front >= back) break;
+        if (own.front_back.compare_exchange_weak(v, v + (uint64_t(1) << 32), std::memory_order_relaxed))
+          run_unit(own, front, front + 1 < back ? front + 1 : own.units);
+      }
+      for (size_t q = 1; q < tn; ++q) {
+        Range& other = ranges[(tj + q) % tn];
+        if (!other.started.load(std::memory_order_acquire)) continue;
+        for (uint64_t v = other.front_back.load(std::memory_order_relaxed);;) {
+          const size_t front = v >> 32, back = v & 0xFFFFFFFFu;
+          if (front >= back) break;
+          const size_t u = back - 1;
+          if (!by_tile && u >= other.nj && u - other.nj >= front) break;  // its previous K block is not claimed yet
+          if (other.front_back.compare_exchange_weak(v, v - 1, std::memory_order_relaxed))
+            run_unit(other, u, u > front ? u - 1 : other.units);
+        }
+      }
+    });
+  };
+
   // K groups: as many K blocks as kABudget of packed A holds for mp micro-panels.
   auto group_of = [&](size_t mp) { return a_panel_bytes ? std::max<size_t>(1, kABudget / (mp * a_panel_bytes)) : nkb; };
 
@@ -511,6 +586,10 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
       if (no_scratch) return CK_ERR_NOMEM;
       const size_t tn = std::min(threads, n_tiles);
       const size_t tm = std::max<size_t>(1, std::min(threads / tn, mp));
+      if (tn > 1 && tm == 1) {
+        run_ranges(abuf, ic, mb, g0, g1, tn);
+        continue;
+      }
       pool().parallel_for(tn * tm, [&](size_t task, int) {
         const size_t tj = task % tn, ti = task / tn;
         run_tiles(abuf, ic, mb, g0, g1, n_tiles * tj / tn, n_tiles * (tj + 1) / tn, mp * ti / tm, mp * (ti + 1) / tm);

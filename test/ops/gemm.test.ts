@@ -137,8 +137,9 @@ Gemm('k = 0 gives the bias; m = 0 gives an empty result', async () => {
 // 197 rows: one M block, the threads split its N tiles. 1003 rows: several M blocks, each thread
 // takes its own rows (the split falls inside a micro-panel), across K blocks, through an input
 // activation. 416 rows: one M block each, all of K at once; 2100 × 3000: several M blocks and K
-// blocks each, N tiles inner (threads that finish early take units of the others, in K order).
-for (const [m, n, k, act] of [[197, 769, 300, 'none'], [1003, 70, 1543, 'quick_gelu'], [416, 100, 768, 'gelu'], [2100, 200, 3000, 'gelu']] as const)
+// blocks each, N tiles inner; 200 × 3072: one M block, its N tiles split, K blocks, N tiles inner
+// (threads that finish early take units of the others, in K order).
+for (const [m, n, k, act] of [[197, 769, 300, 'none'], [1003, 70, 1543, 'quick_gelu'], [416, 100, 768, 'gelu'], [2100, 200, 3000, 'gelu'], [200, 300, 3072, 'quick_gelu']] as const)
   Gemm(`1 thread and all threads give identical results; a weight packed under one ISA runs under all (${m}x${k}->${n})`, async () => {
     const x = normal(m * k, 41), w = normal(n * k, 42, 0.1), b = uniform(n, 43);
     const packed = await onIsa(isas[0], () => packWeight(new Tensor(w, [n, k])));
