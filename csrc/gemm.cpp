@@ -12,8 +12,10 @@
 //       - fewer (one image or text): the threads split the packing of the one M block, then its N
 //         tiles (and its micro-panels when the N tiles are fewer than the threads), so that each
 //         weight byte is read from memory once.
-//     Either way, while a thread runs one B tile over its micro-panels, each call fetches a slice
-//     of the tile the thread runs next, spread over its k steps (GemmTileFetch).
+//     Either way a thread that finishes its share early takes over units of work (N tiles, or one
+//     K block of one) that another has not started, and while a thread runs one B tile over its
+//     micro-panels, each call fetches a slice of the tile the thread runs next, spread over its k
+//     steps (GemmTileFetch).
 //   - Only the MR×NR micro-kernel is ISA-specific (written once against V, tile chosen per pass):
 //       gemm_f32_ukr_avx512_12x32  24 zmm accumulators, 2 B loads + 12 broadcasts per k
 //       gemm_f32_ukr_avx512_13x32  26, for the row counts 13 cuts into fuller micro-panels (taller)
