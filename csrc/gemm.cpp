@@ -361,6 +361,29 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     }
   };
 
+  // One unit of the work that threads claim (run_ranges and the batch path below), over every
+  // micro-panel of the M block at row ic (mb rows) packed in abuf for K blocks [g0, g1): without
+  // k_done, N tile j with all of its K blocks in order; with k_done (a count of K blocks done per
+  // N tile), K block kb of tile j alone, once the tile's previous K block has finished. (kn, jn):
+  // the step this thread runs next, for the fetch; jn == n_tiles for none.
+  auto run_unit = [&](const char* abuf, size_t ic, size_t mb, size_t g0, size_t g1, std::atomic<uint32_t>* k_done,
+                      size_t kb, size_t j, size_t kn, size_t jn) {
+    const size_t mp = (mb + mr - 1) / mr;
+    if (!k_done) {
+      for (kb = g0; kb < g1; ++kb) {
+        GemmTileFetch next;
+        if (kb + 1 < g1) next = fetch_of(kb + 1, j);
+        else if (jn < n_tiles) next = fetch_of(kn, jn);
+        run_step(abuf, ic, mb, g0, kb, j, 0, mp, next);
+      }
+      return;
+    }
+    const uint32_t before = static_cast<uint32_t>(kb - g0);
+    spin_until([&] { return k_done[j].load(std::memory_order_acquire) >= before; });
+    run_step(abuf, ic, mb, g0, kb, j, 0, mp, jn < n_tiles ? fetch_of(kn, jn) : GemmTileFetch());
+    k_done[j].store(before + 1, std::memory_order_release);
+  };
+
   // The N tiles of one M block (row ic, mb rows) packed in abuf for K blocks [g0, g1), over all its
   // micro-panels, shared by tn threads: each runs its own contiguous range of units from the front,
   // in run_tiles' order, then takes units from the back of the others' ranges (their owners have
@@ -388,29 +411,17 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
       k_done.reset(new std::atomic<uint32_t>[n_tiles]);
       for (size_t j = 0; j < n_tiles; ++j) k_done[j].store(0, std::memory_order_relaxed);
     }
-    // The K block and N tile of a range's unit u (its first K block when by_tile).
-    auto step_of = [&](const Range& r, size_t u, size_t* kb, size_t* j) {
-      *kb = by_tile ? g0 : g0 + u / r.nj;
-      *j = r.j0 + (by_tile ? u : u % r.nj);
-    };
-    // Runs unit u; `then` is the unit this thread runs next (for the fetch), or r.units for none.
-    auto run_unit = [&](const Range& r, size_t u, size_t then) {
-      size_t kb, j, kn = 0, jn = 0;
-      step_of(r, u, &kb, &j);
-      if (then < r.units) step_of(r, then, &kn, &jn);
-      if (by_tile) {
-        for (; kb < g1; ++kb) {
-          GemmTileFetch next;
-          if (kb + 1 < g1) next = fetch_of(kb + 1, j);
-          else if (then < r.units) next = fetch_of(kn, jn);
-          run_step(abuf, ic, mb, g0, kb, j, 0, mp, next);
-        }
-        return;
-      }
-      const uint32_t before = static_cast<uint32_t>(kb - g0);
-      spin_until([&] { return k_done[j].load(std::memory_order_acquire) >= before; });
-      run_step(abuf, ic, mb, g0, kb, j, 0, mp, then < r.units ? fetch_of(kn, jn) : GemmTileFetch());
-      k_done[j].store(before + 1, std::memory_order_release);
+    // Unit u of range r; `then`: the unit this thread runs next (for the fetch), or r.units for none.
+    auto run_range_unit = [&](const Range& r, size_t u, size_t then) {
+      // The K block and N tile of a unit (its first K block when by_tile).
+      auto step_of = [&](size_t v, size_t* kb, size_t* j) {
+        *kb = by_tile ? g0 : g0 + v / r.nj;
+        *j = r.j0 + (by_tile ? v : v % r.nj);
+      };
+      size_t kb, j, kn = 0, jn = n_tiles;
+      step_of(u, &kb, &j);
+      if (then < r.units) step_of(then, &kn, &jn);
+      run_unit(abuf, ic, mb, g0, g1, k_done.get(), kb, j, kn, jn);
     };
     pool().parallel_for(tn, [&](size_t tj, int) {
       Range& own = ranges[tj];
@@ -419,7 +430,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
         const size_t front = v >> 32, back = v & 0xFFFFFFFFu;
         if (front >= back) break;
         if (own.front_back.compare_exchange_weak(v, v + (uint64_t(1) << 32), std::memory_order_relaxed))
-          run_unit(own, front, front + 1 < back ? front + 1 : own.units);
+          run_range_unit(own, front, front + 1 < back ? front + 1 : own.units);
       }
       for (size_t q = 1; q < tn; ++q) {
         Range& other = ranges[(tj + q) % tn];
@@ -430,7 +441,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
           const size_t u = back - 1;
           if (!by_tile && u >= other.nj && u - other.nj >= front) break;  // its previous K block is not claimed yet
           if (other.front_back.compare_exchange_weak(v, v - 1, std::memory_order_relaxed))
-            run_unit(other, u, u > front ? u - 1 : other.units);
+            run_range_unit(other, u, u > front ? u - 1 : other.units);
         }
       }
     });
@@ -506,24 +517,16 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
       }
     }
 
-    auto run_unit = [&](Phase& ph, size_t u) {
-      const size_t mp = (ph.mb + mr - 1) / mr;
-      if (ph.by_tile) {
-        for (size_t kb = ph.g0; kb < ph.g1; ++kb) {
-          GemmTileFetch next;
-          if (kb + 1 < ph.g1) next = fetch_of(kb + 1, u);
-          else if (u + 1 < ph.units) next = fetch_of(ph.g0, u + 1);
-          run_step(ph.abuf, ph.ic, ph.mb, ph.g0, kb, u, 0, mp, next);
-        }
-      } else {
-        const size_t kb = ph.g0 + u / n_tiles, j = u % n_tiles;
-        const uint32_t before = static_cast<uint32_t>(kb - ph.g0);
-        spin_until([&] { return ph.k_done[j].load(std::memory_order_acquire) >= before; });
-        GemmTileFetch next;
-        if (u + 1 < ph.units) next = fetch_of(ph.g0 + (u + 1) / n_tiles, (u + 1) % n_tiles);
-        run_step(ph.abuf, ph.ic, ph.mb, ph.g0, kb, j, 0, mp, next);
-        ph.k_done[j].store(before + 1, std::memory_order_release);
-      }
+    auto run_phase_unit = [&](Phase& ph, size_t u) {
+      // The K block and N tile of a unit (its first K block when by_tile).
+      auto step_of = [&](size_t v, size_t* kb, size_t* j) {
+        *kb = ph.by_tile ? ph.g0 : ph.g0 + v / n_tiles;
+        *j = ph.by_tile ? v : v % n_tiles;
+      };
+      size_t kb, j, kn = 0, jn = n_tiles;
+      step_of(u, &kb, &j);
+      if (u + 1 < ph.units) step_of(u + 1, &kn, &jn);
+      run_unit(ph.abuf, ph.ic, ph.mb, ph.g0, ph.g1, ph.k_done.get(), kb, j, kn, jn);
       ph.done.fetch_add(1, std::memory_order_release);
     };
     std::atomic<bool> failed{false};
@@ -546,7 +549,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
         ph.abuf = abuf;
         ph.ready.store(true, std::memory_order_release);
         own.cur.store(f, std::memory_order_release);
-        for (size_t u; (u = ph.next.fetch_add(1, std::memory_order_relaxed)) < ph.units;) run_unit(ph, u);
+        for (size_t u; (u = ph.next.fetch_add(1, std::memory_order_relaxed)) < ph.units;) run_phase_unit(ph, u);
       }
       own.cur.store(own.count, std::memory_order_release);
       // Then other threads' phases: a unit at a time, leaving each phase's last unit to its owner
@@ -566,7 +569,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
             spin_until([&] { return other.cur.load(std::memory_order_acquire) != f; });
             continue;
           }
-          if (ph.next.compare_exchange_weak(u, u + 1, std::memory_order_relaxed)) run_unit(ph, u);
+          if (ph.next.compare_exchange_weak(u, u + 1, std::memory_order_relaxed)) run_phase_unit(ph, u);
         }
       }
     });
