@@ -89,8 +89,10 @@ Blocking blocking_for(const GemmKernel& kern, size_t K) {
   return b;
 }
 
-// Part `part` of `parts` of m rows, cut at multiples of `unit`: rows [*r0, *r1).
-void part_rows(size_t m, size_t part, size_t parts, size_t unit, size_t* r0, size_t* r1) {
+// Part `part` of `parts` of m rows for MR-row micro-panels: rows [*r0, *r1), cut at a third of MR
+// (so a part ends in a third or two thirds of a micro-panel at worst), or at MR when 3 does not divide it.
+void part_rows(size_t m, size_t part, size_t parts, size_t mr, size_t* r0, size_t* r1) {
+  const size_t unit = mr % 3 == 0 ? mr / 3 : mr;
   *r0 = std::min(m, round_up(m * part / parts, unit));
   *r1 = part + 1 == parts ? m : std::min(m, round_up(m * (part + 1) / parts, unit));
 }
@@ -111,7 +113,7 @@ double driver_cost(const GemmKernel& kern, const Blocking& b, size_t m, size_t t
     double worst = 0;
     for (size_t part = 0; part < threads; ++part) {
       size_t r0, r1;
-      part_rows(m, part, threads, mr % 3 == 0 ? mr / 3 : mr, &r0, &r1);
+      part_rows(m, part, threads, mr, &r0, &r1);
       if (r0 >= r1) continue;
       const size_t rows = r1 - r0, blocks = (rows + b.mc_max - 1) / b.mc_max, mcp = round_up((rows + blocks - 1) / blocks, mr);
       double cost = 0;
@@ -451,9 +453,8 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
   auto group_of = [&](size_t mp) { return a_panel_bytes ? std::max<size_t>(1, kABudget / (mp * a_panel_bytes)) : nkb; };
 
   if (threads > 1 && m > mc_max) {
-    // Rows enough for several M blocks: each thread takes its own contiguous rows (split at a third
-    // of MR, so a part ends in a third or two thirds of a micro-panel at worst) and runs them over
-    // every N tile, packing its own micro-panels. The weights are read once per M block either way,
+    // Rows enough for several M blocks: each thread takes its own contiguous rows (part_rows) and
+    // runs them over every N tile, packing its own micro-panels. The weights are read once per M block either way,
     // but here a thread's A block is packed and read in its own L2, and the threads meet once per
     // GEMM instead of twice per M block (in-process alternation, Zen 5: texts and images at b8
     // 0.5–2.9 % faster, fp32 and bf16).
@@ -469,7 +470,6 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     // every unit of the last one has finished. Every C tile's sums run in the same order whoever
     // runs it: same results bit for bit. (Zen 5, RoBERTa texts at b8: the threads' finishing times
     // differed by 2.4–4 % of the GEMMs' time before.)
-    const size_t unit = mr % 3 == 0 ? mr / 3 : mr;
     struct Phase {
       size_t ic = 0, mb = 0, g0 = 0, g1 = 0, units = 0;
       bool by_tile = true;
@@ -488,7 +488,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     std::unique_ptr<Part[]> parts(new Part[threads]);
     for (size_t part = 0; part < threads; ++part) {
       size_t r0, r1;
-      part_rows(m, part, threads, unit, &r0, &r1);
+      part_rows(m, part, threads, mr, &r0, &r1);
       if (r0 >= r1) continue;
       const size_t rows = r1 - r0, blocks = (rows + mc_max - 1) / mc_max, mcp = round_up((rows + blocks - 1) / blocks, mr);
       struct Span { size_t ic, mb, g0, g1; };
