@@ -2,7 +2,12 @@
  * Whole-model benchmark: full-size CLIP-family towers with random weights, clipkit (fp32 and bf16)
  * against onnxruntime-node (fp32, same tensors, same process, 2 intra-op threads) as the anchor.
  *
+ *   npm ci --prefix bench     # once: the anchor, onnxruntime-node, into bench/node_modules
  *   node dist/bench/model.js [--quick] [--json] [--no-ort] [--model chinese|openai]
+ *
+ * The anchor is not a dependency of clipkit: bench/package.json pins it with a lockfile of its own,
+ * so installing or testing clipkit never fetches it. Without it the benchmark runs clipkit alone and
+ * says so.
  *
  * Writes each model folder (config.json, preprocessor_config.json, model.safetensors with every
  * Hugging Face parameter the loader expects, tokenizer files) into a temp dir, checks that both
@@ -18,21 +23,34 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClipConfig, parseClipConfig } from '../src/models/config';
+import { assetsDir } from '../src/models/family_files';
 import { ClipModel, loadModel } from '../src/models/model';
 import { expectedParameters } from '../src/models/weights';
 import { bertTextOnnx, clipTextOnnx, Tensors, visionOnnx } from './model_onnx';
 
-type OrtModule = typeof import('onnxruntime-node');
-type OrtSession = import('onnxruntime-node').InferenceSession;
+/**
+ * The part of onnxruntime-node's API the anchor uses. The package is not a dependency of clipkit:
+ * it lives in bench/'s own package (`npm ci --prefix bench`), so its types may be absent here.
+ */
+interface OrtTensor {
+  data: unknown;
+}
+interface OrtSession {
+  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+}
+interface OrtModule {
+  InferenceSession: { create(file: string, options: Record<string, unknown>): Promise<OrtSession> };
+  Tensor: new (type: 'float32' | 'int64', data: Float32Array | BigInt64Array, dims: number[]) => OrtTensor;
+}
 
 const THREADS = 2;
-const FIXTURES = [path.resolve(__dirname, '..', 'test', 'fixtures'), path.resolve(__dirname, '..', '..', 'test', 'fixtures')].find((d) => fs.existsSync(d))!;
 
 interface Spec {
   key: 'chinese' | 'openai';
   name: string;
   config: Record<string, unknown>;
-  tokenizer: string[]; // fixture files copied next to the weights
+  tokenizer: string[]; // the family's vocabulary, copied from the package's assets/ next to the weights
+  tokenizerConfig: Record<string, unknown>;
   captions: string[];
 }
 
@@ -53,7 +71,11 @@ export const SPECS: Spec[] = [
       },
       vision_config: { model_type: 'chinese_clip_vision_model', ...VISION_B(16) },
     },
-    tokenizer: ['tokenizer/vocab.txt', 'tokenizer/chinese_clip_tiny/tokenizer_config.json'],
+    tokenizer: ['vocab.txt'],
+    tokenizerConfig: {
+      tokenizer_class: 'BertTokenizer', do_lower_case: true, tokenize_chinese_chars: true, strip_accents: null, model_max_length: 52,
+      unk_token: '[UNK]', sep_token: '[SEP]', pad_token: '[PAD]', cls_token: '[CLS]', mask_token: '[MASK]',
+    },
     captions: [
       '一只橘色的猫趴在窗台上晒太阳',
       '夕阳下，一群孩子在海边的沙滩上奔跑嬉戏',
@@ -77,7 +99,11 @@ export const SPECS: Spec[] = [
       },
       vision_config: { model_type: 'clip_vision_model', ...VISION_B(32) },
     },
-    tokenizer: ['tokenizer/openai_clip_tiny/vocab.json', 'tokenizer/openai_clip_tiny/merges.txt', 'tokenizer/openai_clip_tiny/tokenizer_config.json'],
+    tokenizer: ['bpe_simple_vocab_16e6.txt.gz'],
+    tokenizerConfig: {
+      tokenizer_class: 'CLIPTokenizer', do_lower_case: true, errors: 'replace', model_max_length: 77,
+      bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: '<|endoftext|>',
+    },
     captions: [
       'an orange cat lying on a sunny windowsill next to a potted plant',
       'a group of children running on a sandy beach at sunset, with waves rolling in',
@@ -173,7 +199,8 @@ export function writeFolder(spec: Spec, root: string, withOnnx: boolean): Folder
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec.config, null, 2));
   fs.writeFileSync(path.join(dir, 'preprocessor_config.json'), JSON.stringify(PREPROCESSOR, null, 2));
-  for (const f of spec.tokenizer) fs.copyFileSync(path.join(FIXTURES, f), path.join(dir, path.basename(f)));
+  for (const f of spec.tokenizer) fs.copyFileSync(path.join(assetsDir(), f), path.join(dir, f));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(spec.tokenizerConfig, null, 2));
   const config = parseClipConfig(spec.config, path.join(dir, 'config.json'));
   const tensors = randomTensors(config);
   writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
@@ -194,13 +221,20 @@ export function writeFolder(spec: Spec, root: string, withOnnx: boolean): Folder
 // ---------------------------------------------------------------------------------------------
 // Engines
 
+/** bench/, which holds the anchors' package.json: beside this file in the sources, two levels up from dist/bench/. */
+const ANCHOR_DIR = [__dirname, path.resolve(__dirname, '..', '..', 'bench')].find((d) => fs.existsSync(path.join(d, 'package.json')));
+
+/** onnxruntime-node from bench/node_modules, or undefined when `npm ci --prefix bench` has not been run. */
 function loadOrt(): OrtModule | undefined {
+  if (!ANCHOR_DIR) return undefined;
+  let file: string;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('onnxruntime-node') as OrtModule;
+    file = require.resolve('onnxruntime-node', { paths: [ANCHOR_DIR] });
   } catch {
     return undefined;
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(file) as OrtModule;
 }
 
 async function ortSession(ort: OrtModule, file: string): Promise<OrtSession> {
@@ -339,7 +373,7 @@ async function main(): Promise<void> {
   const ortMod = argv.includes('--no-ort') ? undefined : loadOrt();
   const reps = quick ? 3 : 5, loadReps = quick ? 1 : 3;
   const log = (s: string) => process.stderr.write(s + '\n');
-  if (!ortMod && !argv.includes('--no-ort')) log('onnxruntime-node is not installed: clipkit only');
+  if (!ortMod && !argv.includes('--no-ort')) log('onnxruntime-node is not installed, so clipkit runs alone; for the anchor run `npm ci --prefix bench` once (or pass --no-ort to silence this)');
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'clipkit-model-bench-'));
   const rows: Row[] = [];

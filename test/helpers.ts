@@ -1,4 +1,5 @@
 /** Shared test helpers: seeded random inputs, float64 comparisons, and one test per ISA. */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,4 +120,19 @@ export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   tempDirs.push(dir);
   return dir;
+}
+
+/**
+ * Whether a program from the system's packages is on PATH (`command --version` starts). A test that
+ * needs one is registered with `.skip` where it is missing, and says so once, so that `npm test` on
+ * a machine without it passes and reports the skip; .ci/run installs every such program, so CI runs
+ * these tests, and a program that is there but fails makes them fail.
+ */
+export function hasProgram(command: string, needed: string): boolean {
+  const r = spawnSync(command, ['--version'], { encoding: 'utf8', timeout: 60_000 });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
+    console.log(`  (skipped: ${needed} needs ${command}, which is not installed; .ci/run installs it)`);
+    return false;
+  }
+  return true;
 }

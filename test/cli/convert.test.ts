@@ -21,10 +21,11 @@ import { loadTokenizer } from '../../src/tokenizers';
 import { throwsCode } from '../helpers';
 import { modelDir, reference, referenceInfo, TinyName, TOKENIZERS } from '../models/reference';
 import { cnCases, firstDiff, oaCases } from '../tokenizers/fixtures';
+import { REF_CHECKPOINTS } from '../reference_fixtures';
 import { cli, modelFolder, ROOT } from './fixture_model';
 
-const CHECKPOINTS = join(ROOT, 'test', 'fixtures', 'checkpoints');
-const EASYNLP = join(ROOT, 'test', 'fixtures', 'models', 'easynlp_clip_cn_tiny', 'pytorch_model.bin');
+const CHECKPOINTS = REF_CHECKPOINTS;
+const EASYNLP = join(modelDir('easynlp_clip_cn_tiny'), 'pytorch_model.bin');
 const INPUTS: { file: string; model: TinyName; layout: string }[] = [
   { file: join(CHECKPOINTS, 'openai_clip_tiny.pt'), model: 'openai_clip_tiny', layout: 'openai' },
   { file: join(CHECKPOINTS, 'chinese_clip_tiny.pt'), model: 'chinese_clip_tiny', layout: 'chinese_clip' },
@@ -111,7 +112,7 @@ for (const input of INPUTS) {
 test('the OpenAI tokenizer files are transformers-style vocab.json + merges.txt and give the reference ids on all 153 cases', (ctx) => {
   const { dir } = ctx.converted.get(INPUTS[0].file)!;
   for (const f of ['vocab.json', 'merges.txt'])
-    assert.ok(sameBytes(readFileSync(join(dir, f)), readFileSync(join(TOKENIZERS, 'openai_clip_tiny', f))), `${f} equals the fixture's`);
+    assert.ok(sameBytes(readFileSync(join(dir, f)), readFileSync(join(modelDir('openai_clip_tiny'), f))), `${f} equals the fixture's`);
   assert.equal(JSON.parse(readFileSync(join(dir, 'special_tokens_map.json'), 'utf8')), {
     bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: '<|endoftext|>',
   });
@@ -213,8 +214,8 @@ test('a Hugging Face .safetensors input (here widened to F64) converts; keep wri
 
 test('--tokenizer: a vocabulary from another folder, and one whose size disagrees with the checkpoint', () => {
   const dir = fresh('own-tokenizer');
-  convertCheckpoint(INPUTS[0].file, dir, { tokenizer: join(TOKENIZERS, 'openai_clip_tiny') });
-  for (const f of ['vocab.json', 'merges.txt']) assert.ok(sameBytes(readFileSync(join(dir, f)), readFileSync(join(TOKENIZERS, 'openai_clip_tiny', f))), f);
+  convertCheckpoint(INPUTS[0].file, dir, { tokenizer: modelDir('openai_clip_tiny') });
+  for (const f of ['vocab.json', 'merges.txt']) assert.ok(sameBytes(readFileSync(join(dir, f)), readFileSync(join(modelDir('openai_clip_tiny'), f))), f);
 
   const short = fresh('short-vocab');
   mkdirSync(short);

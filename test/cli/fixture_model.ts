@@ -1,18 +1,18 @@
-/** Complete model folders for command-line tests: a tiny model's files plus its tokenizer files. */
+/** Complete model folders for command-line tests: a copy of a tiny model's folder (weights, configs, tokenizer). */
 import { copyFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, spawnSync, SpawnSyncReturns } from 'node:child_process';
-import { modelDir, TinyName, tokenizerDir } from '../models/reference';
+import { modelDir, TinyName } from '../models/reference';
+import { REF_IMAGES } from '../reference_fixtures';
 import { tempDir } from '../helpers';
 
 export const ROOT = join(__dirname, '..', '..');
-export const IMAGES = join(ROOT, 'test', 'fixtures', 'images');
+export const IMAGES = REF_IMAGES;
 
 /** A fresh folder holding everything loadModel needs for `name` (weights, configs, tokenizer). */
 export function modelFolder(name: TinyName): string {
   const dir = tempDir(`clipkit-${name}-`);
-  for (const src of [modelDir(name), tokenizerDir(name)])
-    for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dir, f));
+  for (const f of readdirSync(modelDir(name))) copyFileSync(join(modelDir(name), f), join(dir, f));
   return dir;
 }
 

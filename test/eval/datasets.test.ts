@@ -12,8 +12,9 @@ import * as assert from 'uvu/assert';
 import { ClipkitError } from '../../src/errors';
 import { detectRetrievalFormat, readImageFolder, readRetrievalDataset } from '../../src/eval/datasets';
 import { throwsCode, tempDir } from '../helpers';
+import { REF_IMAGES } from '../reference_fixtures';
 
-const IMAGES = join(__dirname, '..', 'fixtures', 'images');
+const IMAGES = REF_IMAGES;
 const bytes = (name: string) => readFileSync(join(IMAGES, name));
 const b64 = (name: string) => bytes(name).toString('base64');
 const A = '000000005082.jpg', B = '000000024283.jpg', C = 'pokemon.jpeg', D = 'tiny.png';

@@ -5,8 +5,9 @@ import * as assert from 'uvu/assert';
 import { decodeImage, preprocess, preprocessRgbU8, toRgb } from '../../src/image';
 import { readSafetensors } from '../../src/io/safetensors';
 import { parsePreprocessConfig } from '../../src/models/config';
+import { REF_IMAGES } from '../reference_fixtures';
 
-const DIR = path.join(__dirname, '..', 'fixtures', 'images');
+const DIR = REF_IMAGES;
 const ref = readSafetensors(path.join(DIR, 'image_preprocess_reference.safetensors'));
 const meta = JSON.parse(fs.readFileSync(path.join(DIR, 'image_preprocess_reference.json'), 'utf8'));
 

@@ -11,14 +11,15 @@ import { isHubId, parseHubId, resolveModel, ResolveOptions } from '../../src/io/
 import { progressStream } from '../../src/io/hub_progress';
 import { FakeHub, gitBlobSha1, sha256 } from './fake_hub';
 import { tempDir } from './safetensors_writer';
+import { REF_MODELS } from '../reference_fixtures';
 
-const FIXTURE = path.join(__dirname, '..', 'fixtures', 'models', 'openai_clip_tiny');
+const FIXTURE = path.join(REF_MODELS, 'openai_clip_tiny');
 const ENV_KEYS = ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_HOME', 'HF_HUB_DISABLE_PROGRESS_BARS'];
 
-/** The tiny CLIP fixture plus tokenizer files, and files a model does not need (one of them large). */
+/** The tiny CLIP fixture's weights and configs, small tokenizer files, and files a model does not need (one of them large). */
 function tinyRepoFiles(): Record<string, Buffer> {
   const files: Record<string, Buffer> = {};
-  for (const f of fs.readdirSync(FIXTURE)) files[f] = fs.readFileSync(path.join(FIXTURE, f));
+  for (const f of ['config.json', 'model.safetensors', 'preprocessor_config.json']) files[f] = fs.readFileSync(path.join(FIXTURE, f));
   files['vocab.json'] = Buffer.from(JSON.stringify({ '<|startoftext|>': 0, '<|endoftext|>': 1, 'a</w>': 2 }));
   files['merges.txt'] = Buffer.from('#version: 0.2\na </w>\n');
   files['tokenizer.json'] = Buffer.from('{"not": "needed"}');

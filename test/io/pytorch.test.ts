@@ -9,11 +9,12 @@ import type { TensorEntry } from '../../src/io/tensor_entry';
 import { toHfLayout } from '../../src/models/layouts';
 import { parseClipConfig } from '../../src/models/config';
 import { checkClipWeights, loadClipWeights } from '../../src/models/weights';
+import { OWN_FIXTURES, REF_CHECKPOINTS, REF_MODELS } from '../reference_fixtures';
 
-const FIXTURES = path.join(__dirname, '..', 'fixtures');
-const CHECKPOINTS = path.join(FIXTURES, 'checkpoints');
-const CASES = path.join(CHECKPOINTS, 'cases');
-const MODELS = path.join(FIXTURES, 'models');
+/** The reference set's original-layout checkpoints and tiny models; the crafted cases of test/fixtures/checkpoints/cases (make_torch_cases.py). */
+const CHECKPOINTS = REF_CHECKPOINTS;
+const CASES = path.join(OWN_FIXTURES, 'checkpoints', 'cases');
+const MODELS = REF_MODELS;
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 
 /** Same dtype, shape and bytes, and bit-identical float32 values. */

@@ -9,8 +9,9 @@ import { MAX_EXTRA_DEPTH, MAX_EXTRA_VALUES, parseTorchCheckpoint, readTorchCheck
 import { MAX_MARK_DEPTH } from '../../src/io/unpickle';
 import { crc32 } from '../../src/io/zip';
 import { f32Bytes, PickleWriter, stateDictPickle, TensorSpec, torchZip, writeTensor, zipBytes } from './torch_writer';
+import { OWN_FIXTURES } from '../reference_fixtures';
 
-const CASES = path.join(__dirname, '..', 'fixtures', 'checkpoints', 'cases');
+const CASES = path.join(OWN_FIXTURES, 'checkpoints', 'cases');
 const parse = (bytes: Uint8Array) => parseTorchCheckpoint(bytes, 'hostile.pt');
 const FOUR: TensorSpec = { storage: { type: 'FloatStorage', key: '0', numel: 4 }, size: [2, 2] };
 const FOUR_BYTES = { '0': f32Bytes([1, 2, 3, 4]) };

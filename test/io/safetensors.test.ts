@@ -6,9 +6,10 @@ import { ClipkitError } from '../../src/errors';
 import { throwsCode } from '../helpers';
 import { f16ToF32Bits, MAX_HEADER_BYTES, readSafetensors, readSafetensorsIndex } from '../../src/io/safetensors';
 import { f32Bytes, rawFile, safetensorsBytes, tempDir } from './safetensors_writer';
+import { REF_MODELS, refPath } from '../reference_fixtures';
 
-const DTYPES = path.join(__dirname, '..', 'fixtures', 'safetensors', 'dtypes.safetensors');
-const CN_MODEL = path.join(__dirname, '..', 'fixtures', 'models', 'chinese_clip_tiny', 'model.safetensors');
+const DTYPES = refPath('safetensors_dtypes', 'dtypes.safetensors');
+const CN_MODEL = path.join(REF_MODELS, 'chinese_clip_tiny', 'model.safetensors');
 
 
 /** float64 decodings written from the IEEE definitions, independent of the reader's bit tricks. */

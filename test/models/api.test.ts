@@ -15,10 +15,11 @@ import { readSafetensors } from '../../src/io/safetensors';
 import { ClipModel, EN_TEMPLATES, loadModel, ZH_TEMPLATES } from '../../src/models';
 import { assertClose, tempDir } from '../helpers';
 import { compare, concat, modelDir, reference, Reference, TinyName, tokenizerDir } from './reference';
+import { REF_IMAGES } from '../reference_fixtures';
 
 const FP32 = { atol: 1e-5, rtol: 1e-5, cos: 0.99999 };
 const PROJ = 64;
-const IMAGES = join(__dirname, '..', 'fixtures', 'images');
+const IMAGES = REF_IMAGES;
 const imgMeta = JSON.parse(readFileSync(join(IMAGES, 'image_preprocess_reference.json'), 'utf8')) as { images: { key: string; file: string }[] };
 const imgRef = readSafetensors(join(IMAGES, 'image_preprocess_reference.safetensors')).tensors;
 const fileOf = (key: string) => join(IMAGES, imgMeta.images.find((i) => i.key === key)!.file);

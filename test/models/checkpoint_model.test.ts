@@ -10,9 +10,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModel } from '../../src/models';
 import { assertClose, tempDir } from '../helpers';
-import { concat, imageFile, reference, referenceInfo, TinyName } from './reference';
+import { REF_CHECKPOINTS } from '../reference_fixtures';
+import { concat, imageFile, modelDir, reference, referenceInfo, TinyName } from './reference';
 
-const CHECKPOINTS = join(__dirname, '..', 'fixtures', 'checkpoints');
+const CHECKPOINTS = REF_CHECKPOINTS;
 const FP32 = { atol: 1e-5, rtol: 1e-5 };
 
 const CASES: [file: string, name: TinyName, modelType: string][] = [
@@ -60,7 +61,7 @@ test('checkpoint options: a named geometry must agree with the shapes; gelu chan
 test('a folder with pytorch_model.bin and config.json loads like the safetensors folder', async () => {
   const dir = tempDir('clipkit-bin-');
   copyFileSync(join(CHECKPOINTS, 'chinese_clip_tiny.pytorch_model.bin'), join(dir, 'pytorch_model.bin'));
-  const fixture = join(__dirname, '..', 'fixtures', 'models', 'chinese_clip_tiny');
+  const fixture = modelDir('chinese_clip_tiny');
   for (const f of ['config.json', 'preprocessor_config.json']) copyFileSync(join(fixture, f), join(dir, f));
   const m = await loadModel(dir);
   const ref = reference('chinese_clip_tiny');

@@ -6,8 +6,9 @@ import { ErrorCode } from '../../src/errors';
 import { throwsCode } from '../helpers';
 import { parseClipConfig, parsePreprocessConfig, readClipConfig, readPreprocessConfig } from '../../src/models/config';
 import { tempDir } from '../io/safetensors_writer';
+import { REF_MODELS } from '../reference_fixtures';
 
-const MODELS = path.join(__dirname, '..', 'fixtures', 'models');
+const MODELS = REF_MODELS;
 const CN = path.join(MODELS, 'chinese_clip_tiny');
 const OA = path.join(MODELS, 'openai_clip_tiny');
 const json = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -34,7 +35,7 @@ Config('chinese_clip_tiny: every field from the file, nothing defaulted', () => 
 });
 
 Config('altclip_tiny: XLM-R numbering (positions from pad + 1), transformation to project_dim', () => {
-  const c = readClipConfig(path.join(__dirname, '..', 'fixtures', 'models', 'altclip_tiny', 'config.json'));
+  const c = readClipConfig(path.join(MODELS, 'altclip_tiny', 'config.json'));
   assert.is(c.modelType, 'altclip');
   assert.equal(c.text, {
     kind: 'bert', vocabSize: 8002, hiddenSize: 128, intermediateSize: 512, numHiddenLayers: 2, numAttentionHeads: 2,

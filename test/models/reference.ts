@@ -1,28 +1,29 @@
 /** The tiny models' reference outputs (float64 forward passes stored as float32) and comparisons. */
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { readSafetensors, SafetensorsTensor } from '../../src/io/safetensors';
 import { tempDir } from '../helpers';
+import { REF_IMAGES, REF_MODELS, REF_TOKENIZER } from '../reference_fixtures';
 
-export const MODELS = join(__dirname, '..', 'fixtures', 'models');
-export const TOKENIZERS = join(__dirname, '..', 'fixtures', 'tokenizer');
+export const MODELS = REF_MODELS;
+export const TOKENIZERS = REF_TOKENIZER;
 export type TinyName = 'chinese_clip_tiny' | 'openai_clip_tiny' | 'altclip_tiny' | 'easynlp_clip_cn_tiny';
-export const IMAGES = join(__dirname, '..', 'fixtures', 'images');
+export const IMAGES = REF_IMAGES;
+/** A tiny model's Hugging Face folder: weights, config.json, preprocessor_config.json and its tokenizer files. */
 export const modelDir = (name: TinyName) => join(MODELS, name);
 
-/** A folder holding just the tokenizer files of a tiny model (the fixtures keep them apart). */
+const TOKENIZER_FILES = ['tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'vocab.json', 'merges.txt', 'sentencepiece.bpe.model'];
+
+/**
+ * A fresh folder holding just the tokenizer files of a tiny model, copied from its model folder:
+ * for the tokenizerDir option, and to check that nothing else in the model folder is needed to tokenize.
+ */
 export function tokenizerDir(name: TinyName): string {
-  if (name === 'easynlp_clip_cn_tiny') return modelDir(name); // its folder holds vocab.txt, as EasyNLP ships it
   const dir = tempDir(`clipkit-tok-${name}-`);
-  const own = (files: string[], from: string) => Object.fromEntries(files.map((f) => [f, join(TOKENIZERS, from, f)]));
-  const files: Record<string, string> =
-    name === 'chinese_clip_tiny'
-      ? { 'tokenizer_config.json': join(TOKENIZERS, name, 'tokenizer_config.json'), 'vocab.txt': join(TOKENIZERS, 'vocab.txt') }
-      : name === 'openai_clip_tiny'
-        ? own(['tokenizer_config.json', 'vocab.json', 'merges.txt'], name)
-        : own(['tokenizer_config.json', 'special_tokens_map.json', 'sentencepiece.bpe.model'], 'altclip');
-  for (const [to, from] of Object.entries(files)) copyFileSync(from, join(dir, to));
+  const files = TOKENIZER_FILES.filter((f) => existsSync(join(modelDir(name), f)));
+  if (!files.length) throw new Error(`${modelDir(name)} holds no tokenizer files`);
+  for (const f of files) copyFileSync(join(modelDir(name), f), join(dir, f));
   return dir;
 }
 

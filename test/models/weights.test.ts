@@ -7,8 +7,9 @@ import { readSafetensors } from '../../src/io/safetensors';
 import { parseClipConfig, readClipConfig } from '../../src/models/config';
 import { expectedParameters, loadClipWeights } from '../../src/models/weights';
 import { RawTensor, safetensorsBytes, tempDir } from '../io/safetensors_writer';
+import { REF_MODELS } from '../reference_fixtures';
 
-const MODELS = path.join(__dirname, '..', 'fixtures', 'models');
+const MODELS = REF_MODELS;
 const CN = path.join(MODELS, 'chinese_clip_tiny');
 const OA = path.join(MODELS, 'openai_clip_tiny');
 

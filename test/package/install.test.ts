@@ -4,9 +4,14 @@
  * tripwire that records it was called. The install must load the prebuilt addon and run a kernel
  * with no tripwire touched and no build/ folder made; without the prebuild, loading must fail with
  * one E_NATIVE_LOAD message that says what was tried and what to do.
- * Offline: dependencies come from the npm cache that installing this repository filled.
+ * Offline and pinned: the app gets a package-lock.json made from this repository's own (the tarball
+ * plus every entry the runtime tree needs, at the versions pinned there) and is set up with
+ * `npm ci --offline`, so its tarballs are exactly the ones installing this repository put in the
+ * npm cache. Resolving the ranges instead would pick the newest version whose metadata happens to be
+ * cached, and a new upstream release could turn this test red on a fresh machine.
  */
 import { spawnSync, SpawnSyncOptions } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -28,6 +33,36 @@ function copyPackage(dest: string) {
     fs.cpSync(path.join(root, entry), path.join(dest, entry), { recursive: true });
   }
   fs.symlinkSync(path.join(root, 'node_modules'), path.join(dest, 'node_modules'), 'dir');
+}
+
+interface LockEntry {
+  dev?: boolean;
+  [key: string]: unknown;
+}
+
+/**
+ * The app's package-lock.json: clipkit from the tarball, and every package of this repository's
+ * lockfile that is not only a devDependency, at the same path (clipkit's dependencies are hoisted
+ * to the top of node_modules there as they are in the app).
+ */
+function appLockfile(app: { name: string; version: string }, tarball: string, spec: string): { packages: Record<string, LockEntry> } {
+  const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as { lockfileVersion: number; packages: Record<string, LockEntry> };
+  const own = lock.packages[''];
+  const packages: Record<string, LockEntry> = {
+    '': { name: app.name, version: app.version, dependencies: { clipkit: spec } },
+    'node_modules/clipkit': {
+      version: own.version,
+      resolved: spec,
+      integrity: `sha512-${crypto.createHash('sha512').update(fs.readFileSync(tarball)).digest('base64')}`,
+      hasInstallScript: own.hasInstallScript,
+      license: own.license,
+      dependencies: own.dependencies,
+      bin: own.bin,
+      engines: own.engines,
+    },
+  };
+  for (const [at, entry] of Object.entries(lock.packages)) if (at.startsWith('node_modules/') && !entry.dev) packages[at] = entry;
+  return { name: app.name, version: app.version, lockfileVersion: lock.lockfileVersion, requires: true, packages };
 }
 
 const tools = ['cmake', 'make', 'ninja', 'cc', 'c++', 'gcc', 'g++', 'clang', 'clang++', 'node-gyp', 'cmake-js'];
@@ -62,14 +97,23 @@ Install('npm pack carries the prebuild; installing the tarball compiles nothing;
 
     const app = path.join(tmp, 'app');
     fs.mkdirSync(app);
-    fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
+    const spec = `file:../${path.basename(tarball)}`;
+    fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, dependencies: { clipkit: spec } }));
+    const pinned = appLockfile({ name: 'app', version: '1.0.0' }, tarball, spec);
+    fs.writeFileSync(path.join(app, 'package-lock.json'), JSON.stringify(pinned, null, 2));
     const log = path.join(tmp, 'tripwire.log');
     const bin = tripwires(tmp, log);
     const env = { ...process.env, PATH: `${bin}${path.delimiter}${process.env.PATH}`, CC: path.join(bin, 'cc'), CXX: path.join(bin, 'c++') };
-    const install = run('npm', ['install', '--offline', '--no-audit', '--no-fund', tarball], { cwd: app, env });
-    assert.is(install.status, 0, `npm install failed:\n${install.out.slice(-3000)}`);
+    const install = run('npm', ['ci', '--offline', '--no-audit', '--no-fund'], { cwd: app, env });
+    assert.is(install.status, 0, `npm ci failed:\n${install.out.slice(-3000)}`);
     const touched = fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '';
     assert.is(touched, '', `a compiler or build tool ran during install:\n${touched}`);
+    // Every package at the version this repository pins (optional ones for other platforms are absent).
+    for (const [at, entry] of Object.entries(pinned.packages)) {
+      const manifest = path.join(app, at, 'package.json');
+      if (!at || (entry.optional && !fs.existsSync(manifest))) continue;
+      assert.is(JSON.parse(fs.readFileSync(manifest, 'utf8')).version, entry.version, `${at} is the pinned version`);
+    }
     const installed = path.join(app, 'node_modules', 'clipkit');
     assert.not.ok(fs.existsSync(path.join(installed, 'build')), 'install created a build/ folder');
 

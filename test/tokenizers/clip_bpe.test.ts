@@ -2,13 +2,13 @@ import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipBpeTokenizer, cleanText, preTokenize } from '../../src/tokenizers/clip_bpe';
-import { firstDiff, oaCases, path } from './fixtures';
+import { firstDiff, modelTokenizer, oaCases, path } from './fixtures';
 
 const Bpe = suite('clip_bpe (OpenAI CLIP)');
 const fromGzip = ClipBpeTokenizer.fromGzip(readFileSync(path('bpe_simple_vocab_16e6.txt.gz')));
 const fromHf = ClipBpeTokenizer.fromVocabMerges(
-  readFileSync(path('openai_clip_tiny', 'vocab.json'), 'utf8'),
-  readFileSync(path('openai_clip_tiny', 'merges.txt'), 'utf8'),
+  readFileSync(modelTokenizer('openai_clip_tiny', 'vocab.json'), 'utf8'),
+  readFileSync(modelTokenizer('openai_clip_tiny', 'merges.txt'), 'utf8'),
 );
 const { context_length, cases } = oaCases();
 

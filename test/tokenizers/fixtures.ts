@@ -1,10 +1,18 @@
-/** Paths and case files of the tokenizer fixtures (test/fixtures/tokenizer). */
+/**
+ * Paths and case files of the tokenizer fixtures: the reference cases and vocabularies (the
+ * reference set's tokenizer/), the tiny models' own tokenizer files (beside their weights in its
+ * models/) and the cases this repository generates (test/fixtures/tokenizer/).
+ */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { OWN_FIXTURES, REF_MODELS, REF_TOKENIZER } from '../reference_fixtures';
 
-export const DIR = join(__dirname, '..', 'fixtures', 'tokenizer');
-export const path = (...parts: string[]) => join(DIR, ...parts);
+export const path = (...parts: string[]) => join(REF_TOKENIZER, ...parts);
+/** A tiny model's folder, which holds its tokenizer files (tokenizer_config.json, vocab.json + merges.txt, sentencepiece.bpe.model, ...). */
+export const modelTokenizer = (name: 'chinese_clip_tiny' | 'openai_clip_tiny' | 'altclip_tiny', ...parts: string[]) => join(REF_MODELS, name, ...parts);
 export const readJson = <T>(...parts: string[]): T => JSON.parse(readFileSync(path(...parts), 'utf8')) as T;
+/** A case file this repository generates (scripts/gen_ftfy_cases.py). */
+export const readOwnJson = <T>(name: string): T => JSON.parse(readFileSync(join(OWN_FIXTURES, 'tokenizer', name), 'utf8')) as T;
 
 export interface CnCase {
   id: string;

@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fixEncoding, fixText } from '../../src/tokenizers/ftfy';
 import { htmlUnescape } from '../../src/tokenizers/html_unescape';
-import { oaCases, readJson } from './fixtures';
+import { oaCases, readOwnJson } from './fixtures';
 
 const Ftfy = suite('ftfy fix_text');
 const { cases } = oaCases();
@@ -39,7 +39,7 @@ Ftfy('HTML is left escaped once a line holds a "<"', () => {
   assert.is(fixText('<p>\n&amp;'), '<p>\n&amp;'); // stays off for later lines
 });
 
-const extra = readJson<{ cases: { text: string; fixed: string }[] }>('ftfy_extra_cases.json').cases;
+const extra = readOwnJson<{ cases: { text: string; fixed: string }[] }>('ftfy_extra_cases.json').cases;
 Ftfy(`${extra.length} seeded mojibake / entity / width strings match ftfy 6.3.1`, () => {
   const bad = extra.filter((c) => fixText(c.text) !== c.fixed);
   assert.is(bad.length, 0, bad.slice(0, 5).map((c) => `${JSON.stringify(c.text)}: got ${JSON.stringify(fixText(c.text))} want ${JSON.stringify(c.fixed)}`).join('\n'));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BertWordPieceTokenizer, ClipBpeTokenizer, loadTokenizer } from '../../src/tokenizers';
-import { cnCases, firstDiff, oaCases, path } from './fixtures';
+import { cnCases, firstDiff, modelTokenizer, oaCases, path } from './fixtures';
 
 const Load = suite('loadTokenizer');
 const tmp = mkdtempSync(join(tmpdir(), 'clipkit-tok-'));
@@ -17,7 +17,7 @@ const folder = (name: string, files: Record<string, string>) => {
 const cn = cnCases().cases, oa = oaCases().cases;
 
 Load('CLIPTokenizer folder (vocab.json + merges.txt)', () => {
-  const tok = loadTokenizer(path('openai_clip_tiny'));
+  const tok = loadTokenizer(modelTokenizer('openai_clip_tiny'));
   assert.instance(tok, ClipBpeTokenizer);
   assert.is(tok.contextLength, 77);
   const { ids, lengths } = tok.encode(oa.map((c) => c.text));
@@ -29,7 +29,7 @@ Load('CLIPTokenizer folder (vocab.json + merges.txt)', () => {
 });
 
 Load('BertTokenizer folder (tokenizer_config.json + vocab.txt)', () => {
-  const dir = folder('cn', { 'tokenizer_config.json': path('chinese_clip_tiny', 'tokenizer_config.json'), 'vocab.txt': path('vocab.txt') });
+  const dir = folder('cn', { 'tokenizer_config.json': modelTokenizer('chinese_clip_tiny', 'tokenizer_config.json'), 'vocab.txt': path('vocab.txt') });
   const tok = loadTokenizer(dir);
   assert.instance(tok, BertWordPieceTokenizer);
   assert.is(tok.contextLength, 52);
@@ -49,7 +49,7 @@ Load('chosen by the files present when there is no tokenizer_config.json', () =>
 });
 
 Load('context length override', () => {
-  const tok = loadTokenizer(path('openai_clip_tiny'), { contextLength: 5 });
+  const tok = loadTokenizer(modelTokenizer('openai_clip_tiny'), { contextLength: 5 });
   const { ids, lengths } = tok.encode(['a photo of a cat']);
   assert.is(ids.length, 5);
   assert.is(lengths[0], 5);
@@ -86,14 +86,14 @@ Load('missing or broken files give clear errors', () => {
 });
 
 Load('non-string input is a TypeError naming the argument', () => {
-  const tok = loadTokenizer(path('openai_clip_tiny'));
+  const tok = loadTokenizer(modelTokenizer('openai_clip_tiny'));
   throwsCode(() => tok.encode('a cat' as unknown as string[]), 'E_ARG', /texts/, TypeError);
   throwsCode(() => tok.encode(['a', 3 as unknown as string]), 'E_ARG', /texts\[1\]/, TypeError);
   throwsCode(() => tok.tokenize([null as unknown as string]), 'E_ARG', /texts\[0\]/, TypeError);
 });
 
 Load('empty batch and empty string', () => {
-  const tok = loadTokenizer(path('openai_clip_tiny'));
+  const tok = loadTokenizer(modelTokenizer('openai_clip_tiny'));
   assert.is(tok.encode([]).ids.length, 0);
   assert.equal(Array.from(tok.encode(['']).ids.subarray(0, 3)), [49406, 49407, 0]);
 });
@@ -101,7 +101,7 @@ Load('empty batch and empty string', () => {
 Load('lone surrogates and odd Unicode never throw', () => {
   const odd = ['\ud800', 'a\udfffb', '\udbff\ud800', '\u0000\u200d\ufeff\ufffd', '\u{10ffff}\u{e0001}\u{30000}', 'x\u0301'.repeat(300),
     '&#xd800;&#x110000;&#0;&', 'Ã'.repeat(500), '\r\n\u2028\u2029\u0085', ' '.repeat(1000), 'ﷺ'.repeat(100)];
-  const bpe = loadTokenizer(path('openai_clip_tiny'));
+  const bpe = loadTokenizer(modelTokenizer('openai_clip_tiny'));
   const bert = BertWordPieceTokenizer.fromVocabTxt(readFileSync(path('vocab.txt'), 'utf8'));
   const t0 = Date.now();
   for (const tok of [bpe, bert]) {

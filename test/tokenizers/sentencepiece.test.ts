@@ -7,9 +7,9 @@ import * as assert from 'uvu/assert';
 import { loadTokenizer, SentencePieceUnigram, XlmRobertaTokenizer } from '../../src/tokenizers';
 import { parseModelProto } from '../../src/tokenizers/sentencepiece';
 import { throwsCode } from '../helpers';
-import { firstDiff, path, xrCases } from './fixtures';
+import { firstDiff, modelTokenizer, path, xrCases } from './fixtures';
 
-const MODEL = path('altclip', 'sentencepiece.bpe.model');
+const MODEL = modelTokenizer('altclip_tiny', 'sentencepiece.bpe.model');
 const modelBytes = readFileSync(MODEL);
 const tok = XlmRobertaTokenizer.fromModelProto(modelBytes);
 const { context_length, spm_vocab_size, mask_id, cases } = xrCases();
@@ -130,7 +130,7 @@ const folder = (name: string, files: Record<string, string | Uint8Array>) => {
 };
 
 Load('XLMRobertaTokenizer folder', () => {
-  const t = loadTokenizer(path('altclip'));
+  const t = loadTokenizer(modelTokenizer('altclip_tiny'));
   assert.instance(t, XlmRobertaTokenizer);
   assert.is(t.contextLength, 77);
   const { ids, lengths } = t.encode(cases.map((c) => c.text));
@@ -166,7 +166,7 @@ Load('a fast-only folder is refused by name', () => {
 });
 
 Load('a corrupt model file is E_FORMAT naming the file', () => {
-  const dir = folder('corrupt', { 'sentencepiece.bpe.model': modelBytes.subarray(0, 5000), 'tokenizer_config.json': path('altclip', 'tokenizer_config.json') });
+  const dir = folder('corrupt', { 'sentencepiece.bpe.model': modelBytes.subarray(0, 5000), 'tokenizer_config.json': modelTokenizer('altclip_tiny', 'tokenizer_config.json') });
   const err = throwsCode(() => loadTokenizer(dir), 'E_FORMAT', /truncated or corrupt/);
   assert.ok(err.message.includes(join(dir, 'sentencepiece.bpe.model')), err.message);
 });
