@@ -11,7 +11,8 @@ export type ErrorCode =
   | 'E_FORMAT' // a file's contents are malformed (truncated, corrupt, hostile, missing a required field)
   | 'E_UNSUPPORTED' // a well-formed file asks for something clipkit does not implement (model type, activation)
   | 'E_WEIGHTS' // a checkpoint lacks a parameter the model needs
-  | 'E_LIMIT'; // an input larger than the configured limit (an image's pixel count)
+  | 'E_LIMIT' // an input larger than the configured limit (an image's pixel count)
+  | 'E_BUSY'; // another process is writing the same output (an embed journal, an image index)
 
 export class ClipkitError extends Error {
   readonly code: ErrorCode;

@@ -34,6 +34,8 @@ export interface NativeAddon {
   fence(args: Record<string, never>): Promise<void>;
   /** Bytes [offset, offset + length) of a file, read by `threads` threads into new 64-byte-aligned memory. Synchronous. */
   readFile(args: { path: string; offset: number; length: number; threads?: number }): ArrayBuffer;
+  /** An exclusive flock on an open file, without waiting: false when another holder has it. Dropped when the fd closes or the process dies. */
+  lockFile(args: { fd: number }): boolean;
   [op: string]: ((args: Buffers) => Promise<unknown>) | ((...a: any[]) => unknown);
 }
 

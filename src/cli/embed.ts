@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { ClipkitError } from '../errors';
+import { lockOrRefuse } from '../io/file_lock';
 import { writeSafetensors } from '../io/safetensors_writer';
 import { openModel, ModelOptions, progressBar, table, withModelOptions } from './common';
 import { embedImages, expandImagePaths, readTextLines } from './inputs';
@@ -76,7 +77,7 @@ export function registerEmbed(program: Command): void {
       const bar = progressBar(todo.length, kind === 'text' ? 'texts' : 'images');
       const failed: string[] = [];
       let embedded = 0;
-      try {
+      const embedAll = async () => {
         if (kind === 'text') {
           for (let s = 0; s < todo.length && !stopping; s += model.batchSize) {
             const ids = todo.slice(s, s + model.batchSize);
@@ -85,19 +86,26 @@ export function registerEmbed(program: Command): void {
             embedded += ids.length;
             bar.tick(ids.length);
           }
-        } else {
-          const images = todo.map((i) => items[i]);
-          const batches = embedImages(model, images, (j, err) => {
-            failed.push(images[j]);
-            process.stderr.write(`clipkit embed: skipped ${images[j]}: ${err.message}\n`);
-          });
-          for await (const batch of batches) {
-            journal.append(batch.indices.map((j, r) => ({ path: images[j], embedding: toNumbers(batch.embeddings[r]) })));
-            embedded += batch.indices.length;
-            bar.tick(batch.indices.length);
-            if (stopping) break;
-          }
+          return;
         }
+        const images = todo.map((i) => items[i]);
+        const batches = embedImages(model, images, (j, err) => {
+          failed.push(images[j]);
+          process.stderr.write(`clipkit embed: skipped ${images[j]}: ${err.message}\n`);
+        });
+        for await (const batch of batches) {
+          journal.append(batch.indices.map((j, r) => ({ path: images[j], embedding: toNumbers(batch.embeddings[r]) })));
+          embedded += batch.indices.length;
+          bar.tick(batch.indices.length);
+          if (stopping) break;
+        }
+      };
+      let complete = false;
+      try {
+        await embedAll();
+        complete = !stopping && failed.length === 0;
+        // Still locked: a run started meanwhile is refused until the journal is converted and removed.
+        if (complete && toSafetensors) finishSafetensors(journalPath, o.out, header);
       } finally {
         bar.stop();
         journal.close();
@@ -105,8 +113,6 @@ export function registerEmbed(program: Command): void {
         process.off('SIGTERM', onSignal);
       }
 
-      const complete = !stopping && failed.length === 0;
-      if (complete && toSafetensors) finishSafetensors(journalPath, o.out, header);
       const summary = {
         out: o.out, embedded, already_done: items.length - todo.length, failed: failed.length,
         remaining: items.length - (items.length - todo.length) - embedded, complete, failed_paths: failed,
@@ -135,18 +141,41 @@ class Journal {
     private pos: number,
   ) {}
 
-  /** Opens (creating, or reading back and repairing) the journal at `file` for `header`'s model. */
+  /**
+   * Opens (creating, or reading back and repairing) the journal at `file` for `header`'s model,
+   * holding its lock until close(): a second process on the same output is refused (E_BUSY).
+   */
   static open(file: string, header: Header): Journal {
-    const done = new Set<string>();
-    let text = '';
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    let fd: number;
     try {
-      text = fs.readFileSync(file, 'utf8');
+      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new ClipkitError('E_IO', `Cannot read ${file}: ${(err as Error).message}`);
+      throw new ClipkitError('E_IO', `Cannot open ${file}: ${(err as Error).message}`);
     }
-    // Only newline-terminated lines count; a line cut short by a kill is dropped.
-    let good = text.lastIndexOf('\n') + 1;
-    const lines = text.slice(0, good).split('\n').slice(0, -1);
+    // Locked before it is read: what another run appended up to its exit is all seen here.
+    lockOrRefuse(fd, `${file} is being written by another clipkit embed; wait for it to finish (it resumes from the same file) or choose another --out`);
+    try {
+      return Journal.readBack(fd, file, header);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  private static readBack(fd: number, file: string, header: Header): Journal {
+    const done = new Set<string>();
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(fd);
+    } catch (err) {
+      throw new ClipkitError('E_IO', `Cannot read ${file}: ${(err as Error).message}`);
+    }
+    // Only newline-terminated lines count; a line cut short by a kill is dropped. Counted in bytes:
+    // the file is truncated to this offset, and a path or text outside ASCII takes several bytes a
+    // character (a UTF-16 index here once cut into the last good line).
+    let good = bytes.lastIndexOf(0x0a) + 1;
+    const lines = bytes.subarray(0, good).toString('utf8').split('\n').slice(0, -1);
     if (lines.length > 0) {
       const old = parseLine(file, lines[0], 1) as Partial<Header>;
       if (old.clipkit_embeddings !== 1) throw new ClipkitError('E_FORMAT', `${file} exists and is not a clipkit embeddings file; choose another --out`);
@@ -158,8 +187,6 @@ class Journal {
         done.add(header.kind === 'text' ? String(item.index) : String(item.path));
       });
     } else good = 0;
-    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT);
     fs.ftruncateSync(fd, good);
     let pos = good;
     if (good === 0) pos += fs.writeSync(fd, JSON.stringify(header) + '\n', 0);

@@ -15,16 +15,20 @@
  * FLUSH_ROWS at a time, so an interrupted run keeps what it embedded. Then the ANN index is brought
  * up to date (ImageStore.updateAnnIndex).
  */
+import { mkdirSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
 import { describe } from '../check';
 import { ClipkitError, typeError } from '../errors';
+import { FileLock } from '../io/file_lock';
 import type { ClipModel } from '../models';
 import { AnnState, FileStamp, ImageRow, ImageStore } from './store';
 
 /** File extensions indexed (compared case-insensitively). */
 export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.avif', '.tif', '.tiff'];
 
+/** The file in a database folder whose lock an indexer holds (never removed: see src/io/file_lock.ts). */
+export const INDEX_LOCK = 'clipkit-index.lock';
 /** Rows buffered before a write to the table. */
 const FLUSH_ROWS = 1024;
 /** Images per encodeImage call, in batches: a file that fails costs at most one chunk of re-encoding. */
@@ -95,8 +99,10 @@ export async function indexFolder(dir: string, opts: IndexFolderOptions): Promis
   if (typeof opts.modelId !== 'string') throw typeError('E_ARG', `Expected a model id string for modelId but received ${describe(opts.modelId)}`);
   if (typeof opts.openModel !== 'function') throw typeError('E_ARG', `Expected a function for openModel but received ${describe(opts.openModel)}`);
   const files = await listImages(dir);
-  let store = await ImageStore.open(opts.db);
+  const lock = lockIndex(opts.db);
+  let store: ImageStore | undefined;
   try {
+    store = await ImageStore.open(opts.db);
     store?.checkModel(opts.modelId);
     const plan = planUpdate(resolve(dir), files, store ? await store.stamps() : new Map());
     const summary: IndexSummary = { added: 0, updated: 0, removed: plan.removed.length, unchanged: plan.unchanged, failed: [], rows: 0 };
@@ -138,7 +144,24 @@ export async function indexFolder(dir: string, opts: IndexFolderOptions): Promis
     return summary;
   } finally {
     store?.close();
+    lock?.release();
   }
+}
+
+/**
+ * One indexer per database: two that plan against the same rows would add the same images twice
+ * and remove each other's. A database in a local folder is locked through a file in it (created
+ * with the folder); a remote URI (`s3://…`) is not locked here.
+ */
+function lockIndex(db: string): FileLock | undefined {
+  if (typeof db !== 'string' || db === '' || /^[a-z][a-z0-9+.-]*:\/\//i.test(db)) return undefined;
+  const folder = resolve(db);
+  try {
+    mkdirSync(folder, { recursive: true });
+  } catch (err) {
+    throw new ClipkitError('E_IO', `Cannot create the database folder ${folder}: ${(err as Error).message}`);
+  }
+  return FileLock.acquire(join(folder, INDEX_LOCK), `The image index ${folder} is being updated by another process; wait for it to finish or use another --db`);
 }
 
 interface UpdatePlan {

@@ -23,12 +23,14 @@ const test = suite<Ctx>('clipkit embed / classify');
 
 const FIXTURE_IMAGES = readdirSync(IMAGES).filter((f) => /\.(jpe?g|png)$/.test(f));
 const COPIES = 5; // 9 images × 5 = 45 items, 23 batches of 2
+/** File names outside ASCII (several UTF-8 bytes a character), as real photo folders have them. */
+const copyName = (c: number, f: string) => `${c}-照片 été-${f}`;
 
 test.before(async (ctx) => {
   ctx.model = modelFolder('chinese_clip_tiny');
   ctx.m = await loadModel(ctx.model);
   ctx.images = tempDir('clipkit-embed-imgs-');
-  for (let c = 0; c < COPIES; c++) for (const f of FIXTURE_IMAGES) copyFileSync(join(IMAGES, f), join(ctx.images, `${c}-${f}`));
+  for (let c = 0; c < COPIES; c++) for (const f of FIXTURE_IMAGES) copyFileSync(join(IMAGES, f), join(ctx.images, copyName(c, f)));
   const paths = readdirSync(ctx.images).sort().map((f) => join(ctx.images, f));
   const embeds = await ctx.m.encodeImage(paths);
   ctx.want = new Map(paths.map((p, i) => [p, embeds[i]]));
@@ -75,8 +77,9 @@ test('SIGKILL at several points, then resume: every image exactly once, values u
     await runUntil(args, out, lines, 'SIGKILL');
     assert.ok(existsSync(out));
   }
-  // A line cut short by a kill (simulated: the last batch half written) is dropped on resume.
-  appendFileSync(out, '{"path":"' + join(images, '0-pokemon.jpeg').slice(0, 10));
+  // A line cut short by a kill (simulated: the last batch half written, ending inside a character) is dropped on resume.
+  const cut = Buffer.from('{"path":"' + join(images, copyName(0, 'pokemon.jpeg')));
+  appendFileSync(out, cut.subarray(0, cut.indexOf(Buffer.from('照')) + 1));
   const r = cli([...args, '--json']);
   assert.is(r.status, 0, r.stderr);
   const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
@@ -84,9 +87,71 @@ test('SIGKILL at several points, then resume: every image exactly once, values u
   assert.is(summary.embedded + summary.already_done, want.size);
   assert.ok(summary.already_done > 0, 'some items came from the killed runs');
   expectExactlyOnce(out, want);
-  // Run again: nothing to do.
-  const again = JSON.parse(cli([...args, '--json']).stdout.trim());
-  assert.equal([again.embedded, again.already_done], [0, want.size]);
+  // Run again: nothing to do, and nothing lost (the last line was once cut by a character count).
+  for (let i = 0; i < 2; i++) {
+    const again = JSON.parse(cli([...args, '--json']).stdout.trim());
+    assert.equal([again.embedded, again.already_done], [0, want.size]);
+    expectExactlyOnce(out, want);
+  }
+});
+
+/** Chinese lines of different lengths: every character three bytes in UTF-8. */
+const TEXTS = Array.from({ length: 240 }, (_, i) => `第${i}行：${'一只橘色的猫趴在窗台上晒太阳，'.slice(0, 3 + (i % 13))}${i % 7 === 0 ? ' été 🐱' : ''}`);
+
+test('texts outside ASCII: SIGKILL at several points, then resume: every line exactly once, values unchanged', async ({ model, m }) => {
+  const dir = tempDir('clipkit-embed-zh-');
+  const file = join(dir, '文本.txt'), out = join(dir, '向量.jsonl');
+  writeFileSync(file, TEXTS.join('\n') + '\n');
+  const args = ['embed', '--texts', file, '-o', out, '-m', model, '--batch-size', '4'];
+  for (const lines of [1, 9, 40, 130]) await runUntil(args, out, lines, 'SIGKILL');
+  const r = cli([...args, '--json']);
+  assert.is(r.status, 0, r.stderr);
+  const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  assert.is(summary.complete, true);
+  assert.ok(summary.already_done > 0, 'some lines came from the killed runs');
+  const want = await m.encodeText(TEXTS);
+  for (let run = 0; run < 2; run++) {
+    const lines = readFileSync(out, 'utf8').split('\n');
+    assert.is(lines.pop(), '', 'the journal ends on a whole line');
+    const items = lines.slice(1).map((l) => JSON.parse(l) as { index: number; text: string; embedding: number[] });
+    assert.is(items.length, TEXTS.length, `${items.length} rows for ${TEXTS.length} texts`);
+    assert.equal(items.map((it) => it.index).sort((a, b) => a - b), TEXTS.map((_, i) => i), 'every line exactly once');
+    for (const it of items) {
+      assert.is(it.text, TEXTS[it.index]);
+      assert.equal(Float32Array.from(it.embedding), want[it.index], `line ${it.index}: equal to encodeText bit for bit`);
+    }
+    const again = cli([...args, '--json']);
+    assert.is(again.status, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout.trim()).already_done, TEXTS.length);
+  }
+});
+
+test('a second embed on the same output is refused while the first runs; the first finishes whole', async ({ model, images, want }) => {
+  for (const name of ['输出.jsonl', '输出.safetensors']) {
+    const dir = tempDir('clipkit-embed-busy-');
+    const out = join(dir, name), journal = name.endsWith('.jsonl') ? out : `${out}.partial.jsonl`;
+    const args = ['embed', images, '-o', out, '-m', model, '--batch-size', '2', '--json'];
+    const first = cliAsync(args);
+    let stderr = '';
+    first.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => first.on('exit', (code) => resolve(code)));
+    while (!(existsSync(journal) && readFileSync(journal, 'utf8').split('\n').length > 2) && first.exitCode === null) await new Promise((r) => setTimeout(r, 10));
+    first.kill('SIGSTOP'); // mid-run, holding the output, however fast this machine embeds
+    const second = cli(args);
+    first.kill('SIGCONT');
+    assert.is(second.status, 1, second.stderr);
+    assert.match(second.stderr, `${journal} is being written by another clipkit embed`);
+    assert.is(await exited, 0, stderr);
+    if (name.endsWith('.jsonl')) expectExactlyOnce(out, want);
+    else {
+      const st = readSafetensors(out);
+      assert.equal(st.tensors.get('embeddings')!.shape, [want.size, 64]);
+      assert.not.ok(existsSync(journal));
+    }
+    // Once the first has ended, the same command runs (and finds everything done).
+    const after = cli(args);
+    assert.is(after.status, 0, after.stderr);
+  }
 });
 
 test('SIGINT stops after the current batch (exit 130) and the run resumes', async ({ model, images, want }) => {

@@ -14,6 +14,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ANN_MIN_ROWS, DEFAULT_NPROBES, DEFAULT_REFINE_FACTOR, ImageStore } from '../../src/search';
 import { hasProgram, normal, tempDir } from '../helpers';
+import { FileLock } from '../../src/io/file_lock';
+import { INDEX_LOCK } from '../../src/search/index_folder';
 import { cli, IMAGES, modelFolder } from './fixture_model';
 
 const Search = suite('clipkit search');
@@ -128,6 +130,21 @@ Search('an undecodable .jpg is reported on stderr and in the summary, skipped; t
   const s = JSON.parse(again.stdout) as Summary;
   assert.equal(counts(s), { added: 0, updated: 0, removed: 0, unchanged: 9, failed: 1, rows: 9 }, 'tried again, still reported');
   assert.equal(s.failedPaths, [bad]);
+});
+
+Search('an index being updated by another process is refused, and free again once it is done', () => {
+  const dir = imageFolder(), db = join(scratchDir('db'), '图库 été.lancedb');
+  mkdirSync(db, { recursive: true });
+  const held = FileLock.acquire(join(db, INDEX_LOCK), 'held by this test, as another indexer would');
+  try {
+    const r = cli(['search', 'index', dir, '--db', db, '--model', MODEL]);
+    assert.is(r.status, 1, r.stderr);
+    assert.match(r.stderr, `The image index ${db} is being updated by another process`);
+  } finally {
+    held.release();
+  }
+  assert.is(index(dir, db).added, 9);
+  assert.is(query('a cat', db).length, 9, 'the index works after the refusal');
 });
 
 Search('a database built with another model is refused, naming both models', () => {
