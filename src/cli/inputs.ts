@@ -8,6 +8,10 @@ import * as path from 'node:path';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { ClipkitError } from '../errors';
 import { ClipModel } from '../models';
+import { readTextBounded } from '../io/read_file';
+import { constants as bufferConstants } from 'node:buffer';
+
+const MAX_STRING_LENGTH = bufferConstants.MAX_STRING_LENGTH;
 
 export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'avif', 'tif', 'tiff'];
 const isImageName = (name: string) => IMAGE_EXTENSIONS.includes(path.extname(name).slice(1).toLowerCase());
@@ -78,12 +82,8 @@ export async function* embedImages(
 
 /** Reads one text per line (LF or CRLF); a trailing empty line is not a text. */
 export function readTextLines(file: string): string[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ClipkitError('E_IO', `Cannot read texts file ${file}: ${(err as Error).message}`);
-  }
+  // Up to the longest string V8 makes: a file of at most that many bytes always decodes.
+  const text = readTextBounded(file, 'texts file', MAX_STRING_LENGTH);
   const lines = text.split(/\r?\n/);
   if (lines.length && lines[lines.length - 1] === '') lines.pop();
   return lines;

@@ -21,11 +21,12 @@
  * zeroshot_evaluation.py reads it: one subfolder per class, classes in sorted order, image files
  * found recursively, optionally a labels file giving each class's label text.
  */
-import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ClipkitError } from '../errors';
 import type { ImageSource } from '../models';
+import { readTextBounded } from '../io/read_file';
 
 export const RETRIEVAL_FORMATS = ['cn-clip', 'easynlp', 'jsonl'] as const;
 export type RetrievalFormat = (typeof RETRIEVAL_FORMATS)[number];
@@ -269,7 +270,7 @@ export function readImageFolder(dir: string, opts: { labels?: string } = {}): Im
 
 function readLabels(file: string, folders: readonly string[]): string[] {
   if (!isFile(file)) throw new ClipkitError('E_IO', `Expected a labels file at ${file} but ${describePath(file)}`);
-  const text = readFileSync(file, 'utf8');
+  const text = readTextBounded(file, 'labels file');
   if (extname(file).toLowerCase() === '.json') {
     let map: unknown;
     try {

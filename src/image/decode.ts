@@ -4,10 +4,10 @@
  * default, no EXIF rotation. Palette (P) and 1-bit images come out expanded, with `mode` saying what
  * Pillow would have opened, since Pillow resizes those with NEAREST.
  */
-import * as fs from 'node:fs';
 import sharp, { Metadata, OutputInfo } from 'sharp';
 import { expectInt } from '../check';
 import { ClipkitError, typeError } from '../errors';
+import { readFileBoundedAsync } from '../io/read_file';
 import { PixelsU8 } from './resize';
 
 /** Formats decoded; others that sharp reads (SVG, PDF, ...) are refused. */
@@ -15,6 +15,11 @@ export const IMAGE_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'heif', 'tiff'] as c
 
 /** Pillow's `Image.MAX_IMAGE_PIXELS * 2`, where Pillow raises DecompressionBombError. */
 export const DEFAULT_MAX_PIXELS = 178_956_970;
+/**
+ * The largest image file read: 1 GiB, above an uncompressed 16-bit RGBA TIFF of DEFAULT_MAX_PIXELS
+ * (no real photo comes near), and a bound on what one path can make clipkit hold.
+ */
+export const DEFAULT_MAX_BYTES = 2 ** 30;
 
 /** The mode `PIL.Image.open` gives the file. */
 export type PillowMode = 'L' | 'LA' | 'RGB' | 'RGBA' | 'P' | '1';
@@ -31,6 +36,8 @@ export interface DecodeOptions {
   applyExifOrientation?: boolean;
   /** Refuse images with more pixels than this (decompression bombs). Default DEFAULT_MAX_PIXELS. */
   maxPixels?: number;
+  /** Refuse image files larger than this many bytes (E_LIMIT). Default DEFAULT_MAX_BYTES. */
+  maxBytes?: number;
   /** Names the image in errors when it is given as bytes. */
   name?: string;
 }
@@ -40,7 +47,8 @@ export type ImageInput = string | Uint8Array;
 /** Decodes the first frame of an image file or its bytes.                      data: [H, W, C] uint8 */
 export async function decodeImage(input: ImageInput, opts: DecodeOptions = {}): Promise<DecodedImage> {
   const maxPixels = expectInt('maxPixels', opts.maxPixels ?? DEFAULT_MAX_PIXELS, 1);
-  const { bytes, name } = await readInput(input, opts.name);
+  const maxBytes = expectInt('maxBytes', opts.maxBytes ?? DEFAULT_MAX_BYTES, 1);
+  const { bytes, name } = await readInput(input, maxBytes, opts.name);
   if (bytes.length === 0) throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: the file is empty`);
 
   const sharpOpts = { limitInputPixels: false as const, ignoreIcc: true, failOn: 'warning' as const, page: 0, pages: 1 };
@@ -101,15 +109,13 @@ function pillowMode(meta: Metadata): PillowMode | null {
   return null;
 }
 
-async function readInput(input: ImageInput, name?: string): Promise<{ bytes: Uint8Array; name: string }> {
-  if (typeof input === 'string') {
-    try {
-      return { bytes: await fs.promises.readFile(input), name: name ?? input };
-    } catch (err) {
-      throw new ClipkitError('E_IO', `Cannot read image ${input}: ${firstLine(err)}`);
-    }
+async function readInput(input: ImageInput, maxBytes: number, name?: string): Promise<{ bytes: Uint8Array; name: string }> {
+  // A regular file only (not /dev/zero, not a FIFO), and at most maxBytes of it.
+  if (typeof input === 'string') return { bytes: await readFileBoundedAsync(input, 'image', maxBytes), name: name ?? input };
+  if (input instanceof Uint8Array) {
+    if (input.length > maxBytes) throw new ClipkitError('E_LIMIT', `The image bytes are ${input.length} bytes, over the limit of ${maxBytes} (maxBytes)`);
+    return { bytes: input, name: name ?? `image bytes (${input.length} bytes)` };
   }
-  if (input instanceof Uint8Array) return { bytes: input, name: name ?? `image bytes (${input.length} bytes)` };
   throw typeError('E_ARG', `Expected a file path, Buffer or Uint8Array for image but received ${typeof input}`);
 }
 

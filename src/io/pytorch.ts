@@ -44,6 +44,7 @@ import { ClipkitError } from '../errors';
 import { PickleGlobal, PyCallable, PyTuple, PyValue, kindOf, unpickle } from './unpickle';
 import { ELEMENT_BYTES, StorageDType, TensorEntry, elementCount, gatherStrided, lazyTensorEntry } from './tensor_entry';
 import { crc32, readZipDirectory, storedData } from './zip';
+import { openRegularFile } from './read_file';
 
 export type TorchFormat = 'zip' | 'legacy' | 'torchscript';
 
@@ -113,12 +114,7 @@ class TensorRef {
 
 /** Reads a torch.save file (zip or legacy format) into memory once and returns its state dict's tensors. */
 export function readTorchCheckpoint(file: string): TorchCheckpoint {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (err) {
-    throw new ClipkitError('E_IO', `Cannot open PyTorch checkpoint ${file}: ${(err as Error).message}`);
-  }
+  const { fd } = openRegularFile(file, 'PyTorch checkpoint');
   let buf: Buffer;
   try {
     const size = fs.fstatSync(fd).size;

@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { ClipkitError } from '../errors';
 import { native, NativeAddon } from '../native';
 import { Tensor } from '../tensor';
+import { openRegularFile, readTextBounded } from './read_file';
 
 /** Same bound as the reference implementation: a larger header is refused before it is read. */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -71,12 +72,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Reads a safetensors file: one read of the header, one of the data section, views into it. */
 export function readSafetensors(file: string): SafetensorsFile {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (err) {
-    throw new ClipkitError('E_IO', `Cannot open safetensors file ${file}: ${(err as Error).message}`);
-  }
+  const { fd } = openRegularFile(file, 'safetensors file');
   try {
     return readOpen(fd, file);
   } finally {
@@ -394,12 +390,7 @@ export function f16ToF32(src: Uint16Array): Float32Array {
  */
 export function readSafetensorsIndex(dir: string, indexName = 'model.safetensors.index.json'): SafetensorsCheckpoint {
   const indexPath = path.join(dir, indexName);
-  let text: string;
-  try {
-    text = fs.readFileSync(indexPath, 'utf8');
-  } catch (err) {
-    throw new ClipkitError('E_IO', `Cannot read safetensors index ${indexPath}: ${(err as Error).message}`);
-  }
+  const text = readTextBounded(indexPath, 'safetensors index');
   const bad = (problem: string) => new ClipkitError('E_FORMAT', `Invalid safetensors index ${indexPath}: ${problem}`);
   let json: unknown;
   try {

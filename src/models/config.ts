@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
+import { readTextBounded } from '../io/read_file';
 
 /**
  * `easynlp_clip` is EasyNLP's Chinese CLIP ("huggingface_clip" CLIPApp): a config clipkit writes
@@ -310,12 +311,7 @@ export function parseClipConfig(json: unknown, source: string): ClipConfig {
 }
 
 function readJson(file: string, what: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ClipkitError('E_IO', `Cannot read ${what} ${file}: ${(err as Error).message}`);
-  }
+  const text = readTextBounded(file, what);
   try {
     return JSON.parse(text);
   } catch (err) {

@@ -56,6 +56,7 @@ import { BertWordPieceTokenizer } from '../tokenizers/bert_wordpiece';
 import { bytesToUnicode, ClipBpeTokenizer, EOT, SOT } from '../tokenizers/clip_bpe';
 import { assetsDir, BPE_GZ, defaultPreprocessorConfig } from './family_files';
 import { CheckpointLayout, HfCheckpoint, HfConfigJson, LayoutModelType, toHfLayout } from './layouts';
+import { readFileBounded } from '../io/read_file';
 
 export const CONVERT_DTYPES = ['keep', 'fp32', 'fp16', 'bf16'] as const;
 export type ConvertDType = (typeof CONVERT_DTYPES)[number];
@@ -392,11 +393,7 @@ function clipVocabFromBpe(gz: Uint8Array, file: string): { vocabJson: string; me
 
 
 function readFile(file: string): Buffer {
-  try {
-    return fs.readFileSync(file);
-  } catch (err) {
-    throw new ClipkitError('E_IO', `Cannot read ${file}: ${(err as Error).message}`);
-  }
+  return readFileBounded(file, 'tokenizer file');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import { BertWordPieceTokenizer, ClipBpeTokenizer, loadTokenizer, Tokenizer } fr
 import { ClipConfig, parseClipConfig, parsePreprocessConfig, PreprocessConfig, readPreprocessConfig } from './config';
 import { assetsDir, defaultPreprocessorConfig } from './family_files';
 import { CheckpointLayout, HfConfigJson, LayoutOptions, toHfLayout } from './layouts';
+import { readFileBounded, readTextBounded } from '../io/read_file';
 
 export interface ModelSource {
   config: ClipConfig;
@@ -93,10 +94,10 @@ function withEasyNlpConfig(inferred: HfConfigJson, own: Record<string, unknown> 
 
 function bundledTokenizer(config: ClipConfig, contextLength: number): Tokenizer {
   const dir = assetsDir();
-  if (config.text.kind === 'clip') return ClipBpeTokenizer.fromGzip(fs.readFileSync(path.join(dir, 'bpe_simple_vocab_16e6.txt.gz')), contextLength);
+  if (config.text.kind === 'clip') return ClipBpeTokenizer.fromGzip(readFileBounded(path.join(dir, 'bpe_simple_vocab_16e6.txt.gz'), 'vocabulary'), contextLength);
   if (config.modelType === 'altclip')
     throw new ClipkitError('E_IO', 'An AltCLIP model needs its sentencepiece.bpe.model beside the weights');
-  return BertWordPieceTokenizer.fromVocabTxt(fs.readFileSync(path.join(dir, 'vocab.txt'), 'utf8'), contextLength);
+  return BertWordPieceTokenizer.fromVocabTxt(readTextBounded(path.join(dir, 'vocab.txt'), 'vocabulary'), contextLength);
 }
 
 function readWeightFile(file: string): ReadonlyMap<string, TensorEntry> {
@@ -144,12 +145,7 @@ function readTorchShards(dir: string, indexPath: string): { tensors: Map<string,
 }
 
 function readJson(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ClipkitError('E_IO', `Cannot read ${file}: ${(err as Error).message}`);
-  }
+  const text = readTextBounded(file, 'file');
   try {
     const v = JSON.parse(text);
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');

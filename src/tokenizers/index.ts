@@ -7,7 +7,8 @@
  *
  * An unknown class is refused (E_UNSUPPORTED): guessing would silently give wrong tokens.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readFileBounded } from '../io/read_file';
 import { join } from 'node:path';
 import { describe } from '../check';
 import { ClipkitError, typeError } from '../errors';
@@ -103,11 +104,7 @@ function configContextLength(dir: string): number | undefined {
 }
 
 function readBytes(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new ClipkitError('E_IO', `Could not read ${path}: ${(e as Error).message}`);
-  }
+  return readFileBounded(path, 'tokenizer file');
 }
 
 const readText = (path: string) => readBytes(path).toString('utf8');

@@ -359,7 +359,7 @@ Zip('not a checkpoint, tar, big-endian: each says what it is', () => {
   throwsCode(() => parse(big), 'E_UNSUPPORTED', /big-endian storages/);
   const plainPickle = new PickleWriter().proto(2).emptyDict().stop().bytes();
   throwsCode(() => parse(plainPickle), 'E_FORMAT', /not a torch\.save file: its first pickle is a dict, not torch's magic number/);
-  throwsCode(() => readTorchCheckpoint(path.join(CASES, 'no-such-file.pt')), 'E_IO', /Cannot open PyTorch checkpoint .*no-such-file\.pt/);
+  throwsCode(() => readTorchCheckpoint(path.join(CASES, 'no-such-file.pt')), 'E_IO', /Cannot read PyTorch checkpoint .*no-such-file\.pt/);
 });
 
 Zip('legacy files cut short or with a wrong storage size', () => {
