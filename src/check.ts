@@ -50,6 +50,18 @@ export function expectOneOf<T extends string>(name: string, v: unknown, allowed:
   return v as T;
 }
 
+/**
+ * A file or folder path: a non-empty string without NUL. A number is refused here rather than
+ * reaching fs, which takes it as a file descriptor (readClipConfig(0) once read stdin, and -0
+ * aborted the process).
+ */
+export function expectPath(name: string, v: unknown): string {
+  if (typeof v !== 'string') throw typeError('E_ARG', `Expected a path string for ${name} but received ${describe(v)}`);
+  if (v === '') throw typeError('E_ARG', `Expected a path string for ${name} but received an empty string`);
+  if (v.includes('\0')) throw typeError('E_ARG', `Expected a path string for ${name} but received one with a NUL character`);
+  return v;
+}
+
 export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'undefined';

@@ -5,7 +5,7 @@
  * Pillow would have opened, since Pillow resizes those with NEAREST.
  */
 import sharp, { Metadata, OutputInfo } from 'sharp';
-import { expectInt } from '../check';
+import { expectInt, expectPath } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { readFileBoundedAsync } from '../io/read_file';
 import { PixelsU8 } from './resize';
@@ -111,7 +111,7 @@ function pillowMode(meta: Metadata): PillowMode | null {
 
 async function readInput(input: ImageInput, maxBytes: number, name?: string): Promise<{ bytes: Uint8Array; name: string }> {
   // A regular file only (not /dev/zero, not a FIFO), and at most maxBytes of it.
-  if (typeof input === 'string') return { bytes: await readFileBoundedAsync(input, 'image', maxBytes), name: name ?? input };
+  if (typeof input === 'string') return { bytes: await readFileBoundedAsync(expectPath('image', input), 'image', maxBytes), name: name ?? input };
   if (input instanceof Uint8Array) {
     if (input.length > maxBytes) throw new ClipkitError('E_LIMIT', `The image bytes are ${input.length} bytes, over the limit of ${maxBytes} (maxBytes)`);
     return { bytes: input, name: name ?? `image bytes (${input.length} bytes)` };

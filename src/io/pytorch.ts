@@ -41,6 +41,7 @@
  */
 import * as fs from 'node:fs';
 import { ClipkitError } from '../errors';
+import { expectPath } from '../check';
 import { PickleGlobal, PyCallable, PyTuple, PyValue, kindOf, unpickle } from './unpickle';
 import { ELEMENT_BYTES, StorageDType, TensorEntry, elementCount, gatherStrided, lazyTensorEntry } from './tensor_entry';
 import { crc32, readZipDirectory, storedData } from './zip';
@@ -114,6 +115,7 @@ class TensorRef {
 
 /** Reads a torch.save file (zip or legacy format) into memory once and returns its state dict's tensors. */
 export function readTorchCheckpoint(file: string): TorchCheckpoint {
+  expectPath('file', file);
   const { fd } = openRegularFile(file, 'PyTorch checkpoint');
   let buf: Buffer;
   try {

@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
+import { expectPath } from '../check';
 import { native, NativeAddon } from '../native';
 import { Tensor } from '../tensor';
 import { openRegularFile, readTextBounded } from './read_file';
@@ -72,6 +73,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Reads a safetensors file: one read of the header, one of the data section, views into it. */
 export function readSafetensors(file: string): SafetensorsFile {
+  expectPath('file', file);
   const { fd } = openRegularFile(file, 'safetensors file');
   try {
     return readOpen(fd, file);
@@ -389,6 +391,8 @@ export function f16ToF32(src: Uint16Array): Float32Array {
  * (`weight_map`). Every shard is read once; every listed name must be in its shard.
  */
 export function readSafetensorsIndex(dir: string, indexName = 'model.safetensors.index.json'): SafetensorsCheckpoint {
+  expectPath('dir', dir);
+  expectPath('indexName', indexName);
   const indexPath = path.join(dir, indexName);
   const text = readTextBounded(indexPath, 'safetensors index');
   const bad = (problem: string) => new ClipkitError('E_FORMAT', `Invalid safetensors index ${indexPath}: ${problem}`);

@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
+import { expectPath } from '../check';
 import { readTextBounded } from '../io/read_file';
 
 /**
@@ -321,6 +322,7 @@ function readJson(file: string, what: string): unknown {
 
 /** Reads `config.json` from a model folder, or the given file. */
 export function readClipConfig(fileOrDir: string): ClipConfig {
+  expectPath('fileOrDir', fileOrDir);
   const file = isDir(fileOrDir) ? path.join(fileOrDir, 'config.json') : fileOrDir;
   return parseClipConfig(readJson(file, 'config'), file);
 }
@@ -434,6 +436,7 @@ export function parsePreprocessConfig(json: unknown, source: string): Preprocess
 
 /** Reads `preprocessor_config.json` from a model folder, or the given file. */
 export function readPreprocessConfig(fileOrDir: string): PreprocessConfig {
+  expectPath('fileOrDir', fileOrDir);
   const file = isDir(fileOrDir) ? path.join(fileOrDir, 'preprocessor_config.json') : fileOrDir;
   return parsePreprocessConfig(readJson(file, 'preprocessor config'), file);
 }

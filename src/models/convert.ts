@@ -45,7 +45,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { describe, expectOneOf } from '../check';
+import { describe, expectOneOf, expectPath } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { castFloatBytes, CastTarget } from '../io/float_cast';
 import { readTorchCheckpoint, TorchFormat } from '../io/pytorch';
@@ -109,6 +109,8 @@ export interface ConvertResult {
 
 /** Converts `input` into a model folder at `outDir` (see the file comment). */
 export function convertCheckpoint(input: string, outDir: string, options: ConvertOptions = {}): ConvertResult {
+  expectPath('input', input);
+  expectPath('outDir', outDir);
   const o = checkOptions(input, outDir, options);
   const createDir = checkOutDir(outDir, o.force);
   const { format, tensors } = readCheckpoint(input);

@@ -382,7 +382,8 @@ export class ClipModel {
  * into the shared hub cache on first use — reading config.json and the weights and packing them.
  */
 export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}): Promise<ClipModel> {
-  if (typeof nameOrDir !== 'string') throw typeError('E_ARG', `Expected a model folder or hub id string but received ${describe(nameOrDir)}`);
+  if (typeof nameOrDir !== 'string' || nameOrDir === '' || nameOrDir.includes('\0'))
+    throw typeError('E_ARG', `Expected a model folder, checkpoint file or hub id string but received ${nameOrDir === '' ? 'an empty string' : describe(nameOrDir)}`);
   if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
   // A checkpoint file is read as it is; anything else is a folder or a hub id.
   const dir = statSync(nameOrDir, { throwIfNoEntry: false })?.isFile()

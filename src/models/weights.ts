@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
+import { expectPath } from '../check';
 import { readSafetensors, readSafetensorsIndex, SafetensorsTensor } from '../io/safetensors';
 import { Tensor } from '../tensor';
 import { BertTextConfig, ClipConfig, ClipTextConfig, readClipConfig, VisionConfig } from './config';
@@ -240,6 +241,7 @@ export function checkClipWeights(tensors: ReadonlyMap<string, SafetensorsTensor>
 
 /** The tensors of a model folder: `model.safetensors`, else the shards of `model.safetensors.index.json`. */
 export function readCheckpoint(dir: string): { tensors: Map<string, SafetensorsTensor>; files: string[] } {
+  expectPath('dir', dir);
   const single = path.join(dir, 'model.safetensors');
   if (fs.existsSync(single)) return { tensors: readSafetensors(single).tensors, files: [single] };
   const index = path.join(dir, 'model.safetensors.index.json');
@@ -256,7 +258,9 @@ export function readCheckpoint(dir: string): { tensors: Map<string, SafetensorsT
 }
 
 /** Loads a Hugging Face model folder: `config.json` (unless given) and its weights, checked against each other. */
-export function loadClipWeights(dir: string, config: ClipConfig = readClipConfig(dir)): ClipWeights {
+export function loadClipWeights(dir: string, config?: ClipConfig): ClipWeights {
+  expectPath('dir', dir);
+  config ??= readClipConfig(dir);
   const { tensors, files } = readCheckpoint(dir);
   const source = files.length === 1 ? files[0] : `${path.join(dir, 'model.safetensors.index.json')} (${files.length} shards)`;
   return checkClipWeights(tensors, config, source, files);

@@ -7,7 +7,8 @@
 import { writeFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
-import { ClipkitError } from '../errors';
+import { describe, expectFinite, expectInt, expectPath } from '../check';
+import { ClipkitError, typeError } from '../errors';
 import type { SearchHit } from './store';
 
 /** Longest side of a thumbnail, in pixels. */
@@ -15,6 +16,8 @@ export const THUMBNAIL_SIZE = 160;
 
 /** An image file as a JPEG data URI at most `size` pixels on its longest side (EXIF orientation applied, alpha on white). */
 export async function thumbnailDataUri(path: string, size = THUMBNAIL_SIZE): Promise<string> {
+  expectPath('path', path);
+  expectInt('size', size, 1, 16384);
   const jpeg = await sharp(path)
     .rotate()
     .resize(size, size, { fit: 'inside', withoutEnlargement: true })
@@ -26,6 +29,7 @@ export async function thumbnailDataUri(path: string, size = THUMBNAIL_SIZE): Pro
 
 /** The page for `hits` (best first) of the search for `query` (a text, or a description of the query image). */
 export async function renderResultsPage(query: string, hits: readonly SearchHit[]): Promise<string> {
+  checkPage(query, hits);
   const items = await Promise.all(
     hits.map(async (h) => {
       const thumb = await thumbnailDataUri(h.path).then(
@@ -70,9 +74,27 @@ ${items.join('\n')}
 
 /** Writes the results page to `file`. */
 export async function writeResultsPage(file: string, query: string, hits: readonly SearchHit[]): Promise<void> {
+  expectPath('file', file);
   const html = await renderResultsPage(query, hits);
   await writeFile(file, html).catch((err: Error) => {
     throw new ClipkitError('E_IO', `Cannot write the results page ${file}: ${err.message}`);
+  });
+}
+
+/**
+ * The arguments, checked before any work starts: a hit without a path once made a per-hit promise
+ * reject where nothing awaited it (hits.map over a typed array keeps numbers, not the promises), and
+ * the unhandled rejection ended the process after the call had returned.
+ */
+function checkPage(query: unknown, hits: unknown): void {
+  if (typeof query !== 'string') throw typeError('E_ARG', `Expected a query string but received ${describe(query)}`);
+  if (!Array.isArray(hits)) throw typeError('E_ARG', `Expected an array of search hits for hits but received ${describe(hits)}`);
+  hits.forEach((h: unknown, i) => {
+    const hit = h as Partial<SearchHit> | null;
+    if (hit === null || typeof hit !== 'object') throw typeError('E_ARG', `Expected a search hit { path, rank, score } for hits[${i}] but received ${describe(h)}`);
+    expectPath(`hits[${i}].path`, hit.path);
+    expectFinite(`hits[${i}].rank`, hit.rank);
+    expectFinite(`hits[${i}].score`, hit.score);
   });
 }
 

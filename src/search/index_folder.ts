@@ -18,7 +18,7 @@
 import { mkdirSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
-import { describe } from '../check';
+import { describe, expectPath } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { FileLock } from '../io/file_lock';
 import type { ClipModel } from '../models';
@@ -69,7 +69,7 @@ export interface IndexSummary {
 
 /** Image files under `dir` (recursively; folders reached through symbolic links are not entered), sorted by path. */
 export async function listImages(dir: string): Promise<ImageFile[]> {
-  if (typeof dir !== 'string') throw typeError('E_ARG', `Expected a folder path string for dir but received ${describe(dir)}`);
+  expectPath('dir', dir);
   const root = resolve(dir);
   const top = await stat(root).catch((err: Error) => {
     throw new ClipkitError('E_IO', `Cannot read the folder ${root}: ${err.message}`);

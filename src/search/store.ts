@@ -24,7 +24,7 @@
  * LanceDB and Arrow are loaded on first use: importing clipkit does not load them.
  */
 import type { Connection, Table, VectorQuery } from '@lancedb/lancedb';
-import { describe, expectInt } from '../check';
+import { describe, expectInt, expectPath } from '../check';
 import { ClipkitError, rangeError, typeError } from '../errors';
 
 /** The table's name inside the database. */
@@ -299,7 +299,7 @@ function numPartitions(rows: number): number {
 }
 
 async function connect(uri: string): Promise<Connection> {
-  if (typeof uri !== 'string' || uri === '') throw typeError('E_ARG', `Expected a database folder or URI string for uri but received ${describe(uri)}`);
+  expectPath('uri', uri);
   const { lancedb } = load();
   try {
     return await lancedb.connect(uri);

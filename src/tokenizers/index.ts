@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { readFileBounded } from '../io/read_file';
 import { join } from 'node:path';
-import { describe } from '../check';
+import { describe, expectPath } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { BertWordPieceTokenizer } from './bert_wordpiece';
 import { ClipBpeTokenizer } from './clip_bpe';
@@ -44,7 +44,7 @@ export interface LoadTokenizerOptions {
 }
 
 export function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Tokenizer {
-  if (typeof dir !== 'string') throw typeError('E_ARG', `Expected a folder path string for dir but received ${describe(dir)}`);
+  expectPath('dir', dir);
   const cls = tokenizerClass(dir);
   const build = BUILDERS.get(cls);
   if (!build)
