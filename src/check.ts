@@ -50,6 +50,30 @@ export function expectOneOf<T extends string>(name: string, v: unknown, allowed:
   return v as T;
 }
 
+/** The options of ops whose one option is where to write. */
+export const OUT_ONLY = { out: true } as const;
+
+/** Every option an options type has, each `true`: the compiler checks the list is complete and exact. */
+export type OptionKeys<T> = { readonly [K in keyof Required<T>]: true };
+
+/**
+ * An options argument: undefined, or a plain object whose every key is one of `known`. A typo
+ * (`{ devcie: ... }`) or an option clipkit does not have (`{ device: 'cuda' }`) was once ignored
+ * silently; it is refused with the list of the options there are.
+ */
+export function expectOptions(where: string, opts: unknown, known: OptionKeys<object> | Record<string, true>): void {
+  if (opts === undefined) return;
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts))
+    throw typeError('E_ARG', `Expected an options object for ${where} but received ${describe(opts)}`);
+  let unknown: string[] | undefined;
+  for (const key in opts) if (Object.prototype.hasOwnProperty.call(opts, key) && (known as Record<string, true>)[key] !== true) (unknown ??= []).push(key);
+  if (unknown)
+    throw typeError(
+      'E_ARG',
+      `Unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} for ${where}; the options are: ${Object.keys(known).join(', ') || 'none'}`,
+    );
+}
+
 /**
  * A file or folder path: a non-empty string without NUL. A number is refused here rather than
  * reaching fs, which takes it as a file descriptor (readClipConfig(0) once read stdin, and -0

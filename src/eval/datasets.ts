@@ -25,6 +25,7 @@ import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ClipkitError } from '../errors';
+import { expectOptions, expectPath, OptionKeys } from '../check';
 import type { ImageSource } from '../models';
 import { readTextBounded } from '../io/read_file';
 
@@ -62,6 +63,8 @@ export interface ReadRetrievalOptions {
 
 /** Reads a retrieval set (see the header for the formats). */
 export async function readRetrievalDataset(file: string, opts: ReadRetrievalOptions = {}): Promise<RetrievalDataset> {
+  expectPath('file', file);
+  expectOptions('readRetrievalDataset', opts, { format: true, images: true, imagesDir: true } satisfies OptionKeys<ReadRetrievalOptions>);
   const format = opts.format ?? (await detectRetrievalFormat(file));
   if (opts.images !== undefined && format !== 'cn-clip')
     throw new ClipkitError('E_ARG', `Expected an image TSV (--images) only with Chinese-CLIP files but ${file} is in the ${format} format`);
@@ -254,6 +257,8 @@ export interface ImageFolderDataset {
  * or a text file with one label per line in the sorted folder order (Chinese-CLIP's --label-file).
  */
 export function readImageFolder(dir: string, opts: { labels?: string } = {}): ImageFolderDataset {
+  expectPath('dir', dir);
+  expectOptions('readImageFolder', opts, { labels: true });
   if (!isDirectory(dir)) throw new ClipkitError('E_IO', `Expected a folder of class folders at ${dir} but ${describePath(dir)}`);
   const folders = readdirSync(dir).filter((name) => isDirectory(join(dir, name))).sort(byCodePoint);
   if (folders.length === 0) throw new ClipkitError('E_FORMAT', `Expected one subfolder per class in ${dir} but found none`);

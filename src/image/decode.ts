@@ -5,7 +5,7 @@
  * Pillow would have opened, since Pillow resizes those with NEAREST.
  */
 import sharp, { Metadata, OutputInfo } from 'sharp';
-import { expectInt, expectPath } from '../check';
+import { expectInt, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { readFileBoundedAsync } from '../io/read_file';
 import { PixelsU8 } from './resize';
@@ -45,7 +45,10 @@ export interface DecodeOptions {
 export type ImageInput = string | Uint8Array;
 
 /** Decodes the first frame of an image file or its bytes.                      data: [H, W, C] uint8 */
+const DECODE_OPTIONS: OptionKeys<DecodeOptions> = { applyExifOrientation: true, maxPixels: true, maxBytes: true, name: true };
+
 export async function decodeImage(input: ImageInput, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  expectOptions('the decode options', opts, DECODE_OPTIONS);
   const maxPixels = expectInt('maxPixels', opts.maxPixels ?? DEFAULT_MAX_PIXELS, 1);
   const maxBytes = expectInt('maxBytes', opts.maxBytes ?? DEFAULT_MAX_BYTES, 1);
   const { bytes, name } = await readInput(input, maxBytes, opts.name);

@@ -1,5 +1,5 @@
 /** Pillow 9.4's Image.resize on uint8 images, bit for bit (csrc/resize.cpp). */
-import { expectInt, expectOneOf } from '../check';
+import { expectInt, expectOneOf, expectOptions, OptionKeys } from '../check';
 import { rangeError, typeError } from '../errors';
 import { native } from '../native';
 
@@ -25,7 +25,10 @@ export interface ResizeOptions {
 }
 
 /** Resizes to outWidth × outHeight as `Image.resize((outWidth, outHeight), filter)` does. */
+const RESIZE_OPTIONS: OptionKeys<ResizeOptions> = { filter: true, premultiplyAlpha: true };
+
 export async function resizeU8(img: PixelsU8, outWidth: number, outHeight: number, opts: ResizeOptions = {}): Promise<PixelsU8> {
+  expectOptions('resizeU8', opts, RESIZE_OPTIONS);
   if (!(img?.data instanceof Uint8Array)) throw typeError('E_ARG', 'Expected a Uint8Array for img.data');
   const width = expectInt('img.width', img.width, 1, 0x1fffffff);
   const height = expectInt('img.height', img.height, 1, 0x1fffffff);

@@ -45,7 +45,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { describe, expectOneOf, expectPath } from '../check';
+import { describe, expectOneOf, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { castFloatBytes, CastTarget } from '../io/float_cast';
 import { readTorchCheckpoint, TorchFormat } from '../io/pytorch';
@@ -154,10 +154,12 @@ interface CheckedOptions {
   force: boolean;
 }
 
+const CONVERT_OPTIONS: OptionKeys<ConvertOptions> = { model: true, text: true, hiddenAct: true, dtype: true, tokenizer: true, force: true };
+
 function checkOptions(input: unknown, outDir: unknown, options: ConvertOptions): CheckedOptions {
   if (typeof input !== 'string' || input === '') throw typeError('E_ARG', `Expected a checkpoint path string for input but received ${describe(input)}`);
   if (typeof outDir !== 'string' || outDir === '') throw typeError('E_ARG', `Expected a folder path string for outDir but received ${describe(outDir)}`);
-  if (options === null || typeof options !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(options)}`);
+  expectOptions('convertCheckpoint', options, CONVERT_OPTIONS);
   for (const key of ['model', 'text', 'tokenizer'] as const)
     if (options[key] !== undefined && typeof options[key] !== 'string') throw typeError('E_ARG', `Expected a string for ${key} but received ${describe(options[key])}`);
   if (options.force !== undefined && typeof options.force !== 'boolean') throw typeError('E_ARG', `Expected a boolean for force but received ${describe(options.force)}`);

@@ -14,7 +14,7 @@
  * are grouped by length and each runs at its true length.
  */
 import { statSync } from 'node:fs';
-import { describe, expectInt, expectOneOf } from '../check';
+import { describe, expectInt, expectOneOf, expectOptions, OptionKeys } from '../check';
 import { ClipkitError, rangeError, typeError } from '../errors';
 import { preprocess as preprocessImage } from '../image/preprocess';
 import { resolveModel } from '../io/hub';
@@ -139,6 +139,7 @@ export class ClipModel {
 
   /** ids [n, contextLength] → one embedding per text. */
   async encodeTokens(ids: Int32Array, n: number, opts: EncodeOptions = {}): Promise<Float32Array[]> {
+    checkEncodeOptions(opts);
     return rowsOf(await this.textForward(ids, n), opts);
   }
 
@@ -146,11 +147,13 @@ export class ClipModel {
   async encodeText(text: string | readonly string[], opts: EncodeOptions = {}): Promise<Float32Array[]> {
     const texts = typeof text === 'string' ? [text] : text;
     if (!Array.isArray(texts)) throw typeError('E_ARG', `Expected a string or an array of strings for text but received ${describe(text)}`);
+    checkEncodeOptions(opts);
     return this.encodeTokens(this.tokenize(texts), texts.length, opts);
   }
 
   /** Preprocessed pixels [n, 3, S, S] (S = config.imageSize) → one embedding per image. */
   async encodePixels(pixels: Float32Array, n: number, opts: EncodeOptions = {}): Promise<Float32Array[]> {
+    checkEncodeOptions(opts);
     return rowsOf(await this.visionForward(pixels, n), opts);
   }
 
@@ -275,7 +278,7 @@ export class ClipModel {
   private async labelEmbeddingsFor(labels: readonly string[], opts: ClassifyOptions): Promise<{ embeds: Float32Array[] }> {
     if (!Array.isArray(labels) || labels.length === 0 || !labels.every((l) => typeof l === 'string'))
       throw typeError('E_ARG', `Expected a non-empty array of label strings but received ${describe(labels)}`);
-    if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
+    expectOptions('the classify options', opts, CLASSIFY_OPTIONS);
     const templates = this.templatesOf(opts.templates);
     const key = JSON.stringify([labels, templates]);
     let entry = this.labelCache.get(key);
@@ -384,7 +387,8 @@ export class ClipModel {
 export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}): Promise<ClipModel> {
   if (typeof nameOrDir !== 'string' || nameOrDir === '' || nameOrDir.includes('\0'))
     throw typeError('E_ARG', `Expected a model folder, checkpoint file or hub id string but received ${nameOrDir === '' ? 'an empty string' : describe(nameOrDir)}`);
-  if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
+  expectOptions('loadModel', opts, LOAD_OPTIONS);
+  if (opts.checkpoint !== undefined && opts.checkpoint !== null && typeof opts.checkpoint === 'object') expectOptions('the checkpoint option', opts.checkpoint, CHECKPOINT_OPTIONS);
   // A checkpoint file is read as it is; anything else is a folder or a hub id.
   const dir = statSync(nameOrDir, { throwIfNoEntry: false })?.isFile()
     ? nameOrDir
@@ -446,8 +450,15 @@ function imageError(err: unknown, i: number, x: ImageSource, n: number): Error {
   return Object.assign(out, { index: i });
 }
 
+const ENCODE_OPTIONS: OptionKeys<EncodeOptions> = { normalize: true };
+const CLASSIFY_OPTIONS: OptionKeys<ClassifyOptions> = { templates: true };
+const LOAD_OPTIONS: OptionKeys<LoadModelOptions> = {
+  threads: true, batchSize: true, dtype: true, tokenizerDir: true, contextLength: true, progress: true, revision: true, cacheDir: true, offline: true, checkpoint: true,
+};
+const CHECKPOINT_OPTIONS: OptionKeys<NonNullable<LoadModelOptions['checkpoint']>> = { model: true, text: true, hiddenAct: true };
+
 function checkEncodeOptions(opts: EncodeOptions): void {
-  if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
+  expectOptions('the encode options', opts, ENCODE_OPTIONS);
   if (opts.normalize !== undefined && typeof opts.normalize !== 'boolean')
     throw typeError('E_ARG', `Expected a boolean for normalize but received ${describe(opts.normalize)}`);
 }

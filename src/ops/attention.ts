@@ -2,7 +2,7 @@
  * Fused multi-head attention: out = softmax(scale·Q·Kᵀ + mask)·V per (batch, head), computed with a
  * streaming softmax over key blocks (the [seq, seq] score matrix is never stored).
  */
-import { describe, expectInt, expectPositive, expectShape, expectTensor, overlaps } from '../check';
+import { describe, expectInt, expectPositive, expectShape, expectTensor, overlaps, expectOptions, OptionKeys } from '../check';
 import { rangeError, typeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
@@ -48,7 +48,12 @@ export interface RaggedOptions extends Omit<AttentionOptions, 'qRows'> {
 }
 
 /** Separate projections. q, k, v: [batch, seq, heads·headDim] → [batch, qRows, heads·headDim]. */
+const ATTENTION_OPTIONS: OptionKeys<AttentionOptions> = { heads: true, causal: true, keyMask: true, qRows: true, scale: true, out: true };
+const PACKED_OPTIONS: OptionKeys<PackedOptions> = { ...ATTENTION_OPTIONS, query: true };
+const RAGGED_OPTIONS: OptionKeys<RaggedOptions> = { heads: true, causal: true, keyMask: true, scale: true, out: true, seqStarts: true, firstRowOnly: true, query: true };
+
 export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Promise<Tensor> {
+  expectOptions('attention', opts, ATTENTION_OPTIONS);
   expectTensor('q', q, 'float32');
   if (q.rank !== 3) throw rangeError('E_SHAPE', `Expected q of shape [batch, seq, heads·headDim] but received [${q.shape.join(', ')}]`);
   expectShape('k', expectTensor('k', k, 'float32'), q.shape);
@@ -65,6 +70,7 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
  * along the last axis → [batch, qRows, heads·headDim]. Read in place (no copies).
  */
 export async function attentionPacked(qkv: Tensor, opts: PackedOptions): Promise<Tensor> {
+  expectOptions('attentionPacked', opts, PACKED_OPTIONS);
   expectTensor('qkv', qkv, 'float32');
   if (qkv.rank !== 3 || qkv.shape[2] % 3 !== 0)
     throw rangeError('E_SHAPE', `Expected qkv of shape [batch, seq, 3·heads·headDim] but received [${qkv.shape.join(', ')}]`);
@@ -83,6 +89,7 @@ export async function attentionPacked(qkv: Tensor, opts: PackedOptions): Promise
  * firstRowOnly. Every sequence gives exactly what it gives alone (no padding, no cross-talk).
  */
 export async function attentionRagged(qkv: Tensor, opts: RaggedOptions): Promise<Tensor> {
+  expectOptions('attentionRagged', opts, RAGGED_OPTIONS);
   expectTensor('qkv', qkv, 'float32');
   if (qkv.rank !== 2 || qkv.shape[1] % 3 !== 0)
     throw rangeError('E_SHAPE', `Expected qkv of shape [rows, 3·heads·headDim] but received [${qkv.shape.join(', ')}]`);

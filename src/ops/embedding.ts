@@ -1,5 +1,5 @@
 /** Row gathers: a text tower's input embeddings, and picking rows out of a hidden state. */
-import { expectInt, expectShape, expectTensor, overlaps } from '../check';
+import { expectInt, expectShape, expectTensor, overlaps, expectOptions, OptionKeys, OUT_ONLY } from '../check';
 import { rangeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
@@ -21,7 +21,10 @@ export interface EmbeddingOptions {
 }
 
 /** y[b,s] = tokens[ids[b,s]] (+ types[type]) + positions[pos].      ids: [B, S] int32 → [B, S, D] */
+const EMBEDDING_OPTIONS: OptionKeys<EmbeddingOptions> = { positionIds: true, positionOffset: true, typeIds: true, out: true };
+
 export async function embedding(ids: Tensor<'int32'>, tables: EmbeddingTables, opts: EmbeddingOptions = {}): Promise<Tensor> {
+  expectOptions('embedding', opts, EMBEDDING_OPTIONS);
   expectTensor('ids', ids, 'int32');
   const [batch, seq] = expectShape('ids', ids, [-1, -1]);
   const [vocab, dim] = expectShape('tables.tokens', expectTensor('tables.tokens', tables.tokens, 'float32'), [-1, -1]);
@@ -59,6 +62,7 @@ export async function embedding(ids: Tensor<'int32'>, tables: EmbeddingTables, o
  * `out` ([n, D], not sharing storage with x) receives y instead of a new tensor.
  */
 export async function gatherRows(x: Tensor, index: ArrayLike<number>, opts: { out?: Tensor } = {}): Promise<Tensor> {
+  expectOptions('gatherRows', opts, OUT_ONLY);
   expectTensor('x', x, 'float32');
   const [rows, dim] = expectShape('x', x, [-1, -1]);
   const idx = Int32Array.from(index, (v, i) => expectInt(`index[${i}]`, v, 0, Math.max(0, rows - 1)));

@@ -3,7 +3,7 @@
  * A weight [N, K] is packed once (at model load) into the micro-kernel's panels, in fp32 or in bf16
  * (the opt-in fast mode: weights and activations rounded to bf16, products accumulated in fp32).
  */
-import { expectFinite, expectInt, expectOneOf, expectRankAtLeast, expectShape, expectTensor, describe, rowsOf, overlaps } from '../check';
+import { expectFinite, expectInt, expectOneOf, expectRankAtLeast, expectShape, expectTensor, describe, rowsOf, overlaps, expectOptions, OptionKeys } from '../check';
 import { rangeError, typeError } from '../errors';
 import { native, PackedHandle } from '../native';
 import { Tensor } from '../tensor';
@@ -46,7 +46,11 @@ export interface PackOptions {
 }
 
 /** Packs w [N, K] (row-major, like a PyTorch nn.Linear weight) for `linear`. */
+export const PACK_OPTIONS: OptionKeys<PackOptions> = { dtype: true, inPlace: true };
+const LINEAR_OPTIONS: OptionKeys<LinearOptions> = { bias: true, activation: true, residual: true, inputActivation: true, alpha: true, out: true, outColumn: true };
+
 export async function packWeight(w: Tensor, opts: PackOptions = {}): Promise<PackedWeight> {
+  expectOptions('packWeight', opts, PACK_OPTIONS);
   expectTensor('w', w, 'float32');
   const [n, k] = expectShape('w', w, [-1, -1]);
   const dtype = expectOneOf('dtype', opts.dtype ?? 'float32', ['float32', 'bfloat16'] as const);
@@ -64,6 +68,7 @@ export async function packWeight(w: Tensor, opts: PackOptions = {}): Promise<Pac
  * concatenated and packed as usual.
  */
 export async function packWeightParts(parts: Tensor[], opts: PackOptions = {}): Promise<PackedWeight> {
+  expectOptions('packWeightParts', opts, PACK_OPTIONS);
   if (!Array.isArray(parts) || parts.length === 0) throw typeError('E_ARG', `Expected a non-empty array of weights but received ${describe(parts)}`);
   const k = expectShape('parts[0]', expectTensor('parts[0]', parts[0], 'float32'), [-1, -1])[1];
   const ns = parts.map((p, i) => expectShape(`parts[${i}]`, expectTensor(`parts[${i}]`, p, 'float32'), [-1, k])[0]);
@@ -108,6 +113,7 @@ export interface LinearOptions {
 
 /** y[..., N] = activation(alpha · inputActivation(x[..., K]) · Wᵀ + bias) (+ residual). */
 export async function linear(x: Tensor, w: PackedWeight, opts: LinearOptions = {}): Promise<Tensor> {
+  expectOptions('linear', opts, LINEAR_OPTIONS);
   expectTensor('x', x, 'float32');
   expectRankAtLeast('x', x, 1);
   expectPacked('w', w);

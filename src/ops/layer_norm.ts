@@ -1,5 +1,5 @@
 /** Layer norm over the last axis, optionally fused with the residual add before it. */
-import { expectFinite, expectShape, expectTensor, rowsOf, expectRankAtLeast, overlaps } from '../check';
+import { expectFinite, expectShape, expectTensor, rowsOf, expectRankAtLeast, overlaps, expectOptions } from '../check';
 import { rangeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
@@ -14,6 +14,8 @@ export interface LayerNormOptions {
  * y = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis.        x: [..., D]
  * `out` (same shape as x, not sharing storage with it) receives y instead of a new tensor.
  */
+const LAYER_NORM_OPTIONS = { eps: true, residual: true, out: true } as const;
+
 export async function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor | null, opts?: { eps?: number; out?: Tensor }): Promise<Tensor>;
 /** With a residual: s = x + residual, returns { sum: s, y: layerNorm(s) }. */
 export async function layerNorm(
@@ -23,6 +25,7 @@ export async function layerNorm(
   opts: LayerNormOptions & { residual: Tensor },
 ): Promise<{ sum: Tensor; y: Tensor }>;
 export async function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor | null, opts: LayerNormOptions & { out?: Tensor } = {}) {
+  expectOptions('layerNorm', opts, LAYER_NORM_OPTIONS);
   expectTensor('x', x, 'float32');
   expectRankAtLeast('x', x, 1);
   const dim = x.shape[x.shape.length - 1];

@@ -1,5 +1,5 @@
 /** Products of two activations (logits, gradients): neither side is a pre-packed weight. */
-import { expectFinite, expectShape, expectTensor } from '../check';
+import { expectFinite, expectShape, expectTensor, expectOptions, OptionKeys } from '../check';
 import { rangeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
@@ -12,6 +12,7 @@ export interface MatmulOptions {
 
 /** c[M, N] = alpha · a[M, K] · b[K, N]   (or a · bᵀ with b [N, K] when transposeB). */
 export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Promise<Tensor> {
+  expectOptions('matmul', opts, { transposeB: true, alpha: true } satisfies OptionKeys<MatmulOptions>);
   const [m, k] = expectShape('a', expectTensor('a', a, 'float32'), [-1, -1]);
   const transposeB = opts.transposeB ?? false;
   const bShape = expectShape('b', expectTensor('b', b, 'float32'), [-1, -1]);

@@ -1,9 +1,9 @@
 /** ViT patch embedding: conv (kernel = stride = patch) + class token + position embeddings. */
-import { expectInt, expectShape, expectTensor } from '../check';
+import { expectInt, expectShape, expectTensor, expectOptions, OUT_ONLY } from '../check';
 import { rangeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
-import { checkPacked, PackOptions, packWeight, PackedWeight } from './gemm';
+import { checkPacked, PACK_OPTIONS, PackOptions, packWeight, PackedWeight } from './gemm';
 
 export interface PatchEmbedWeights {
   /** The conv weight [D, C, patch, patch] packed as [D, C·patch·patch] (see packPatchWeight). */
@@ -16,6 +16,7 @@ export interface PatchEmbedWeights {
 
 /** Packs a conv weight [D, C, patch, patch] for patchEmbed. */
 export async function packPatchWeight(conv: Tensor, opts: PackOptions = {}): Promise<PackedWeight> {
+  expectOptions('packPatchWeight', opts, PACK_OPTIONS);
   const [d, c, ph, pw] = expectShape('conv', expectTensor('conv', conv, 'float32'), [-1, -1, -1, -1]);
   if (ph !== pw) throw rangeError('E_SHAPE', `Expected a square conv kernel but received [${conv.shape.join(', ')}]`);
   return packWeight(conv.reshape([d, c * ph * pw]), opts);
@@ -26,6 +27,7 @@ export async function packPatchWeight(conv: Tensor, opts: PackOptions = {}): Pro
  * `out` (that shape) receives the tokens instead of a new tensor.
  */
 export async function patchEmbed(pixels: Tensor, w: PatchEmbedWeights, opts: { out?: Tensor } = {}): Promise<Tensor> {
+  expectOptions('patchEmbed', opts, OUT_ONLY);
   const [batch, channels, height, width] = expectShape('pixels', expectTensor('pixels', pixels, 'float32'), [-1, -1, -1, -1]);
   const weight = checkPacked('weight', w?.weight);
   if (weight.row0 !== 0) throw rangeError('E_ARG', 'Expected a whole packed weight for the patch embedding, not rows() of one');

@@ -18,7 +18,7 @@
 import { mkdirSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
-import { describe, expectPath } from '../check';
+import { describe, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { FileLock } from '../io/file_lock';
 import type { ClipModel } from '../models';
@@ -96,6 +96,7 @@ export async function listImages(dir: string): Promise<ImageFile[]> {
 /** Brings the image table in `opts.db` up to date with the images under `dir`. */
 export async function indexFolder(dir: string, opts: IndexFolderOptions): Promise<IndexSummary> {
   if (opts === null || typeof opts !== 'object') throw typeError('E_ARG', `Expected an options object but received ${describe(opts)}`);
+  expectOptions('indexFolder', opts, { db: true, modelId: true, openModel: true, onProgress: true, onFailure: true } satisfies OptionKeys<IndexFolderOptions>);
   if (typeof opts.modelId !== 'string') throw typeError('E_ARG', `Expected a model id string for modelId but received ${describe(opts.modelId)}`);
   if (typeof opts.openModel !== 'function') throw typeError('E_ARG', `Expected a function for openModel but received ${describe(opts.openModel)}`);
   const files = await listImages(dir);

@@ -24,7 +24,7 @@
  * LanceDB and Arrow are loaded on first use: importing clipkit does not load them.
  */
 import type { Connection, Table, VectorQuery } from '@lancedb/lancedb';
-import { describe, expectInt, expectPath } from '../check';
+import { describe, expectInt, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, rangeError, typeError } from '../errors';
 
 /** The table's name inside the database. */
@@ -107,6 +107,8 @@ function load(): { lancedb: LanceDb; arrow: Arrow } {
   process.env.LANCE_INCLUDE_VECTOR_CENTROIDS ??= 'false';
   return { lancedb: require('@lancedb/lancedb') as LanceDb, arrow: require('apache-arrow') as Arrow };
 }
+
+const SEARCH_OPTIONS: OptionKeys<SearchOptions> = { k: true, nprobes: true, refineFactor: true };
 
 export class ImageStore {
   private constructor(
@@ -258,6 +260,7 @@ export class ImageStore {
 
   /** The k rows nearest to `vector` by cosine similarity, best first. */
   async search(vector: Float32Array, opts: SearchOptions = {}): Promise<SearchHit[]> {
+    expectOptions('search', opts, SEARCH_OPTIONS);
     const rows = await this.query(vector, opts).select(['path', '_distance']).toArray();
     // Cosine distance is 1 - similarity; float32 rounding can step just past ±1.
     return rows.map((r: { path: string; _distance: number }, i: number) => ({ rank: i + 1, path: r.path, score: Math.min(1, Math.max(-1, 1 - r._distance)) }));

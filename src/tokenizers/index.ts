@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { readFileBounded } from '../io/read_file';
 import { join } from 'node:path';
-import { describe, expectPath } from '../check';
+import { describe, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { BertWordPieceTokenizer } from './bert_wordpiece';
 import { ClipBpeTokenizer } from './clip_bpe';
@@ -45,6 +45,7 @@ export interface LoadTokenizerOptions {
 
 export function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Tokenizer {
   expectPath('dir', dir);
+  expectOptions('loadTokenizer', options, { contextLength: true } satisfies OptionKeys<LoadTokenizerOptions>);
   const cls = tokenizerClass(dir);
   const build = BUILDERS.get(cls);
   if (!build)
