@@ -50,6 +50,14 @@ export function expectOneOf<T extends string>(name: string, v: unknown, allowed:
   return v as T;
 }
 
+/**
+ * obj[key] = value as an own property even when key is `__proto__` (a plain assignment would
+ * replace obj's prototype instead, and the entry would be lost): for names that come from files.
+ */
+export function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /** The options of ops whose one option is where to write. */
 export const OUT_ONLY = { out: true } as const;
 

@@ -41,7 +41,7 @@
  */
 import * as fs from 'node:fs';
 import { ClipkitError } from '../errors';
-import { expectPath } from '../check';
+import { expectPath, setOwn } from '../check';
 import { PickleGlobal, PyCallable, PyTuple, PyValue, kindOf, unpickle } from './unpickle';
 import { ELEMENT_BYTES, StorageDType, TensorEntry, elementCount, gatherStrided, lazyTensorEntry } from './tensor_entry';
 import { crc32, readZipDirectory, storedData } from './zip';
@@ -462,13 +462,13 @@ function collect(value: PyValue, format: TorchFormat, file: string, fileBytes: n
     return e;
   };
   const tensors = new Map<string, TensorEntry>();
-  const extra: Record<string, unknown> = {};
+  const extra: Record<string, unknown> = {}; // keys are names from the file: set with setOwn
   const plain = new PlainConverter(entryFor, fail);
   for (const [k, v] of stateDict) {
     if (typeof k === 'string' && v instanceof TensorRef) tensors.set(k, entryFor(v, k));
-    else extra[String(k)] = plain.convert(v, String(k));
+    else setOwn(extra, String(k), plain.convert(v, String(k)));
   }
-  if (key) for (const [k, v] of top) if (k !== key) extra[String(k)] = plain.convert(v, String(k));
+  if (key) for (const [k, v] of top) if (k !== key) setOwn(extra, String(k), plain.convert(v, String(k)));
   return { path: file, format, tensors, stateDictKey: key, extra };
 }
 

@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
-import { expectPath } from '../check';
+import { expectPath, setOwn } from '../check';
 import { native, NativeAddon } from '../native';
 import { Tensor } from '../tensor';
 import { openRegularFile, readTextBounded } from './read_file';
@@ -200,7 +200,7 @@ function parseMetadata(value: unknown, file: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
     if (typeof v !== 'string') throw formatError(file, `__metadata__.${k} must be a string but is ${jsonKind(v)}`);
-    out[k] = v;
+    setOwn(out, k, v); // a name from the file: `__proto__` stays a key
   }
   return out;
 }

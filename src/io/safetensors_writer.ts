@@ -19,7 +19,7 @@ export interface TensorToWrite {
 const BYTES = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4 } as const;
 
 export function writeSafetensors(tensors: Record<string, TensorToWrite>, metadata: Record<string, string> = {}): Uint8Array {
-  const header: Record<string, unknown> = {};
+  const header: Record<string, unknown> = Object.create(null); // tensor names may be any string, `__proto__` included
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const parts: Uint8Array[] = [];
   let offset = 0;
@@ -72,7 +72,7 @@ const WRITE_CHUNK_BYTES = 1 << 30;
  * be written (the file may then be partly written: write to a temporary name and rename).
  */
 export function writeSafetensorsFile(file: string, tensors: readonly TensorSource[], metadata: Record<string, string> = {}): number {
-  const header: Record<string, unknown> = {};
+  const header: Record<string, unknown> = Object.create(null); // tensor names may be any string, `__proto__` included
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const gaps: number[] = [];
   let offset = 0;
