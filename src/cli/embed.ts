@@ -149,9 +149,13 @@ class Journal {
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     let fd: number;
     try {
-      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | (fs.constants.O_NONBLOCK ?? 0), 0o644);
     } catch (err) {
       throw new ClipkitError('E_IO', `Cannot open ${file}: ${(err as Error).message}`);
+    }
+    if (!fs.fstatSync(fd).isFile()) {
+      fs.closeSync(fd);
+      throw new ClipkitError('E_IO', `Cannot write embeddings to ${file}: it is not a regular file`);
     }
     // Locked before it is read: what another run appended up to its exit is all seen here.
     lockOrRefuse(fd, `${file} is being written by another clipkit embed; wait for it to finish (it resumes from the same file) or choose another --out`);

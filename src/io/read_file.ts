@@ -14,6 +14,12 @@ export const MAX_SIDE_FILE_BYTES = 256 * 2 ** 20;
 
 const OPEN_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
 
+/** Refuses what is not a regular file, or is over maxBytes. */
+function checkStat(st: fs.Stats, file: string, what: string, maxBytes: number): void {
+  if (!st.isFile()) throw new ClipkitError('E_IO', `Cannot read ${what} ${file}: it is ${kindOf(st)}, not a regular file`);
+  if (st.size > maxBytes) throw new ClipkitError('E_LIMIT', `The ${what} ${file} has ${st.size} bytes, over the limit of ${maxBytes}`);
+}
+
 /** What a stat says the path is, for the error. */
 function kindOf(st: fs.Stats): string {
   if (st.isDirectory()) return 'a folder';
@@ -37,9 +43,7 @@ export function openRegularFile(file: string, what: string, maxBytes = Infinity)
   }
   try {
     const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw new ClipkitError('E_IO', `Cannot read ${what} ${file}: it is ${kindOf(st)}, not a regular file`);
-    if (st.size > maxBytes)
-      throw new ClipkitError('E_LIMIT', `The ${what} ${file} has ${st.size} bytes, over the limit of ${maxBytes}`);
+    checkStat(st, file, what, maxBytes);
     return { fd, size: st.size };
   } catch (err) {
     fs.closeSync(fd);
@@ -82,9 +86,7 @@ export async function readFileBoundedAsync(file: string, what: string, maxBytes:
   }
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new ClipkitError('E_IO', `Cannot read ${what} ${file}: it is ${kindOf(st)}, not a regular file`);
-    if (st.size > maxBytes)
-      throw new ClipkitError('E_LIMIT', `The ${what} ${file} has ${st.size} bytes, over the limit of ${maxBytes}`);
+    checkStat(st, file, what, maxBytes);
     const out = Buffer.allocUnsafe(st.size);
     let at = 0;
     while (at < st.size) {

@@ -218,6 +218,11 @@ test('embed: bad arguments are refused with a message', ({ model }) => {
   const missing = cli(['embed', join(tmpdir(), 'no-such-folder-xyz'), '-o', join(tmpdir(), 'x.jsonl'), '-m', model]);
   assert.is(missing.status, 1);
   assert.match(missing.stderr, /No such file or folder/);
+  const texts = join(tempDir('clipkit-embed-dev-'), 't.txt');
+  writeFileSync(texts, '猫\n');
+  const device = cli(['embed', '--texts', texts, '-o', '/dev/null', '-m', model]);
+  assert.is(device.status, 1);
+  assert.match(device.stderr, /Cannot write embeddings to \/dev\/null: it is not a regular file/);
 });
 
 test('classify --json: softmax scores summing to 1, equal to the template-ensemble hand computation', async ({ model, m }) => {
