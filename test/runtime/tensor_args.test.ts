@@ -13,6 +13,8 @@ import * as assert from 'uvu/assert';
 import { fromArray, readSafetensors, softmax, Tensor, zeros } from '../../src';
 import { writeSafetensors } from '../../src/io/safetensors_writer';
 import { f32Bytes, rawFile } from '../io/safetensors_writer';
+import { f32Bytes as torchF32, PickleWriter, torchZip, writeTensor } from '../io/torch_writer';
+import { parseTorchCheckpoint } from '../../src/io/pytorch';
 import { tempDir } from '../helpers';
 
 const Args = suite('tensor arguments and names from files');
@@ -69,6 +71,16 @@ Args('__proto__ is a name like any other in a safetensors header and in a writte
   const back = readSafetensors(written);
   assert.equal([...back.tensors.keys()].sort(), ['__proto__', 'b'], 'the tensor named __proto__ was written');
   assert.equal(Array.from(back.tensors.get('__proto__')!.data()), [3, 4]);
+});
+
+Args('__proto__ as a state-dict key of a PyTorch checkpoint stays a key', () => {
+  const p = new PickleWriter().proto(2).global('collections', 'OrderedDict').emptyTuple().reduce().mark();
+  writeTensor(p.str('w'), { storage: { type: 'FloatStorage', key: '0', numel: 4 }, size: [4] });
+  p.str('__proto__').int(7);
+  const ck = parseTorchCheckpoint(torchZip(p.setitems().stop().bytes(), { '0': torchF32([1, 2, 3, 4]) }), 'proto.pt');
+  assert.equal(Array.from(ck.tensors.get('w')!.data()), [1, 2, 3, 4]);
+  assert.is(Object.getPrototypeOf(ck.extra), Object.prototype, 'the prototype is not replaced');
+  assert.is(Object.getOwnPropertyDescriptor(ck.extra, '__proto__')?.value, 7);
 });
 
 Args.run();
