@@ -39,6 +39,7 @@
  * offset/size/stride reach past their storage, storage dtypes torch does not define, values nested
  * deeper than MAX_EXTRA_DEPTH, and everything unpickle.ts refuses.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 import { ClipkitError } from '../errors';
 import { expectPath, setOwn } from '../check';
@@ -116,7 +117,13 @@ class TensorRef {
 /** Reads a torch.save file (zip or legacy format) into memory once and returns its state dict's tensors. */
 export function readTorchCheckpoint(file: string): TorchCheckpoint {
   expectPath('file', file);
-  const { fd } = openRegularFile(file, 'PyTorch checkpoint');
+  const { fd, size: fileSize } = openRegularFile(file, 'PyTorch checkpoint');
+  // The whole file is one Buffer (the zip directory and the tensors are views into it): at most what
+  // this platform holds in one (4 GiB on Node 20). A limit of the platform, said as one.
+  if (fileSize > bufferConstants.MAX_LENGTH) {
+    fs.closeSync(fd);
+    throw new ClipkitError('E_LIMIT', `The PyTorch checkpoint ${file} has ${fileSize} bytes, more than the ${bufferConstants.MAX_LENGTH} read into one buffer here; save it as safetensors, which is read tensor by tensor at any size`);
+  }
   let buf: Buffer;
   try {
     const size = fs.fstatSync(fd).size;

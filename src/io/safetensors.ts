@@ -4,13 +4,15 @@
  * The header is checked before anything large is allocated: its length is bounded by the file and by
  * MAX_HEADER_BYTES, the JSON must be valid UTF-8 with no duplicate keys, and every entry's
  * `data_offsets` must lie inside the data section, match `shape` × element size and not overlap any
- * other entry. The data section is then read once into one Buffer and tensors are views into it:
- * an F32 tensor at a 4-byte-aligned data offset is a Float32Array over those bytes (no copy);
- * F16 and BF16 are widened to float32 on first use, bit-exactly (subnormals, ±inf, NaN payloads).
+ * other entry. The data section is then read once and tensors are views into it (tensor by tensor
+ * above 4 GiB, see readRange): an F32 tensor at a 4-byte-aligned data offset is a Float32Array over
+ * those bytes (no copy); F16 and BF16 are widened to float32 on first use, bit-exactly (subnormals,
+ * ±inf, NaN payloads).
  *
  * Every problem with a file throws ClipkitError E_FORMAT (or E_IO when the file cannot be read),
  * naming the file and what is wrong.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
@@ -100,36 +102,54 @@ function readOpen(fd: number, file: string): SafetensorsFile {
   const dataLen = size - dataStart;
   const header = parseHeader(headerBytes, file, dataLen);
 
-  const data = readData(fd, file, dataStart, dataLen);
-
+  const addon = loadAddon();
   const tensors = new Map<string, SafetensorsTensor>();
-  for (const e of header.entries) tensors.set(e.name, makeTensor(e, data, file));
+  if (dataLen <= MAX_VIEW_BYTES) {
+    // One read of the whole section, tensors as views into it.
+    const section = readRange(fd, file, dataStart, dataLen, addon);
+    for (const e of header.entries) tensors.set(e.name, makeTensor(e, section, e.begin, file));
+  } else {
+    for (const e of header.entries) {
+      const length = e.end - e.begin;
+      if (length > MAX_VIEW_BYTES)
+        throw new ClipkitError('E_LIMIT', `Tensor ${JSON.stringify(e.name)} in ${file} has ${length} bytes, more than the ${MAX_VIEW_BYTES} this platform holds in one array`);
+      tensors.set(e.name, makeTensor(e, readRange(fd, file, dataStart + e.begin, length, addon), 0, file));
+    }
+  }
   return { path: file, tensors, metadata: header.metadata };
 }
 
-/**
- * The data section, in one buffer of exactly its size (bounded by the real file) at offset 0, so a
- * tensor is aligned when its data offset is. The addon reads it with two threads into 64-byte-aligned
- * memory (filling fresh memory is bound by page faults, which two threads take side by side); without
- * the addon, fs reads it.
- */
-function readData(fd: number, file: string, dataStart: number, dataLen: number): Buffer {
-  let addon: NativeAddon | undefined;
+function loadAddon(): NativeAddon | undefined {
   try {
-    addon = native();
+    return native();
   } catch {
-    addon = undefined; // reading needs no kernels: fall back to fs
+    return undefined; // reading needs no kernels: fall back to fs
   }
-  if (addon && dataLen > 0) {
+}
+
+/** The most bytes one typed array views here (Node 20: 4 GiB); a larger section is read tensor by tensor. */
+export const MAX_VIEW_BYTES = bufferConstants.MAX_LENGTH;
+
+/**
+ * Bytes [offset, offset + length) of the file in memory of their own, 64-byte aligned. A data
+ * section up to MAX_VIEW_BYTES is read whole, and its tensors are views into it; a larger one is
+ * read tensor by tensor, since Node 20 views at most 4 GiB as one array (a single-file ViT-bigG or
+ * fp32 H/14 checkpoint once failed with "Cannot create a Buffer larger than 0x100000000 bytes"), and
+ * bytes between tensors are then not read at all. The addon reads with two threads (filling fresh
+ * memory is bound by page faults, which two threads take side by side); without it, fs reads.
+ */
+function readRange(fd: number, file: string, offset: number, length: number, addon: NativeAddon | undefined): ArrayBuffer {
+  if (length === 0) return new ArrayBuffer(0);
+  if (addon) {
     try {
-      return Buffer.from(addon.readFile({ path: file, offset: dataStart, length: dataLen }) as ArrayBuffer);
+      return addon.readFile({ path: file, offset, length });
     } catch (err) {
       const code = (err as { code?: string }).code;
       throw new ClipkitError(code === 'E_FORMAT' || code === 'E_NOMEM' ? code : 'E_IO', `Cannot read safetensors file ${file}: ${(err as Error).message}`);
     }
   }
-  const data = Buffer.allocUnsafeSlow(dataLen);
-  readExactly(fd, data, dataStart, file);
+  const data = new ArrayBuffer(length);
+  readExactly(fd, Buffer.from(data), offset, file);
   return data;
 }
 
@@ -289,16 +309,16 @@ function firstDuplicateKey(text: string): { key: string; inside: string } | unde
   return undefined;
 }
 
-function makeTensor(e: Entry, data: Buffer, file: string): SafetensorsTensor {
-  const byteOffset = data.byteOffset + e.begin;
+/** A tensor whose bytes start at `byteOffset` of `data`. */
+function makeTensor(e: Entry, data: ArrayBuffer, byteOffset: number, file: string): SafetensorsTensor {
   const byteLength = e.end - e.begin;
-  const bytes = () => new Uint8Array(data.buffer, byteOffset, byteLength);
+  const bytes = () => new Uint8Array(data, byteOffset, byteLength);
   let cached: Float32Array | undefined;
   const decode = (): Float32Array => {
     if (cached) return cached;
     switch (e.dtype) {
       case 'F32':
-        cached = byteOffset % 4 === 0 && LITTLE_ENDIAN ? new Float32Array(data.buffer, byteOffset, byteLength / 4) : copyF32(bytes());
+        cached = byteOffset % 4 === 0 && LITTLE_ENDIAN ? new Float32Array(data, byteOffset, byteLength / 4) : copyF32(bytes());
         break;
       case 'F16':
         cached = f16ToF32(u16View(bytes()));

@@ -373,6 +373,18 @@ Zip('legacy files cut short or with a wrong storage size', () => {
   throwsCode(() => parse(wrong), 'E_FORMAT', /holds \d+ elements but is declared with \d+/);
 });
 
+Zip('a checkpoint over what one buffer holds is E_LIMIT, before anything is read', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clipkit-big-pt-'));
+  try {
+    const file = path.join(dir, 'big.pt');
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, 2 ** 32 + 1); // sparse: no disk, and never read
+    throwsCode(() => readTorchCheckpoint(file), 'E_LIMIT', /big\.pt has 4294967297 bytes, more than the \d+ read into one buffer here; save it as safetensors/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 Globals.run();
 Opcodes.run();
 Storages.run();

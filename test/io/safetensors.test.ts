@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipkitError } from '../../src/errors';
 import { throwsCode } from '../helpers';
-import { f16ToF32Bits, MAX_HEADER_BYTES, readSafetensors, readSafetensorsIndex } from '../../src/io/safetensors';
+import { f16ToF32Bits, MAX_HEADER_BYTES, MAX_VIEW_BYTES, readSafetensors, readSafetensorsIndex } from '../../src/io/safetensors';
 import { f32Bytes, rawFile, safetensorsBytes, tempDir } from './safetensors_writer';
 import { REF_MODELS, refPath } from '../reference_fixtures';
 
@@ -425,3 +425,38 @@ NativeRead('readFile gives the file\'s bytes at any offset and length, 64-byte a
 });
 
 NativeRead.run();
+
+const Big = suite('safetensors: a data section over 4 GiB');
+
+Big('a single file whose data section passes 4 GiB loads, tensor by tensor, without reading the gap', () => {
+  const { dir, cleanup } = tempDir('clipkit-st-big-');
+  try {
+    const far = 2 ** 32 + 64; // past what one typed array views on Node 20
+    const header = JSON.stringify({
+      __metadata__: { format: 'pt' },
+      near: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      far: { dtype: 'F16', shape: [2], data_offsets: [far, far + 4] },
+    });
+    const padded = header.padEnd(Math.ceil(header.length / 8) * 8, ' ');
+    const file = path.join(dir, 'big.safetensors');
+    const dataStart = 8 + padded.length;
+    // A sparse file: its 4 GiB of zeros take no disk and are never read.
+    const fd = fs.openSync(file, 'w');
+    try {
+      fs.writeSync(fd, rawFile(padded, f32Bytes([1.5, -2])));
+      fs.writeSync(fd, new Uint8Array([0x00, 0x3c, 0x00, 0xc0]), 0, 4, dataStart + far); // F16 1, -2
+      fs.ftruncateSync(fd, dataStart + far + 4);
+    } finally {
+      fs.closeSync(fd);
+    }
+    assert.ok(far > MAX_VIEW_BYTES - 1024, 'the data section is over the one-array limit');
+    const st = readSafetensors(file);
+    assert.equal(Array.from(st.tensors.get('near')!.data()), [1.5, -2]);
+    assert.equal(Array.from(st.tensors.get('far')!.data()), [1, -2]);
+    assert.is(st.metadata.format, 'pt');
+  } finally {
+    cleanup();
+  }
+});
+
+Big.run();
