@@ -89,6 +89,15 @@ export function registerSearch(program: Command): void {
         const isImage = existsSync(query) && statSync(query).isFile();
         const [vector] = isImage ? await model.encodeImage([query]) : await model.encodeText(query);
         const hits = await store.search(vector, { k: o.k });
+        // A damaged row (its stored vector not finite) is never found: fewer hits than there should be.
+        if (hits.length < Math.min(o.k, await store.count())) {
+          const damaged = await store.damaged();
+          if (damaged.length > 0)
+            process.stderr.write(
+              `clipkit search query: ${damaged.length} row${damaged.length === 1 ? '' : 's'} of ${o.db} ${damaged.length === 1 ? 'is' : 'are'} damaged (stored vector not finite or not unit length) and cannot be found: ` +
+                `${damaged.slice(0, 10).join(', ')}${damaged.length > 10 ? ', …' : ''}; run clipkit search index on the folder to embed them again\n`,
+            );
+        }
         if (o.json) for (const h of hits) console.log(JSON.stringify({ rank: h.rank, path: h.path, score: h.score }));
         else console.log(table(['rank', 'score', 'path'], hits.map((h) => [h.rank, h.score.toFixed(4), h.path])));
         if (o.html) {
@@ -104,9 +113,14 @@ export function registerSearch(program: Command): void {
 function printSummary(s: IndexSummary, json: boolean): void {
   const search = s.ann?.search ?? 'exact';
   if (json) {
-    const { added, updated, removed, unchanged, rows } = s;
-    console.log(JSON.stringify({ added, updated, removed, unchanged, failed: s.failed.length, failedPaths: s.failed.map((f) => f.path), rows, search }));
+    const { added, updated, removed, unchanged, rows, damaged } = s;
+    console.log(JSON.stringify({ added, updated, removed, unchanged, failed: s.failed.length, failedPaths: s.failed.map((f) => f.path), damaged, rows, search }));
     return;
+  }
+  if (s.damaged.length > 0) {
+    console.log(`${s.damaged.length} damaged row${s.damaged.length === 1 ? '' : 's'} (stored vector not finite or not unit length), embedded again where the file is under this folder:`);
+    for (const p of s.damaged) console.log(`  ${p}`);
+    console.log('');
   }
   const ann = s.ann?.search === 'ivf_pq' ? `ivf_pq (${s.ann.partitions} partitions, ${s.ann.action})` : search;
   console.log(table(['added', 'updated', 'removed', 'unchanged', 'failed', 'rows', 'search'], [[s.added, s.updated, s.removed, s.unchanged, s.failed.length, s.rows, ann]]));

@@ -61,6 +61,11 @@ export interface IndexSummary {
   unchanged: number;
   /** Images that could not be decoded (not in the index). */
   failed: { path: string; error: string }[];
+  /**
+   * Rows whose stored vector was damaged (not finite, or not unit length: a data file with flipped
+   * bytes). Those of files under this folder were embedded again (and counted in `updated`).
+   */
+  damaged: string[];
   /** Rows in the table afterwards. */
   rows: number;
   /** How the table is searched now; undefined when nothing has been indexed in this database. */
@@ -105,8 +110,9 @@ export async function indexFolder(dir: string, opts: IndexFolderOptions): Promis
   try {
     store = await ImageStore.open(opts.db);
     store?.checkModel(opts.modelId);
-    const plan = planUpdate(resolve(dir), files, store ? await store.stamps() : new Map());
-    const summary: IndexSummary = { added: 0, updated: 0, removed: plan.removed.length, unchanged: plan.unchanged, failed: [], rows: 0 };
+    const damaged = store ? await store.damaged() : [];
+    const plan = planUpdate(resolve(dir), files, store ? await store.stamps() : new Map(), new Set(damaged));
+    const summary: IndexSummary = { added: 0, updated: 0, removed: plan.removed.length, unchanged: plan.unchanged, failed: [], damaged, rows: 0 };
     if (store) await store.remove(plan.removed);
 
     const todo = [...plan.added, ...plan.updated];
@@ -172,15 +178,15 @@ interface UpdatePlan {
   unchanged: number;
 }
 
-/** Compares the files under `root` with the rows indexed: what to add, embed again and remove. */
-function planUpdate(root: string, files: readonly ImageFile[], indexed: Map<string, FileStamp>): UpdatePlan {
+/** Compares the files under `root` with the rows indexed: what to add, embed again (changed, or its row damaged) and remove. */
+function planUpdate(root: string, files: readonly ImageFile[], indexed: Map<string, FileStamp>, damaged: ReadonlySet<string>): UpdatePlan {
   const plan: UpdatePlan = { added: [], updated: [], removed: [], unchanged: 0 };
   const present = new Set<string>();
   for (const f of files) {
     present.add(f.path);
     const old = indexed.get(f.path);
     if (!old) plan.added.push(f);
-    else if (old.size !== f.size || old.mtime !== f.mtime) plan.updated.push(f);
+    else if (old.size !== f.size || old.mtime !== f.mtime || damaged.has(f.path)) plan.updated.push(f);
     else plan.unchanged++;
   }
   // Only rows under this folder: one database may index several folders.

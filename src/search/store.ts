@@ -123,12 +123,18 @@ export class ImageStore {
   /** Opens the image table at `uri`; undefined when there is none (nothing indexed there yet). */
   static async open(uri: string): Promise<ImageStore | undefined> {
     const db = await connect(uri);
-    if (!(await db.tableNames()).includes(TABLE_NAME)) {
+    let table: Table, schema: Awaited<ReturnType<Table['schema']>>;
+    try {
+      if (!(await store(uri, 'list the tables', () => db.tableNames())).includes(TABLE_NAME)) {
+        db.close();
+        return undefined;
+      }
+      table = await store(uri, 'open the table', () => db.openTable(TABLE_NAME));
+      schema = await store(uri, 'read the schema', () => table.schema());
+    } catch (err) {
       db.close();
-      return undefined;
+      throw err;
     }
-    const table = await db.openTable(TABLE_NAME);
-    const schema = await table.schema();
     const model = schema.metadata.get(META_MODEL);
     const dim = Number(schema.metadata.get(META_DIM));
     const names = schema.fields.map((f) => f.name);
@@ -159,7 +165,7 @@ export class ImageStore {
       ],
       new Map([[META_MODEL, identity.model], [META_DIM, String(identity.dim)]]),
     );
-    const table = await db.createEmptyTable(TABLE_NAME, schema);
+    const table = await store(uri, 'create the table', () => db.createEmptyTable(TABLE_NAME, schema));
     return new ImageStore(db, table, uri, { model: identity.model, dim: identity.dim });
   }
 
@@ -179,13 +185,33 @@ export class ImageStore {
 
   /** Rows in the table. */
   count(): Promise<number> {
-    return this.table.countRows();
+    return store(this.uri, 'count the rows', () => this.table.countRows());
   }
 
   /** Every indexed path with the size and mtime it had when embedded. */
   async stamps(): Promise<Map<string, FileStamp>> {
-    const rows = await this.table.query().select(['path', 'size', 'mtime']).toArray();
+    const rows = await store(this.uri, 'read the rows', () => this.table.query().select(['path', 'size', 'mtime']).toArray());
     return new Map(rows.map((r: { path: string; size: bigint; mtime: number }) => [r.path, { size: Number(r.size), mtime: r.mtime }]));
+  }
+
+  /**
+   * The rows whose stored vector is damaged: a value that is not finite, or a length off unit by
+   * more than 1e-3 (every vector is stored normalised). A data file with flipped bytes is otherwise
+   * used silently: a NaN vector is never found by any search.
+   */
+  async damaged(): Promise<string[]> {
+    const out: string[] = [];
+    // Streamed batch by batch: the whole table's vectors are never in memory at once.
+    await store(this.uri, 'read the vectors', async () => {
+      for await (const batch of this.table.query().select(['path', 'vector'])) {
+        const paths = batch.getChild('path')!, vectors = batch.getChild('vector')!;
+        for (let r = 0; r < batch.numRows; r++) {
+          const v = vectors.get(r) as { toArray(): Float32Array } | null;
+          if (!v || !isUnitVector(v.toArray())) out.push(String(paths.get(r)));
+        }
+      }
+    });
+    return out;
   }
 
   /** Inserts rows, replacing those with the same path. */
@@ -216,14 +242,14 @@ export class ImageStore {
         }),
       ),
     });
-    await this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(data);
+    await store(this.uri, 'write rows', () => this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(data));
   }
 
   /** Deletes the rows of these paths. */
   async remove(paths: readonly string[]): Promise<void> {
     const PER_STATEMENT = 512;
     for (let i = 0; i < paths.length; i += PER_STATEMENT)
-      await this.table.delete(`path IN (${paths.slice(i, i + PER_STATEMENT).map(sqlString).join(', ')})`);
+      await store(this.uri, 'delete rows', () => this.table.delete(`path IN (${paths.slice(i, i + PER_STATEMENT).map(sqlString).join(', ')})`));
   }
 
   /**
@@ -233,6 +259,10 @@ export class ImageStore {
    * existing partitions, deleted ones dropped).
    */
   async updateAnnIndex(): Promise<AnnState> {
+    return store(this.uri, 'update the search index', () => this.updateAnnIndexUnwrapped());
+  }
+
+  private async updateAnnIndexUnwrapped(): Promise<AnnState> {
     const { lancedb } = load();
     await this.table.optimize();
     const rows = await this.table.countRows();
@@ -261,7 +291,8 @@ export class ImageStore {
   /** The k rows nearest to `vector` by cosine similarity, best first. */
   async search(vector: Float32Array, opts: SearchOptions = {}): Promise<SearchHit[]> {
     expectOptions('search', opts, SEARCH_OPTIONS);
-    const rows = await this.query(vector, opts).select(['path', '_distance']).toArray();
+    const query = this.query(vector, opts);
+    const rows = await store(this.uri, 'search', () => query.select(['path', '_distance']).toArray());
     // Cosine distance is 1 - similarity; float32 rounding can step just past ±1.
     return rows.map((r: { path: string; _distance: number }, i: number) => ({ rank: i + 1, path: r.path, score: Math.min(1, Math.max(-1, 1 - r._distance)) }));
   }
@@ -299,6 +330,34 @@ export class ImageStore {
 /** IVF partitions for `rows` rows: 256 training rows each, at most √rows (LanceDB's classic default). */
 function numPartitions(rows: number): number {
   return Math.max(MIN_PARTITIONS, Math.min(Math.floor(rows / TRAINING_ROWS_PER_PARTITION), Math.ceil(Math.sqrt(rows))));
+}
+
+/** Stored vectors are unit length; a damaged one is not (NaN, infinity, or bytes that changed). */
+function isUnitVector(v: Float32Array): boolean {
+  let ss = 0;
+  for (let i = 0; i < v.length; i++) {
+    if (!Number.isFinite(v[i])) return false;
+    ss += v[i] * v[i];
+  }
+  return Math.abs(Math.sqrt(ss) - 1) <= 1e-3;
+}
+
+/**
+ * Runs a LanceDB call, turning its errors into clipkit's: E_FORMAT where the data reads as damaged,
+ * else E_IO, with the database named and the Rust source locations LanceDB appends left out.
+ */
+async function store<T>(uri: string, what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    // Ours (argument checks) pass through; LanceDB's own carry napi codes such as GenericFailure.
+    const code = (err as { code?: unknown })?.code;
+    if (err instanceof ClipkitError || (typeof code === 'string' && code.startsWith('E_'))) throw err;
+    const raw = err instanceof Error ? err.message : String(err);
+    const message = raw.replace(/,?\s*(?:\/[\w.-]+)*\/?[\w.-]+\.rs:\d+(?::\d+)?/g, '').replace(/\s+/g, ' ').trim();
+    const damaged = /corrupt|invalid|decode|parse|checksum|unexpected|malformed|out of range|not a valid|truncat|fill whole buffer|eof/i.test(raw);
+    throw new ClipkitError(damaged ? 'E_FORMAT' : 'E_IO', `Cannot ${what} in the image index ${uri}${damaged ? ' (its files look damaged)' : ''}: ${message}`);
+  }
 }
 
 async function connect(uri: string): Promise<Connection> {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { loadModel } from '../../src/models';
 import { ANN_MIN_ROWS, DEFAULT_NPROBES, DEFAULT_REFINE_FACTOR, ImageStore } from '../../src/search';
 import { hasProgram, normal, tempDir } from '../helpers';
 import { FileLock } from '../../src/io/file_lock';
@@ -145,6 +146,50 @@ Search('an index being updated by another process is refused, and free again onc
   }
   assert.is(index(dir, db).added, 9);
   assert.is(query('a cat', db).length, 9, 'the index works after the refusal');
+});
+
+/** Every file under dir, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
+}
+
+Search('a stored vector damaged in the data file is reported by query and embedded again by index', async () => {
+  const dir = imageFolder(), db = scratchDir('db');
+  index(dir, db);
+  // Overwrite one row's vector in the Lance data file with NaNs, as flipped bytes might.
+  const victim = join(dir, 'gray_l.png');
+  const [vector] = await (await loadModel(MODEL)).encodeImage(victim);
+  const needle = Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
+  const hit = filesUnder(db).find((f) => f.endsWith('.lance') && readFileSync(f).includes(needle));
+  assert.ok(hit, 'the vector is stored as it is in a data file');
+  const bytes = readFileSync(hit!);
+  const at = bytes.indexOf(needle);
+  for (let i = 0; i < 4; i++) bytes.writeUInt32LE(0x7fc00000, at + 4 * i); // NaN
+  writeFileSync(hit!, bytes);
+
+  const q = cli(['search', 'query', 'a cat', '--db', db, '--model', MODEL, '--json', '-k', '9']);
+  assert.is(q.status, 0, q.stderr);
+  assert.match(q.stderr, `1 row of ${db} is damaged (stored vector not finite or not unit length) and cannot be found: ${victim}`);
+  assert.is(q.stdout.trim().split('\n').length, 8, 'the other 8 are found');
+
+  const r = cli(['search', 'index', dir, '--db', db, '--model', MODEL, '--json']);
+  assert.is(r.status, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as Summary & { damaged: string[] };
+  assert.equal(s.damaged, [victim]);
+  assert.equal(counts(s), { added: 0, updated: 1, removed: 0, unchanged: 8, failed: 0, rows: 9 });
+  const again = cli(['search', 'query', 'a cat', '--db', db, '--model', MODEL, '--json', '-k', '9']);
+  assert.is(again.stderr, '');
+  assert.is(again.stdout.trim().split('\n').length, 9, 'all found again');
+});
+
+Search('errors from the store name the database and carry a code, without Rust source locations', () => {
+  const dir = imageFolder(), db = scratchDir('db');
+  index(dir, db);
+  for (const f of filesUnder(db).filter((f) => f.endsWith('.lance'))) writeFileSync(f, readFileSync(f).subarray(0, 40));
+  const q = cli(['search', 'query', 'a cat', '--db', db, '--model', MODEL]);
+  assert.is(q.status, 1);
+  assert.match(q.stderr, `in the image index ${db} (its files look damaged): `);
+  assert.not.match(q.stderr, /\.rs:\d+/);
 });
 
 Search('a database built with another model is refused, naming both models', () => {
