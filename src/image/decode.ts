@@ -48,6 +48,14 @@ export type ImageInput = string | Uint8Array;
 const DECODE_OPTIONS: OptionKeys<DecodeOptions> = { applyExifOrientation: true, maxPixels: true, maxBytes: true, name: true };
 
 export async function decodeImage(input: ImageInput, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  return decodeImageWith(input, opts);
+}
+
+/**
+ * decodeImage, calling `beforeDecode(width × height)` once the header is read and checked, before
+ * the pixels are decoded (preprocessing takes them from the decode budget there).
+ */
+export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, beforeDecode?: (pixels: number) => Promise<void>): Promise<DecodedImage> {
   expectOptions('the decode options', opts, DECODE_OPTIONS);
   const maxPixels = expectInt('maxPixels', opts.maxPixels ?? DEFAULT_MAX_PIXELS, 1);
   const maxBytes = expectInt('maxBytes', opts.maxBytes ?? DEFAULT_MAX_BYTES, 1);
@@ -71,6 +79,7 @@ export async function decodeImage(input: ImageInput, opts: DecodeOptions = {}): 
       `Image ${name} has ${width}x${height} = ${width * height} pixels, over the limit of ${maxPixels} (maxPixels)`,
     );
 
+  await beforeDecode?.(width * height);
   const mode = pillowMode(meta);
   const grey = meta.channels !== undefined && meta.channels <= 2 && mode !== 'P';
   const pipeline = sharp(bytes, { ...sharpOpts, autoOrient: opts.applyExifOrientation === true });

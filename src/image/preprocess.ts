@@ -7,15 +7,25 @@
  * (the long side becomes int(size·long/short)) and a centre crop.
  */
 import type { PreprocessConfig } from '../models/config';
-import { decodeImage, DecodeOptions, DecodedImage, ImageInput } from './decode';
+import { decodeBudget } from './budget';
+import { decodeImageWith, DecodeOptions, DecodedImage, ImageInput } from './decode';
 import { PixelsU8, resizeU8 } from './resize';
 
 /** The image just before ToTensor: uint8 RGB.                                  data: [H, W, 3] */
 export async function preprocessRgbU8(input: ImageInput, config: PreprocessConfig, opts: DecodeOptions = {}): Promise<PixelsU8> {
-  const decoded = await decodeImage(input, opts);
-  const resized = config.doResize ? await resizeForConfig(decoded, config) : decoded;
-  const cropped = config.doCenterCrop ? centerCrop(resized, config.cropSize.height, config.cropSize.width) : resized;
-  return toRgb(cropped);
+  // The decoded image and its resize are the large buffers: held under the decode budget until the
+  // image is down to its cropped size.
+  let release: (() => void) | undefined;
+  try {
+    const decoded = await decodeImageWith(input, opts, async (pixels) => {
+      release = await decodeBudget.acquire(pixels);
+    });
+    const resized = config.doResize ? await resizeForConfig(decoded, config) : decoded;
+    const cropped = config.doCenterCrop ? centerCrop(resized, config.cropSize.height, config.cropSize.width) : resized;
+    return toRgb(cropped);
+  } finally {
+    release?.();
+  }
 }
 
 /** pixel_values for one image.                                                  [3, H, W] float32 */
