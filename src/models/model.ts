@@ -17,6 +17,7 @@ import { statSync } from 'node:fs';
 import { describe, expectInt, expectOneOf, expectOptions, OptionKeys } from '../check';
 import { ClipkitError, rangeError, typeError } from '../errors';
 import { preprocess as preprocessImage } from '../image/preprocess';
+import { encodeTexts } from '../tokenizers/off_thread';
 import { resolveModel } from '../io/hub';
 import { infonce, InfonceResult } from '../ops/infonce';
 import { l2Normalize } from '../ops/l2_normalize';
@@ -148,7 +149,8 @@ export class ClipModel {
     const texts = typeof text === 'string' ? [text] : text;
     if (!Array.isArray(texts)) throw typeError('E_ARG', `Expected a string or an array of strings for text but received ${describe(text)}`);
     checkEncodeOptions(opts);
-    return this.encodeTokens(this.tokenize(texts), texts.length, opts);
+    // Long texts are tokenized on a worker thread, not this one (src/tokenizers/off_thread.ts).
+    return this.encodeTokens((await encodeTexts(this.tokenizer, texts)).ids, texts.length, opts);
   }
 
   /** Preprocessed pixels [n, 3, S, S] (S = config.imageSize) → one embedding per image. */

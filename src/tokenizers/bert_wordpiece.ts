@@ -14,7 +14,7 @@
  * differently. Everything in Unicode 14 agrees.
  */
 import { ClipkitError } from '../errors';
-import { Encoded, expectTexts, packRows, Tokenizer } from './types';
+import { Encoded, expectTexts, packRows, Tokenizer, TokenizerRecipe } from './types';
 
 const MAX_CHARS_PER_WORD = 200; // Google's default; Hugging Face's BertTokenizer uses 100
 
@@ -32,6 +32,7 @@ const PUNCT_RE = /[\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e\p{P}]/u;
 
 export class BertWordPieceTokenizer implements Tokenizer {
   readonly kind = 'chinese_clip_bert_wordpiece';
+  recipe?: TokenizerRecipe;
   readonly padId = 0;
   readonly unkId: number;
   readonly clsId: number;
@@ -59,7 +60,9 @@ export class BertWordPieceTokenizer implements Tokenizer {
     if (lines[lines.length - 1] === '') lines.pop();
     const vocab = new Map<string, number>();
     lines.forEach((line, i) => vocab.set(line.replace(PY_STRIP_RE, ''), i));
-    return new BertWordPieceTokenizer(vocab, contextLength);
+    const tok = new BertWordPieceTokenizer(vocab, contextLength);
+    tok.recipe = { from: 'vocab.txt', text, contextLength };
+    return tok;
   }
 
   encode(texts: readonly string[]): Encoded {

@@ -12,7 +12,7 @@ import { gunzipSync } from 'node:zlib';
 import { ClipkitError } from '../errors';
 import { fixText } from './ftfy';
 import { htmlUnescape } from './html_unescape';
-import { Encoded, expectTexts, packRows, Tokenizer } from './types';
+import { Encoded, expectTexts, packRows, Tokenizer, TokenizerRecipe } from './types';
 
 export const SOT = '<|startoftext|>';
 export const EOT = '<|endoftext|>';
@@ -58,6 +58,7 @@ export function preTokenize(cleaned: string): string[] {
 
 export class ClipBpeTokenizer implements Tokenizer {
   readonly kind = 'openai_clip_bpe';
+  recipe?: TokenizerRecipe;
   readonly padId = 0;
   readonly sotId: number;
   readonly eotId: number;
@@ -90,7 +91,9 @@ export class ClipBpeTokenizer implements Tokenizer {
     const merges = parseMerges(text.split('\n').slice(1, NUM_MERGES + 1), 'bpe_simple_vocab_16e6.txt.gz');
     const symbols = [...bytesToUnicode().values()];
     const vocabList = [...symbols, ...symbols.map((s) => s + '</w>'), ...merges.map(([a, b]) => a + b), SOT, EOT];
-    return new ClipBpeTokenizer(new Map(vocabList.map((t, i) => [t, i])), rankMap(merges), contextLength);
+    const tok = new ClipBpeTokenizer(new Map(vocabList.map((t, i) => [t, i])), rankMap(merges), contextLength);
+    tok.recipe = { from: 'bpe.gz', bytes: gz, contextLength };
+    return tok;
   }
 
   /** From Hugging Face `vocab.json` + `merges.txt` (first line `#version: ...`). */
@@ -109,7 +112,9 @@ export class ClipBpeTokenizer implements Tokenizer {
       vocab.set(k, v as number);
     }
     const merges = parseMerges(mergesTxt.trim().split('\n').slice(1, NUM_MERGES + 1), 'merges.txt');
-    return new ClipBpeTokenizer(vocab, rankMap(merges), contextLength);
+    const tok = new ClipBpeTokenizer(vocab, rankMap(merges), contextLength);
+    tok.recipe = { from: 'vocab.json+merges.txt', vocabJson, merges: mergesTxt, contextLength };
+    return tok;
   }
 
   encode(texts: readonly string[]): Encoded {

@@ -7,9 +7,21 @@ export interface Encoded {
   lengths: Int32Array; // [n]: real tokens per row, start/end (or [CLS]/[SEP]) included
 }
 
+/**
+ * The files and settings a tokenizer was built from, kept so that another thread can build the same
+ * tokenizer (src/tokenizers/off_thread.ts: long texts are tokenized off the JavaScript thread).
+ */
+export type TokenizerRecipe =
+  | { from: 'vocab.txt'; text: string; contextLength: number }
+  | { from: 'bpe.gz'; bytes: Uint8Array; contextLength: number }
+  | { from: 'vocab.json+merges.txt'; vocabJson: string; merges: string; contextLength: number }
+  | { from: 'sentencepiece'; bytes: Uint8Array; contextLength: number; source?: string };
+
 export interface Tokenizer {
   /** Which reference this reproduces: 'chinese_clip_bert_wordpiece' | 'openai_clip_bpe' | 'altclip_xlm_roberta_spm'. */
   readonly kind: string;
+  /** How to build this tokenizer again elsewhere; set by the from* factories. */
+  recipe?: TokenizerRecipe;
   readonly contextLength: number;
   readonly padId: number;
   encode(texts: readonly string[]): Encoded;

@@ -19,7 +19,7 @@
  */
 import { ClipkitError } from '../errors';
 import { SentencePieceUnigram } from './sentencepiece';
-import { Encoded, expectTexts, packRows, Tokenizer } from './types';
+import { Encoded, expectTexts, packRows, Tokenizer, TokenizerRecipe } from './types';
 
 const FAIRSEQ_OFFSET = 1; // spm id + 1 = fairseq id
 /** None of these is a prefix of another or contains '<' after its start, so the leftmost match is Trie.split's. */
@@ -29,6 +29,7 @@ const PY_SPACE_RE = /[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\
 
 export class XlmRobertaTokenizer implements Tokenizer {
   readonly kind = 'altclip_xlm_roberta_spm';
+  recipe?: TokenizerRecipe;
   readonly clsId = 0;
   readonly padId = 1;
   readonly sepId = 2;
@@ -55,7 +56,9 @@ export class XlmRobertaTokenizer implements Tokenizer {
 
   /** From the bytes of `sentencepiece.bpe.model`; `source` names it in errors. */
   static fromModelProto(bytes: Uint8Array, contextLength = 77, source?: string): XlmRobertaTokenizer {
-    return new XlmRobertaTokenizer(SentencePieceUnigram.fromModelProto(bytes, source), contextLength);
+    const tok = new XlmRobertaTokenizer(SentencePieceUnigram.fromModelProto(bytes, source), contextLength);
+    tok.recipe = { from: 'sentencepiece', bytes, contextLength, source };
+    return tok;
   }
 
   encode(texts: readonly string[]): Encoded {

@@ -4,7 +4,8 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { linear, packWeight, Tensor } from '../../src';
+import { linear, loadModel, packWeight, Tensor } from '../../src';
+import { modelDir } from '../models/reference';
 import { uniform } from '../helpers';
 
 const EventLoop = suite('event loop');
@@ -57,6 +58,23 @@ EventLoop('a large GEMM leaves the event loop responsive', async () => {
   assert.ok(r.p50 < 2, `median lateness ${r.p50.toFixed(2)} ms`);
   assert.ok(r.p99 < 25, `p99 lateness ${r.p99.toFixed(2)} ms`);
   assert.ok(r.max < 60, `max lateness ${r.max.toFixed(2)} ms (one GEMM call takes ${(busy / calls).toFixed(0)} ms)`);
+});
+
+EventLoop('a text of a million characters is tokenized off the JS thread, to the same ids', async () => {
+  for (const name of ['chinese_clip_tiny', 'openai_clip_tiny', 'altclip_tiny'] as const) {
+    const model = await loadModel(modelDir(name));
+    const text = '一只橘色的猫 a cat été '.repeat(60_000); // 1.2 M characters
+    await model.encodeText('warm the tokenizer thread up', {});
+    let got: Float32Array[] = [];
+    const r = await lateness(async () => {
+      got = await model.encodeText([text, '猫']);
+    });
+    // The same texts tokenized here, on this thread, give the same embeddings.
+    const want = await model.encodeTokens(model.tokenize([text, '猫']), 2);
+    assert.equal(got, want, name);
+    // On the JS thread this took about a second (max lateness ≈ the whole tokenization).
+    assert.ok(r.max < 150, `${name}: max lateness ${r.max.toFixed(0)} ms while tokenizing`);
+  }
 });
 
 EventLoop.run();
