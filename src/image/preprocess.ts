@@ -9,10 +9,46 @@
 import type { PreprocessConfig } from '../models/config';
 import { decodeBudget } from './budget';
 import { decodeImageWith, DecodeOptions, DecodedImage, ImageInput } from './decode';
-import { PixelsU8, resizeU8 } from './resize';
+import { describe, expectFinite, expectInt, expectOneOf } from '../check';
+import { typeError } from '../errors';
+import { RESAMPLE } from '../models/config';
+import { allocPixels, expectPixels, PixelsU8, resizeU8 } from './resize';
+
+/** Sides of a resize target or crop: far above any CLIP input, far below what memory holds. */
+const MAX_TARGET_SIDE = 1 << 16;
+
+/**
+ * Checks a preprocessor config field by field (readPreprocessConfig / parsePreprocessConfig make
+ * them; one built by hand gets the same checks rather than a TypeError from deep inside).
+ */
+export function expectPreprocessConfig(c: unknown): PreprocessConfig {
+  const cfg = c as PreprocessConfig | null;
+  if (cfg === null || typeof cfg !== 'object') throw typeError('E_ARG', `Expected a preprocessor config (readPreprocessConfig) but received ${describe(c)}`);
+  for (const k of ['doResize', 'doCenterCrop', 'doRescale', 'doNormalize'] as const)
+    if (typeof cfg[k] !== 'boolean') throw typeError('E_ARG', `Expected a boolean for config.${k} but received ${describe(cfg[k])}`);
+  const size = cfg.size as Partial<{ shortestEdge: number; height: number; width: number }> | null;
+  if (size === null || typeof size !== 'object') throw typeError('E_ARG', `Expected { shortestEdge } or { height, width } for config.size but received ${describe(size)}`);
+  if ('height' in size) {
+    expectInt('config.size.height', size.height, 1, MAX_TARGET_SIDE);
+    expectInt('config.size.width', size.width, 1, MAX_TARGET_SIDE);
+  } else expectInt('config.size.shortestEdge', size.shortestEdge, 1, MAX_TARGET_SIDE);
+  const crop = cfg.cropSize as Partial<{ height: number; width: number }> | null;
+  if (crop === null || typeof crop !== 'object') throw typeError('E_ARG', `Expected { height, width } for config.cropSize but received ${describe(crop)}`);
+  expectInt('config.cropSize.height', crop.height, 1, MAX_TARGET_SIDE);
+  expectInt('config.cropSize.width', crop.width, 1, MAX_TARGET_SIDE);
+  expectOneOf('config.resample', cfg.resample, RESAMPLE);
+  expectFinite('config.rescaleFactor', cfg.rescaleFactor);
+  for (const k of ['mean', 'std'] as const) {
+    const v = cfg[k] as unknown;
+    if (!Array.isArray(v) || v.length !== 3) throw typeError('E_ARG', `Expected 3 numbers for config.${k} but received ${describe(v)}`);
+    v.forEach((x, i) => expectFinite(`config.${k}[${i}]`, x));
+  }
+  return cfg;
+}
 
 /** The image just before ToTensor: uint8 RGB.                                  data: [H, W, 3] */
 export async function preprocessRgbU8(input: ImageInput, config: PreprocessConfig, opts: DecodeOptions = {}): Promise<PixelsU8> {
+  expectPreprocessConfig(config);
   // The decoded image and its resize are the large buffers: held under the decode budget until the
   // image is down to its cropped size.
   let release: (() => void) | undefined;
@@ -35,6 +71,7 @@ export async function preprocess(input: ImageInput, config: PreprocessConfig, op
 
 /** The resize step: size {height, width} exactly, or the shortest edge to size.shortestEdge. */
 export async function resizeForConfig(img: DecodedImage, config: PreprocessConfig): Promise<PixelsU8> {
+  expectPixels('img', img);
   const [outW, outH] = resizedSize(img.width, img.height, config);
   // Image.resize silently uses NEAREST for P and 1 images.
   const filter = img.mode === 'P' || img.mode === '1' ? 'nearest' : config.resample;
@@ -43,6 +80,9 @@ export async function resizeForConfig(img: DecodedImage, config: PreprocessConfi
 
 /** [width, height] after the resize (torchvision's _compute_resized_output_size without max_size). */
 export function resizedSize(width: number, height: number, config: PreprocessConfig): [number, number] {
+  expectInt('width', width, 1, 0x1fffffff);
+  expectInt('height', height, 1, 0x1fffffff);
+  expectPreprocessConfig(config);
   const size = config.size;
   if ('height' in size) return [size.width, size.height];
   const short = Math.min(width, height), long = Math.max(width, height);
@@ -62,11 +102,13 @@ export function roundHalfEven(v: number): number {
  * crop is first padded with zeros ((c − s)//2 before).
  */
 export function centerCrop(img: PixelsU8, cropH: number, cropW: number): PixelsU8 {
-  const { width: w, height: h, channels: C } = img;
+  const { width: w, height: h, channels: C } = expectPixels('img', img);
+  expectInt('cropH', cropH, 1, MAX_TARGET_SIDE);
+  expectInt('cropW', cropW, 1, MAX_TARGET_SIDE);
   if (w === cropW && h === cropH) return img;
   const top = h >= cropH ? roundHalfEven((h - cropH) / 2) : -Math.floor((cropH - h) / 2);
   const left = w >= cropW ? roundHalfEven((w - cropW) / 2) : -Math.floor((cropW - w) / 2);
-  const out = new Uint8Array(cropW * cropH * C);
+  const out = allocPixels(cropW, cropH, C);
   for (let y = 0; y < cropH; y++) {
     const sy = y + top;
     if (sy < 0 || sy >= h) continue;
@@ -78,10 +120,10 @@ export function centerCrop(img: PixelsU8, cropH: number, cropW: number): PixelsU
 
 /** convert('RGB'): L replicated, LA → L replicated, RGBA → RGB; alpha is dropped, not composited. */
 export function toRgb(img: PixelsU8): PixelsU8 {
-  const { data, width, height, channels: C } = img;
+  const { data, width, height, channels: C } = expectPixels('img', img);
   if (C === 3) return img;
   const n = width * height;
-  const out = new Uint8Array(n * 3);
+  const out = allocPixels(width, height, 3);
   for (let p = 0; p < n; p++) {
     if (C <= 2) {
       const v = data[p * C];
@@ -102,7 +144,9 @@ export function toRgb(img: PixelsU8): PixelsU8 {
  * std rounded to float32 first, as torch does.                         rgb: [H, W, 3] → [3, H, W]
  */
 export function normalizeToChw(rgb: PixelsU8, config: PreprocessConfig): Float32Array {
-  const { data, width, height } = rgb;
+  const { data, width, height, channels } = expectPixels('rgb', rgb);
+  if (channels !== 3) throw typeError('E_ARG', `Expected RGB pixels (3 channels) for rgb but received ${channels} channels; convert with toRgb first`);
+  expectPreprocessConfig(config);
   const f = Math.fround;
   const hw = width * height;
   const out = new Float32Array(3 * hw);

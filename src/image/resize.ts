@@ -1,5 +1,5 @@
 /** Pillow 9.4's Image.resize on uint8 images, bit for bit (csrc/resize.cpp). */
-import { expectInt, expectOneOf, expectOptions, OptionKeys } from '../check';
+import { describe, expectInt, expectOneOf, expectOptions, OptionKeys } from '../check';
 import { rangeError, typeError } from '../errors';
 import { native } from '../native';
 
@@ -27,23 +27,40 @@ export interface ResizeOptions {
 /** Resizes to outWidth × outHeight as `Image.resize((outWidth, outHeight), filter)` does. */
 const RESIZE_OPTIONS: OptionKeys<ResizeOptions> = { filter: true, premultiplyAlpha: true };
 
+/** The largest side of an image handled (the resampler's fixed-point coordinates). */
+export const MAX_SIDE = 0x1fffffff;
+
+/** Checks an image in memory: uint8 data of exactly height × width × channels (1 to 4). */
+export function expectPixels(name: string, img: unknown): PixelsU8 {
+  const p = img as Partial<PixelsU8> | null;
+  if (p === null || typeof p !== 'object') throw typeError('E_ARG', `Expected an image { data, width, height, channels } for ${name} but received ${describe(img)}`);
+  if (!(p.data instanceof Uint8Array)) throw typeError('E_ARG', `Expected a Uint8Array for ${name}.data but received ${describe(p.data)}`);
+  const width = expectInt(`${name}.width`, p.width, 1, MAX_SIDE);
+  const height = expectInt(`${name}.height`, p.height, 1, MAX_SIDE);
+  const channels = expectInt(`${name}.channels`, p.channels, 1, 4);
+  if (p.data.length !== width * height * channels)
+    throw rangeError('E_SHAPE', `Expected ${name}.data of length ${width * height * channels} (${height}*${width}*${channels}) but received length ${p.data.length}`);
+  return p as PixelsU8;
+}
+
+/** New uint8 pixels, or E_LIMIT when the runtime cannot make an array that long. */
+export function allocPixels(width: number, height: number, channels: number): Uint8Array {
+  try {
+    return new Uint8Array(width * height * channels);
+  } catch (err) {
+    throw rangeError('E_LIMIT', `Cannot allocate a ${width}x${height}x${channels} image: ${(err as Error).message}`);
+  }
+}
+
 export async function resizeU8(img: PixelsU8, outWidth: number, outHeight: number, opts: ResizeOptions = {}): Promise<PixelsU8> {
   expectOptions('resizeU8', opts, RESIZE_OPTIONS);
-  if (!(img?.data instanceof Uint8Array)) throw typeError('E_ARG', 'Expected a Uint8Array for img.data');
-  const width = expectInt('img.width', img.width, 1, 0x1fffffff);
-  const height = expectInt('img.height', img.height, 1, 0x1fffffff);
-  const channels = expectInt('img.channels', img.channels, 1, 4);
-  expectInt('outWidth', outWidth, 1, 0x1fffffff);
-  expectInt('outHeight', outHeight, 1, 0x1fffffff);
-  if (img.data.length !== width * height * channels)
-    throw rangeError(
-      'E_SHAPE',
-      `Expected img.data of length ${width * height * channels} (${height}*${width}*${channels}) but received length ${img.data.length}`,
-    );
+  const { width, height, channels } = expectPixels('img', img);
+  expectInt('outWidth', outWidth, 1, MAX_SIDE);
+  expectInt('outHeight', outHeight, 1, MAX_SIDE);
   const filter = expectOneOf('filter', opts.filter ?? 'bicubic', RESIZE_FILTERS);
   const hasAlpha = channels === 2 || channels === 4;
   const premultiplyAlpha = (opts.premultiplyAlpha ?? true) && hasAlpha && filter !== 'nearest';
-  const dst = new Uint8Array(outWidth * outHeight * channels);
+  const dst = allocPixels(outWidth, outHeight, channels);
   await native().resizeU8({
     src: img.data, dst, width, height, channels, outWidth, outHeight,
     filter: RESIZE_FILTERS.indexOf(filter), premultiplyAlpha,

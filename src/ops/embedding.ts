@@ -1,6 +1,6 @@
 /** Row gathers: a text tower's input embeddings, and picking rows out of a hidden state. */
-import { expectInt, expectShape, expectTensor, overlaps, expectOptions, OptionKeys, OUT_ONLY } from '../check';
-import { rangeError } from '../errors';
+import { describe, expectInt, expectShape, expectTensor, overlaps, expectOptions, OptionKeys, OUT_ONLY } from '../check';
+import { rangeError, typeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
 
@@ -65,7 +65,9 @@ export async function gatherRows(x: Tensor, index: ArrayLike<number>, opts: { ou
   expectOptions('gatherRows', opts, OUT_ONLY);
   expectTensor('x', x, 'float32');
   const [rows, dim] = expectShape('x', x, [-1, -1]);
-  const idx = Int32Array.from(index, (v, i) => expectInt(`index[${i}]`, v, 0, Math.max(0, rows - 1)));
+  if (index === null || typeof index !== 'object') throw typeError('E_ARG', `Expected an array of row indices for index but received ${describe(index)}`);
+  expectInt('index.length', (index as ArrayLike<number>).length, 0, 2 ** 31 - 1);
+  const idx = Int32Array.from({ length: index.length }, (_, i) => expectInt(`index[${i}]`, index[i], 0, Math.max(0, rows - 1)));
   let y: Tensor;
   if (opts.out !== undefined) {
     expectShape('out', expectTensor('out', opts.out, 'float32'), [idx.length, dim]);
