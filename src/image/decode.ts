@@ -93,14 +93,73 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
   if (channels < 1 || channels > 4)
     throw new ClipkitError('E_UNSUPPORTED', `Unsupported image ${name}: ${channels} channels (${meta.space})`);
   let data = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
+  const n = out.info.width * out.info.height;
   // sharp hands greyscale out as sRGB (the grey value replicated); keep L / LA as Pillow opens them.
-  if (grey && channels >= 3) [data, channels] = keepFirstAndAlpha(data, channels, out.info.width * out.info.height);
+  if (grey && channels >= 3) [data, channels] = keepFirstAndAlpha(data, channels, n);
+  // A grey or RGB PNG with a tRNS chunk: libvips adds an alpha channel, Pillow keeps mode L / RGB
+  // (the transparent colour only in its info) and resizes without it.
+  const pngType = format === 'png' ? pngColourType(bytes) : undefined;
+  if ((pngType === 0 || pngType === 2) && (channels === 2 || channels === 4)) [data, channels] = dropAlpha(data, channels, n);
+  // A GIF's transparent pixels: libvips makes them black, Pillow's convert('RGB') gives the palette
+  // colour at the transparent index.
+  if (format === 'gif' && channels === 4) {
+    const colour = gifTransparentColour(bytes);
+    if (colour) for (let p = 0; p < n; p++) if (data[p * 4 + 3] === 0) data.set(colour, p * 4);
+  }
   return {
     data, width: out.info.width, height: out.info.height, channels,
     mode: mode ?? (['L', 'LA', 'RGB', 'RGBA'] as const)[channels - 1],
     format,
     orientation: meta.orientation ?? null,
   };
+}
+
+/** [N, 2 | 4] → [N, 1 | 3]: the alpha channel dropped. */
+function dropAlpha(src: Uint8Array, C: number, n: number): [Uint8Array, number] {
+  const outC = C - 1;
+  const out = new Uint8Array(n * outC);
+  for (let p = 0; p < n; p++) for (let c = 0; c < outC; c++) out[p * outC + c] = src[p * C + c];
+  return [out, outC];
+}
+
+/** IHDR's colour type (0 grey, 2 RGB, 3 palette, 4 grey + alpha, 6 RGBA), or undefined when not a PNG. */
+function pngColourType(b: Uint8Array): number | undefined {
+  const signature = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  if (b.length < 26 || signature.some((v, i) => b[i] !== v)) return undefined;
+  if (String.fromCharCode(b[12], b[13], b[14], b[15]) !== 'IHDR') return undefined;
+  return b[25];
+}
+
+/**
+ * The palette colour at the first frame's transparent index (its graphic control extension), from
+ * its local colour table or else the global one; undefined when the first frame has none. Reads
+ * only the blocks before the first image's pixel data; anything malformed gives undefined.
+ */
+function gifTransparentColour(b: Uint8Array): Uint8Array | undefined {
+  if (b.length < 13 || String.fromCharCode(b[0], b[1], b[2]) !== 'GIF') return undefined;
+  const tableBytes = (packed: number) => (packed & 0x80 ? 3 * (1 << ((packed & 7) + 1)) : 0);
+  let at = 13;
+  const globalAt = at, globalLen = tableBytes(b[10]);
+  at += globalLen;
+  let transparent: number | undefined;
+  while (at < b.length) {
+    const block = b[at];
+    if (block === 0x21) {
+      // Extension: label, then sub-blocks; a graphic control extension names the transparent index.
+      if (b[at + 1] === 0xf9 && b[at + 2] === 4) transparent = b[at + 3] & 1 ? b[at + 6] : undefined;
+      at += 2;
+      while (at < b.length && b[at] !== 0) at += b[at] + 1;
+      at += 1;
+    } else if (block === 0x2c) {
+      if (transparent === undefined || at + 10 > b.length) return undefined;
+      const localLen = tableBytes(b[at + 9]);
+      const table = localLen ? at + 10 : globalLen ? globalAt : -1;
+      const len = localLen || globalLen;
+      if (table < 0 || 3 * transparent + 3 > len || table + len > b.length) return undefined;
+      return b.slice(table + 3 * transparent, table + 3 * transparent + 3);
+    } else return undefined;
+  }
+  return undefined;
 }
 
 /** [N, 3 | 4] → [N, 1 | 2]: the first channel, and the alpha channel when there is one. */
