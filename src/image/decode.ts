@@ -82,7 +82,10 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
   await beforeDecode?.(width * height);
   const mode = pillowMode(meta);
   const grey = meta.channels !== undefined && meta.channels <= 2 && mode !== 'P';
-  const pipeline = sharp(bytes, { ...sharpOpts, autoOrient: opts.applyExifOrientation === true });
+  // Pillow applies a TIFF's Orientation tag while decoding it (and keeps the tag, so exif_transpose
+  // applies it once more); a JPEG's EXIF orientation only when asked.
+  const tiff = format === 'tiff';
+  const pipeline = sharp(bytes, { ...sharpOpts, autoOrient: opts.applyExifOrientation === true || tiff });
   let out: { data: Buffer; info: OutputInfo };
   try {
     out = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
@@ -106,12 +109,36 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
     const colour = gifTransparentColour(bytes);
     if (colour) for (let p = 0; p < n; p++) if (data[p * 4 + 3] === 0) data.set(colour, p * 4);
   }
+  let width2 = out.info.width, height2 = out.info.height;
+  if (tiff && opts.applyExifOrientation === true && (meta.orientation ?? 1) > 1)
+    ({ data, width: width2, height: height2 } = orient({ data, width: width2, height: height2, channels }, meta.orientation!));
   return {
-    data, width: out.info.width, height: out.info.height, channels,
+    data, width: width2, height: height2, channels,
     mode: mode ?? (['L', 'LA', 'RGB', 'RGBA'] as const)[channels - 1],
     format,
     orientation: meta.orientation ?? null,
   };
+}
+
+/**
+ * The image turned as EXIF orientation `o` (2..8) says to display it: 2 flips left-right, 3 turns
+ * 180°, 4 flips top-bottom, 5 transposes, 6 turns 90° clockwise, 7 transverses, 8 turns 90°
+ * counter-clockwise.
+ */
+export function orient(img: PixelsU8, o: number): PixelsU8 {
+  const { data, width: w, height: h, channels: C } = img;
+  const swap = o >= 5 && o <= 8;
+  const ow = swap ? h : w, oh = swap ? w : h;
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < oh; y++)
+    for (let x = 0; x < ow; x++) {
+      const [sx, sy] =
+        o === 2 ? [w - 1 - x, y] : o === 3 ? [w - 1 - x, h - 1 - y] : o === 4 ? [x, h - 1 - y]
+          : o === 5 ? [y, x] : o === 6 ? [y, h - 1 - x] : o === 7 ? [w - 1 - y, h - 1 - x] : o === 8 ? [w - 1 - y, x] : [x, y];
+      const s = (sy * w + sx) * C, d = (y * ow + x) * C;
+      for (let c = 0; c < C; c++) out[d + c] = data[s + c];
+    }
+  return { data: out, width: ow, height: oh, channels: C };
 }
 
 /** [N, 2 | 4] → [N, 1 | 3]: the alpha channel dropped. */

@@ -14,7 +14,7 @@ import { firstDiff } from '../tokenizers/fixtures';
 const Cases = suite('images as Pillow opens them');
 const DIR = join(OWN_FIXTURES, 'images', 'cases');
 const expected = JSON.parse(readFileSync(join(DIR, 'expected.json'), 'utf8')) as {
-  files: Record<string, { mode: string; size: [number, number]; rgb: number[]; resized_8x6_rgb: number[] }>;
+  files: Record<string, { mode: string; size: [number, number]; rgb: number[]; resized_8x6_rgb: number[]; exif_transpose?: { size: [number, number]; rgb: number[] } }>;
 };
 
 for (const [file, want] of Object.entries(expected.files)) {
@@ -25,6 +25,11 @@ for (const [file, want] of Object.entries(expected.files)) {
     assert.is(firstDiff(toRgb(d).data, want.rgb), '', "convert('RGB')");
     const resized = await resizeU8(d, 8, 6, { filter: d.mode === 'P' || d.mode === '1' ? 'nearest' : 'bicubic' });
     assert.is(firstDiff(toRgb(resized).data, want.resized_8x6_rgb), '', "resize then convert('RGB')");
+    if (want.exif_transpose) {
+      const t = await decodeImage(join(DIR, file), { applyExifOrientation: true });
+      assert.equal([t.width, t.height], want.exif_transpose.size, 'exif_transpose size');
+      assert.is(firstDiff(toRgb(t).data, want.exif_transpose.rgb), '', 'exif_transpose');
+    }
   });
 }
 
