@@ -125,12 +125,12 @@ export class ImageStore {
     const db = await connect(uri);
     let table: Table, schema: Awaited<ReturnType<Table['schema']>>;
     try {
-      if (!(await store(uri, 'list the tables', () => db.tableNames())).includes(TABLE_NAME)) {
+      if (!(await lanceCall(uri, 'list the tables', () => db.tableNames())).includes(TABLE_NAME)) {
         db.close();
         return undefined;
       }
-      table = await store(uri, 'open the table', () => db.openTable(TABLE_NAME));
-      schema = await store(uri, 'read the schema', () => table.schema());
+      table = await lanceCall(uri, 'open the table', () => db.openTable(TABLE_NAME));
+      schema = await lanceCall(uri, 'read the schema', () => table.schema());
     } catch (err) {
       db.close();
       throw err;
@@ -165,7 +165,7 @@ export class ImageStore {
       ],
       new Map([[META_MODEL, identity.model], [META_DIM, String(identity.dim)]]),
     );
-    const table = await store(uri, 'create the table', () => db.createEmptyTable(TABLE_NAME, schema));
+    const table = await lanceCall(uri, 'create the table', () => db.createEmptyTable(TABLE_NAME, schema));
     return new ImageStore(db, table, uri, { model: identity.model, dim: identity.dim });
   }
 
@@ -185,12 +185,12 @@ export class ImageStore {
 
   /** Rows in the table. */
   count(): Promise<number> {
-    return store(this.uri, 'count the rows', () => this.table.countRows());
+    return lanceCall(this.uri, 'count the rows', () => this.table.countRows());
   }
 
   /** Every indexed path with the size and mtime it had when embedded. */
   async stamps(): Promise<Map<string, FileStamp>> {
-    const rows = await store(this.uri, 'read the rows', () => this.table.query().select(['path', 'size', 'mtime']).toArray());
+    const rows = await lanceCall(this.uri, 'read the rows', () => this.table.query().select(['path', 'size', 'mtime']).toArray());
     return new Map(rows.map((r: { path: string; size: bigint; mtime: number }) => [r.path, { size: Number(r.size), mtime: r.mtime }]));
   }
 
@@ -202,7 +202,7 @@ export class ImageStore {
   async damaged(): Promise<string[]> {
     const out: string[] = [];
     // Streamed batch by batch: the whole table's vectors are never in memory at once.
-    await store(this.uri, 'read the vectors', async () => {
+    await lanceCall(this.uri, 'read the vectors', async () => {
       for await (const batch of this.table.query().select(['path', 'vector'])) {
         const paths = batch.getChild('path')!, vectors = batch.getChild('vector')!;
         for (let r = 0; r < batch.numRows; r++) {
@@ -242,14 +242,14 @@ export class ImageStore {
         }),
       ),
     });
-    await store(this.uri, 'write rows', () => this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(data));
+    await lanceCall(this.uri, 'write rows', () => this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(data));
   }
 
   /** Deletes the rows of these paths. */
   async remove(paths: readonly string[]): Promise<void> {
     const PER_STATEMENT = 512;
     for (let i = 0; i < paths.length; i += PER_STATEMENT)
-      await store(this.uri, 'delete rows', () => this.table.delete(`path IN (${paths.slice(i, i + PER_STATEMENT).map(sqlString).join(', ')})`));
+      await lanceCall(this.uri, 'delete rows', () => this.table.delete(`path IN (${paths.slice(i, i + PER_STATEMENT).map(sqlString).join(', ')})`));
   }
 
   /**
@@ -259,7 +259,7 @@ export class ImageStore {
    * existing partitions, deleted ones dropped).
    */
   async updateAnnIndex(): Promise<AnnState> {
-    return store(this.uri, 'update the search index', () => this.updateAnnIndexUnwrapped());
+    return lanceCall(this.uri, 'update the search index', () => this.updateAnnIndexUnwrapped());
   }
 
   private async updateAnnIndexUnwrapped(): Promise<AnnState> {
@@ -292,7 +292,7 @@ export class ImageStore {
   async search(vector: Float32Array, opts: SearchOptions = {}): Promise<SearchHit[]> {
     expectOptions('search', opts, SEARCH_OPTIONS);
     const query = this.query(vector, opts);
-    const rows = await store(this.uri, 'search', () => query.select(['path', '_distance']).toArray());
+    const rows = await lanceCall(this.uri, 'search', () => query.select(['path', '_distance']).toArray());
     // Cosine distance is 1 - similarity; float32 rounding can step just past ±1.
     return rows.map((r: { path: string; _distance: number }, i: number) => ({ rank: i + 1, path: r.path, score: Math.min(1, Math.max(-1, 1 - r._distance)) }));
   }
@@ -346,7 +346,7 @@ function isUnitVector(v: Float32Array): boolean {
  * Runs a LanceDB call, turning its errors into clipkit's: E_FORMAT where the data reads as damaged,
  * else E_IO, with the database named and the Rust source locations LanceDB appends left out.
  */
-async function store<T>(uri: string, what: string, call: () => Promise<T>): Promise<T> {
+async function lanceCall<T>(uri: string, what: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
