@@ -8,13 +8,13 @@ import * as path from 'node:path';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { ClipkitError } from '../errors';
 import { ClipModel } from '../models';
+import { IMAGE_EXTENSIONS } from '../image/decode';
 import { readTextBounded } from '../io/read_file';
 import { constants as bufferConstants } from 'node:buffer';
 
 const MAX_STRING_LENGTH = bufferConstants.MAX_STRING_LENGTH;
 
-export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'avif', 'tif', 'tiff'];
-const isImageName = (name: string) => IMAGE_EXTENSIONS.includes(path.extname(name).slice(1).toLowerCase());
+const isImageName = (name: string) => IMAGE_EXTENSIONS.includes(path.extname(name).toLowerCase());
 
 /**
  * Absolute paths of the images named by `args`, sorted, without duplicates: a file is taken as
@@ -28,7 +28,7 @@ export async function expandImagePaths(args: readonly string[], cwd = process.cw
     const stat = fs.statSync(abs, { throwIfNoEntry: false });
     if (stat?.isFile()) found.add(abs);
     else if (stat?.isDirectory()) {
-      const files = await glob(IMAGE_EXTENSIONS.map((e) => `**/*.${e}`), { cwd: abs, absolute: true, caseSensitiveMatch: false, followSymbolicLinks: true });
+      const files = await glob(IMAGE_EXTENSIONS.map((e) => `**/*${e}`), { cwd: abs, absolute: true, caseSensitiveMatch: false, followSymbolicLinks: true });
       files.forEach((f) => found.add(path.resolve(f)));
     } else if (isDynamicPattern(arg)) {
       const files = await glob(arg, { cwd, absolute: true, onlyFiles: true });

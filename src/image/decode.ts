@@ -9,9 +9,20 @@ import { expectInt, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { readFileBoundedAsync } from '../io/read_file';
 import { PixelsU8 } from './resize';
+import { ImageReader, lastResortReader, ownReader, OWN_READERS } from './readers';
+import type { PillowMode } from './readers';
 
-/** Formats decoded; others that sharp reads (SVG, PDF, ...) are refused. */
-export const IMAGE_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'heif', 'tiff'] as const;
+export type { PillowMode };
+
+/** Formats libvips decodes for clipkit; others that sharp reads (SVG, PDF, ...) are refused. */
+const SHARP_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'heif', 'tiff'];
+/** Every format decoded: libvips's, then clipkit's own readers (src/image/readers). */
+export const IMAGE_FORMATS: readonly string[] = [...SHARP_FORMATS, ...OWN_READERS.map((r) => r.format)];
+/** File name extensions (lower case, with the dot) of the formats decoded: what folder scans pick up. */
+export const IMAGE_EXTENSIONS: readonly string[] = [
+  '.jpg', '.jpeg', '.png', '.webp', '.gif', '.avif', '.tif', '.tiff',
+  ...OWN_READERS.flatMap((r) => r.extensions),
+];
 
 /** Pillow's `Image.MAX_IMAGE_PIXELS * 2`, where Pillow raises DecompressionBombError. */
 export const DEFAULT_MAX_PIXELS = 178_956_970;
@@ -21,12 +32,9 @@ export const DEFAULT_MAX_PIXELS = 178_956_970;
  */
 export const DEFAULT_MAX_BYTES = 2 ** 30;
 
-/** The mode `PIL.Image.open` gives the file. */
-export type PillowMode = 'L' | 'LA' | 'RGB' | 'RGBA' | 'P' | '1';
-
 export interface DecodedImage extends PixelsU8 {
   mode: PillowMode;
-  format: string; // sharp's name: jpeg, png, webp, gif, heif, tiff
+  format: string; // jpeg, png, webp, gif, heif, tiff (libvips's names), or an own reader's: bmp, ico, ppm, tga
   /** The EXIF Orientation tag (1..8), or null when the file has none. */
   orientation: number | null;
 }
@@ -61,16 +69,20 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
   const maxBytes = expectInt('maxBytes', opts.maxBytes ?? DEFAULT_MAX_BYTES, 1);
   const { bytes, name } = await readInput(input, maxBytes, opts.name);
   if (bytes.length === 0) throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: the file is empty`);
+  const reader = ownReader(bytes);
+  if (reader) return decodeOwn(reader, bytes, name, maxPixels, opts, beforeDecode);
 
   const sharpOpts = { limitInputPixels: false as const, ignoreIcc: true, failOn: 'warning' as const, page: 0, pages: 1 };
   let meta: Metadata;
   try {
     meta = await sharp(bytes, sharpOpts).metadata();
   } catch (err) {
+    const tga = lastResortReader(bytes);
+    if (tga) return decodeOwn(tga, bytes, name, maxPixels, opts, beforeDecode);
     throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: not a supported image or corrupt (${firstLine(err)})`);
   }
   const format = String(meta.format);
-  if (!(IMAGE_FORMATS as readonly string[]).includes(format))
+  if (!SHARP_FORMATS.includes(format))
     throw new ClipkitError('E_UNSUPPORTED', `Unsupported image format ${format} for ${name}; supported: ${IMAGE_FORMATS.join(', ')}`);
   const width = meta.width ?? 0, height = meta.height ?? 0;
   if (width * height > maxPixels)
@@ -118,6 +130,24 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
     format,
     orientation: meta.orientation ?? null,
   };
+}
+
+/** An image in one of clipkit's own formats: header and limits first, then the pixels. */
+async function decodeOwn(
+  reader: ImageReader, bytes: Uint8Array, name: string, maxPixels: number, opts: DecodeOptions,
+  beforeDecode?: (pixels: number) => Promise<void>,
+): Promise<DecodedImage> {
+  const { width, height } = reader.header(bytes, name);
+  if (width * height > maxPixels)
+    throw new ClipkitError('E_LIMIT', `Image ${name} has ${width}x${height} = ${width * height} pixels, over the limit of ${maxPixels} (maxPixels)`);
+  await beforeDecode?.(width * height);
+  const out = reader.decode(bytes, name);
+  if ('embedded' in out) {
+    // An icon's PNG frame: decoded as a PNG, held to the size its header gave.
+    const png = await decodeImageWith(out.embedded, { ...opts, name: `${name} (its PNG image)`, maxPixels: width * height });
+    return { ...png, format: reader.format };
+  }
+  return { ...out, format: reader.format, orientation: null };
 }
 
 /**

@@ -12,7 +12,8 @@ import { decodeImageWith, DecodeOptions, DecodedImage, ImageInput } from './deco
 import { describe, expectFinite, expectInt, expectOneOf } from '../check';
 import { typeError } from '../errors';
 import { RESAMPLE } from '../models/config';
-import { allocPixels, expectPixels, PixelsU8, resizeU8 } from './resize';
+import { allocPixels, expectPixels, PixelsU8, ResizeFilter, resizeU8 } from './resize';
+import { PILLOW_MODES, PillowMode } from './readers/types';
 
 /** Sides of a resize target or crop: far above any CLIP input, far below what memory holds. */
 const MAX_TARGET_SIDE = 1 << 16;
@@ -58,7 +59,7 @@ export async function preprocessRgbU8(input: ImageInput, config: PreprocessConfi
     });
     const resized = config.doResize ? await resizeForConfig(decoded, config) : decoded;
     const cropped = config.doCenterCrop ? centerCrop(resized, config.cropSize.height, config.cropSize.width) : resized;
-    return toRgb(cropped);
+    return toRgb(cropped, decoded.mode);
   } finally {
     release?.();
   }
@@ -73,9 +74,18 @@ export async function preprocess(input: ImageInput, config: PreprocessConfig, op
 export async function resizeForConfig(img: DecodedImage, config: PreprocessConfig): Promise<PixelsU8> {
   expectPixels('img', img);
   const [outW, outH] = resizedSize(img.width, img.height, config);
-  // Image.resize silently uses NEAREST for P and 1 images.
-  const filter = img.mode === 'P' || img.mode === '1' ? 'nearest' : config.resample;
-  return resizeU8(img, outW, outH, { filter });
+  return resizeInMode(img, outW, outH, config.resample);
+}
+
+/**
+ * `Image.resize((outWidth, outHeight), filter)` on an image of Pillow mode `img.mode`: P and 1
+ * silently with NEAREST, LA and RGBA premultiplied by alpha, CMYK's four channels each on their own.
+ */
+export async function resizeInMode(img: PixelsU8 & { mode: PillowMode }, outWidth: number, outHeight: number, filter: ResizeFilter = 'bicubic'): Promise<PixelsU8 & { mode: PillowMode }> {
+  const mode = expectOneOf('img.mode', img.mode, PILLOW_MODES);
+  const nearest = mode === 'P' || mode === '1';
+  const out = await resizeU8(img, outWidth, outHeight, { filter: nearest ? 'nearest' : filter, premultiplyAlpha: mode === 'LA' || mode === 'RGBA' });
+  return { ...out, mode };
 }
 
 /** [width, height] after the resize (torchvision's _compute_resized_output_size without max_size). */
@@ -118,12 +128,28 @@ export function centerCrop(img: PixelsU8, cropH: number, cropW: number): PixelsU
   return { data: out, width: cropW, height: cropH, channels: C };
 }
 
-/** convert('RGB'): L replicated, LA → L replicated, RGBA → RGB; alpha is dropped, not composited. */
-export function toRgb(img: PixelsU8): PixelsU8 {
+/**
+ * convert('RGB'): L replicated, LA → L replicated, RGBA → RGB; alpha is dropped, not composited.
+ * With mode 'CMYK', Pillow 9.4's cmyk2rgb: R = (255 − K) − (C·(255 − K))/255, rounded as MULDIV255,
+ * likewise G from M and B from Y (no colour profile).
+ */
+export function toRgb(img: PixelsU8, mode?: PillowMode): PixelsU8 {
   const { data, width, height, channels: C } = expectPixels('img', img);
+  if (mode !== undefined) expectOneOf('mode', mode, PILLOW_MODES);
+  if (mode === 'CMYK' && C !== 4) throw typeError('E_ARG', `Expected 4 channels for a CMYK image but received ${C}`);
   if (C === 3) return img;
   const n = width * height;
   const out = allocPixels(width, height, 3);
+  if (mode === 'CMYK') {
+    for (let p = 0; p < n; p++) {
+      const nk = 255 - data[p * 4 + 3];
+      for (let c = 0; c < 3; c++) {
+        const t = data[p * 4 + c] * nk + 128;
+        out[p * 3 + c] = nk - ((t + (t >> 8)) >> 8);
+      }
+    }
+    return { data: out, width, height, channels: 3 };
+  }
   for (let p = 0; p < n; p++) {
     if (C <= 2) {
       const v = data[p * C];

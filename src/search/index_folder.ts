@@ -21,11 +21,12 @@ import { extname, join, resolve, sep } from 'node:path';
 import { describe, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { FileLock } from '../io/file_lock';
+import { IMAGE_EXTENSIONS } from '../image/decode';
 import type { ClipModel } from '../models';
 import { AnnState, FileStamp, ImageRow, ImageStore } from './store';
 
-/** File extensions indexed (compared case-insensitively). */
-export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.avif', '.tif', '.tiff'];
+/** File extensions indexed (compared case-insensitively): those of every format decodeImage reads. */
+export { IMAGE_EXTENSIONS };
 
 /** The file in a database folder whose lock an indexer holds (never removed: see src/io/file_lock.ts). */
 export const INDEX_LOCK = 'clipkit-index.lock';
