@@ -8,6 +8,7 @@ import sharp, { Metadata, OutputInfo } from 'sharp';
 import { expectInt, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { readFileBoundedAsync } from '../io/read_file';
+import { gifTransparentColour, pngColourType, tiffAssociatedAlpha } from './file_headers';
 import { PixelsU8 } from './resize';
 import { ImageReader, lastResortReader, ownReader, OWN_READERS } from './readers';
 import type { PillowMode } from './readers';
@@ -72,7 +73,10 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
   const reader = ownReader(bytes);
   if (reader) return decodeOwn(reader, bytes, name, maxPixels, opts, beforeDecode);
 
-  const sharpOpts = { limitInputPixels: false as const, ignoreIcc: true, failOn: 'warning' as const, page: 0, pages: 1 };
+  // failOn 'error': refuse what libjpeg / libpng / libtiff call an error (a truncated file among
+  // them, as Pillow does) but read through their warnings (extraneous bytes before a marker, an
+  // IFD chain that loops), which Pillow reads through too.
+  const sharpOpts = { limitInputPixels: false as const, ignoreIcc: true, failOn: 'error' as const, page: 0, pages: 1 };
   let meta: Metadata;
   try {
     meta = await sharp(bytes, sharpOpts).metadata();
@@ -97,18 +101,25 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
   // Pillow applies a TIFF's Orientation tag while decoding it (and keeps the tag, so exif_transpose
   // applies it once more); a JPEG's EXIF orientation only when asked.
   const tiff = format === 'tiff';
-  const pipeline = sharp(bytes, { ...sharpOpts, autoOrient: opts.applyExifOrientation === true || tiff });
+  let pipeline = sharp(bytes, { ...sharpOpts, autoOrient: opts.applyExifOrientation === true || tiff });
+  // CMYK stays CMYK (Pillow resizes it so and converts with its own formula, not a profile).
+  if (mode === 'CMYK') pipeline = pipeline.pipelineColourspace('cmyk').toColourspace('cmyk');
+  // Premultiplied RGBA (a TIFF's associated alpha): read at the file's own depth, to be
+  // un-premultiplied as Pillow does it (pillowUnpremultiply).
+  const associated = tiff && meta.channels === 4 && meta.space !== 'cmyk' ? tiffAssociatedAlpha(bytes) : undefined;
+  if (associated?.bits === 16) pipeline = pipeline.pipelineColourspace('rgb16').toColourspace('rgb16');
   let out: { data: Buffer; info: OutputInfo };
   try {
-    out = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    out = await pipeline.raw({ depth: associated?.bits === 16 ? 'ushort' : 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (err) {
     throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: ${firstLine(err)}`);
   }
   let channels: number = out.info.channels;
   if (channels < 1 || channels > 4)
     throw new ClipkitError('E_UNSUPPORTED', `Unsupported image ${name}: ${channels} channels (${meta.space})`);
-  let data = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
   const n = out.info.width * out.info.height;
+  let data = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
+  if (associated && channels === 4) data = pillowUnpremultiply(out.data, associated.bits, n);
   // sharp hands greyscale out as sRGB (the grey value replicated); keep L / LA as Pillow opens them.
   if (grey && channels >= 3) [data, channels] = keepFirstAndAlpha(data, channels, n);
   // A grey or RGB PNG with a tRNS chunk: libvips adds an alpha channel, Pillow keeps mode L / RGB
@@ -179,44 +190,26 @@ function dropAlpha(src: Uint8Array, C: number, n: number): [Uint8Array, number] 
   return [out, outC];
 }
 
-/** IHDR's colour type (0 grey, 2 RGB, 3 palette, 4 grey + alpha, 6 RGBA), or undefined when not a PNG. */
-function pngColourType(b: Uint8Array): number | undefined {
-  const signature = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-  if (b.length < 26 || signature.some((v, i) => b[i] !== v)) return undefined;
-  if (String.fromCharCode(b[12], b[13], b[14], b[15]) !== 'IHDR') return undefined;
-  return b[25];
-}
-
 /**
- * The palette colour at the first frame's transparent index (its graphic control extension), from
- * its local colour table or else the global one; undefined when the first frame has none. Reads
- * only the blocks before the first image's pixel data; anything malformed gives undefined.
+ * RGBA with associated alpha as Pillow 9.4's RGBa / RGBa;16 unpackers give it: from the top byte
+ * of each sample, c = ⌊c8·255/a8⌋ capped at 255 (0 where a8 = 0), alpha a8. libvips hands the
+ * samples out already un-premultiplied at the file's depth, s = ⌊p·max/a⌋ (clamped to max), from
+ * which the stored p is exactly ⌈s·a/max⌉: s·a/max lies in (p − a/max, p] and a ≤ max. A clamped
+ * s gives back p = a, which the rule maps to 255, as it does the stored p > a.   [N, 4] → [N, 4] u8
  */
-function gifTransparentColour(b: Uint8Array): Uint8Array | undefined {
-  if (b.length < 13 || String.fromCharCode(b[0], b[1], b[2]) !== 'GIF') return undefined;
-  const tableBytes = (packed: number) => (packed & 0x80 ? 3 * (1 << ((packed & 7) + 1)) : 0);
-  let at = 13;
-  const globalAt = at, globalLen = tableBytes(b[10]);
-  at += globalLen;
-  let transparent: number | undefined;
-  while (at < b.length) {
-    const block = b[at];
-    if (block === 0x21) {
-      // Extension: label, then sub-blocks; a graphic control extension names the transparent index.
-      if (b[at + 1] === 0xf9 && b[at + 2] === 4) transparent = b[at + 3] & 1 ? b[at + 6] : undefined;
-      at += 2;
-      while (at < b.length && b[at] !== 0) at += b[at] + 1;
-      at += 1;
-    } else if (block === 0x2c) {
-      if (transparent === undefined || at + 10 > b.length) return undefined;
-      const localLen = tableBytes(b[at + 9]);
-      const table = localLen ? at + 10 : globalLen ? globalAt : -1;
-      const len = localLen || globalLen;
-      if (table < 0 || 3 * transparent + 3 > len || table + len > b.length) return undefined;
-      return b.slice(table + 3 * transparent, table + 3 * transparent + 3);
-    } else return undefined;
+function pillowUnpremultiply(raw: Buffer, bits: number, n: number): Uint8Array {
+  const max = bits === 16 ? 65535 : 255, shift = bits === 16 ? 8 : 0;
+  const s = bits === 16 ? new Uint16Array(raw.buffer, raw.byteOffset, n * 4) : new Uint8Array(raw.buffer, raw.byteOffset, n * 4);
+  const out = new Uint8Array(n * 4);
+  for (let p = 0; p < n; p++) {
+    const a = s[p * 4 + 3], a8 = a >> shift;
+    out[p * 4 + 3] = a8;
+    for (let c = 0; c < 3; c++) {
+      const c8 = Math.ceil((s[p * 4 + c] * a) / max) >> shift;
+      out[p * 4 + c] = a8 === 0 ? 0 : a8 === 255 ? c8 : Math.min(255, Math.floor((c8 * 255) / a8));
+    }
   }
-  return undefined;
+  return out;
 }
 
 /** [N, 3 | 4] → [N, 1 | 2]: the first channel, and the alpha channel when there is one. */
@@ -230,8 +223,9 @@ function keepFirstAndAlpha(src: Uint8Array, C: number, n: number): [Uint8Array, 
   return [out, outC];
 }
 
-/** P and 1 from the file's header; the others follow from the decoded channel count. */
+/** P, 1 and CMYK from the file's header; the others follow from the decoded channel count. */
 function pillowMode(meta: Metadata): PillowMode | null {
+  if (meta.space === 'cmyk') return 'CMYK';
   if (meta.isPalette || meta.format === 'gif') return 'P';
   if (meta.bitsPerSample === 1 && meta.channels === 1) return '1';
   return null;

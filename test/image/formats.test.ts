@@ -94,4 +94,32 @@ Formats('1-bit PNG is mode 1, expanded to 0 / 255', async () => {
   assert.equal(Array.from(d.data), bits.map((b) => b * 255));
 });
 
+Formats('a truncated JPEG or PNG is refused with E_FORMAT, as Pillow refuses it ("image file is truncated")', async () => {
+  const src = pixels(3, 5);
+  for (const bytes of [await encoder(src, 3).jpeg({ quality: 90 }).toBuffer(), await encoder(src, 3).png().toBuffer()]) {
+    const cut = bytes.subarray(0, Math.floor((bytes.length * 2) / 3));
+    const err = await decodeImage(cut).then(() => undefined, (e: Error & { code?: string }) => e);
+    assert.ok(err, 'refused');
+    assert.is(err!.code, 'E_FORMAT', err!.message);
+  }
+});
+
+Formats('16-bit greyscale is scaled to 8 bits (v >> 8), where Pillow clamps (documented difference)', async () => {
+  // Pillow opens a 16-bit grey PNG as mode I and convert('RGB') clamps it to 255, so all but the
+  // darkest 1/256 of the range turns white (and a 16-bit grey TIFF, mode I;16, cannot be resized
+  // at all); clipkit keeps the image, taking the top byte as Pillow does for 16-bit RGB.
+  const r = rng(3);
+  const raw = Buffer.alloc(H * (2 * W + 1));
+  const held: number[] = [];
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      const v = Math.floor(r() * 65536);
+      held.push(v);
+      raw.writeUInt16BE(v, y * (2 * W + 1) + 1 + 2 * x);
+    }
+  const d = await decodeImage(png(16, 0, raw));
+  assert.equal([d.mode, d.channels], ['L', 1]);
+  assert.equal(Array.from(d.data), held.map((v) => v >> 8));
+});
+
 Formats.run();
