@@ -36,6 +36,8 @@ export interface NativeAddon {
   readFile(args: { path: string; offset: number; length: number; threads?: number }): ArrayBuffer;
   /** An exclusive flock on an open file, without waiting: false when another holder has it. Dropped when the fd closes or the process dies. */
   lockFile(args: { fd: number }): boolean;
+  /** glibc's malloc_trim(0) on the native pool: true when pages went back to the system; false elsewhere. */
+  trimHeap(args: Record<string, never>): Promise<boolean>;
   [op: string]: ((args: Buffers) => Promise<unknown>) | ((...a: any[]) => unknown);
 }
 

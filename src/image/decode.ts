@@ -8,9 +8,11 @@ import sharp, { Metadata, OutputInfo } from 'sharp';
 import { expectInt, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { readFileBoundedAsync } from '../io/read_file';
+import { noteDecode } from './heap_trim';
 import { gifTransparentColour, pngColourType, tiffAssociatedAlpha } from './file_headers';
 import { PixelsU8 } from './resize';
 import { ImageReader, lastResortReader, ownReader, OWN_READERS } from './readers';
+import { decodeOwnFormat } from './readers/off_thread';
 import type { PillowMode } from './readers';
 
 export type { PillowMode };
@@ -65,13 +67,14 @@ export async function decodeImage(input: ImageInput, opts: DecodeOptions = {}): 
  * the pixels are decoded (preprocessing takes them from the decode budget there).
  */
 export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, beforeDecode?: (pixels: number) => Promise<void>): Promise<DecodedImage> {
+  noteDecode();
   expectOptions('the decode options', opts, DECODE_OPTIONS);
   const maxPixels = expectInt('maxPixels', opts.maxPixels ?? DEFAULT_MAX_PIXELS, 1);
   const maxBytes = expectInt('maxBytes', opts.maxBytes ?? DEFAULT_MAX_BYTES, 1);
-  const { bytes, name } = await readInput(input, maxBytes, opts.name);
+  const { bytes, name, owned } = await readInput(input, maxBytes, opts.name);
   if (bytes.length === 0) throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: the file is empty`);
   const reader = ownReader(bytes);
-  if (reader) return decodeOwn(reader, bytes, name, maxPixels, opts, beforeDecode);
+  if (reader) return decodeOwn(reader, bytes, owned, name, maxPixels, opts, beforeDecode);
 
   // failOn 'error': refuse what libjpeg / libpng / libtiff call an error (a truncated file among
   // them, as Pillow does) but read through their warnings (extraneous bytes before a marker, an
@@ -82,7 +85,7 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
     meta = await sharp(bytes, sharpOpts).metadata();
   } catch (err) {
     const tga = lastResortReader(bytes);
-    if (tga) return decodeOwn(tga, bytes, name, maxPixels, opts, beforeDecode);
+    if (tga) return decodeOwn(tga, bytes, owned, name, maxPixels, opts, beforeDecode);
     throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: not a supported image or corrupt (${firstLine(err)})`);
   }
   const format = String(meta.format);
@@ -145,14 +148,14 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
 
 /** An image in one of clipkit's own formats: header and limits first, then the pixels. */
 async function decodeOwn(
-  reader: ImageReader, bytes: Uint8Array, name: string, maxPixels: number, opts: DecodeOptions,
+  reader: ImageReader, bytes: Uint8Array, owned: boolean, name: string, maxPixels: number, opts: DecodeOptions,
   beforeDecode?: (pixels: number) => Promise<void>,
 ): Promise<DecodedImage> {
   const { width, height } = reader.header(bytes, name);
   if (width * height > maxPixels)
     throw new ClipkitError('E_LIMIT', `Image ${name} has ${width}x${height} = ${width * height} pixels, over the limit of ${maxPixels} (maxPixels)`);
   await beforeDecode?.(width * height);
-  const out = reader.decode(bytes, name);
+  const out = await decodeOwnFormat(reader, bytes, name, width * height, owned);
   if ('embedded' in out) {
     // An icon's PNG frame: decoded as a PNG, held to the size its header gave.
     const png = await decodeImageWith(out.embedded, { ...opts, name: `${name} (its PNG image)`, maxPixels: width * height });
@@ -231,12 +234,14 @@ function pillowMode(meta: Metadata): PillowMode | null {
   return null;
 }
 
-async function readInput(input: ImageInput, maxBytes: number, name?: string): Promise<{ bytes: Uint8Array; name: string }> {
+/** The image's bytes; `owned` when clipkit read them itself (a path), so they may be handed to a worker. */
+async function readInput(input: ImageInput, maxBytes: number, name?: string): Promise<{ bytes: Uint8Array; name: string; owned: boolean }> {
   // A regular file only (not /dev/zero, not a FIFO), and at most maxBytes of it.
-  if (typeof input === 'string') return { bytes: await readFileBoundedAsync(expectPath('image', input), 'image', maxBytes), name: name ?? input };
+  if (typeof input === 'string')
+    return { bytes: await readFileBoundedAsync(expectPath('image', input), 'image', maxBytes), name: name ?? input, owned: true };
   if (input instanceof Uint8Array) {
     if (input.length > maxBytes) throw new ClipkitError('E_LIMIT', `The image bytes are ${input.length} bytes, over the limit of ${maxBytes} (maxBytes)`);
-    return { bytes: input, name: name ?? `image bytes (${input.length} bytes)` };
+    return { bytes: input, name: name ?? `image bytes (${input.length} bytes)`, owned: false };
   }
   throw typeError('E_ARG', `Expected a file path, Buffer or Uint8Array for image but received ${typeof input}`);
 }

@@ -4,9 +4,12 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { linear, loadModel, packWeight, Tensor } from '../../src';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeImage, linear, loadModel, packWeight, Tensor } from '../../src';
+import { NETPBM } from '../../src/image/readers/netpbm';
 import { modelDir } from '../models/reference';
-import { uniform } from '../helpers';
+import { tempDir, uniform } from '../helpers';
 
 const EventLoop = suite('event loop');
 
@@ -75,6 +78,31 @@ EventLoop('a text of a million characters is tokenized off the JS thread, to the
     // On the JS thread this took about a second (max lateness ≈ the whole tokenization).
     assert.ok(r.max < 150, `${name}: max lateness ${r.max.toFixed(0)} ms while tokenizing`);
   }
+});
+
+EventLoop("a large image in clipkit's own formats is decoded off the JS thread, to the same pixels", async () => {
+  // 4000 x 3000 RGB: a PPM, which the own readers decode in plain JavaScript.
+  const w = 4000, h = 3000, head = Buffer.from(`P6 ${w} ${h} 255\n`);
+  const bytes = Buffer.alloc(head.length + w * h * 3);
+  head.copy(bytes);
+  for (let i = head.length; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24;
+  const file = join(tempDir('event-loop-'), 'large.ppm');
+  writeFileSync(file, bytes);
+  await decodeImage(file); // the decode thread started
+  let onThread: Uint8Array = new Uint8Array();
+  const here = await lateness(async () => {
+    onThread = (NETPBM.decode(bytes, 'large.ppm') as { data: Uint8Array }).data;
+    await new Promise((res) => setTimeout(res, 20)); // let the late tick be seen
+  });
+  let got: Uint8Array = new Uint8Array();
+  const off = await lateness(async () => {
+    got = (await decodeImage(file)).data;
+    await new Promise((res) => setTimeout(res, 20));
+  });
+  assert.ok(Buffer.from(got).equals(Buffer.from(onThread)), 'the same pixels');
+  // On this thread the decode shows whole as lateness (about 100 ms here); off it, a fraction.
+  assert.ok(here.max > 10, `the probe saw the decode on this thread (max lateness ${here.max.toFixed(0)} ms)`);
+  assert.ok(off.max < here.max / 2, `max lateness ${off.max.toFixed(0)} ms decoding off the thread, ${here.max.toFixed(0)} ms on it`);
 });
 
 EventLoop.run();
