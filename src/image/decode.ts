@@ -73,7 +73,10 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
   const maxBytes = expectInt('maxBytes', opts.maxBytes ?? DEFAULT_MAX_BYTES, 1);
   const { bytes, name, owned } = await readInput(input, maxBytes, opts.name);
   if (bytes.length === 0) throw new ClipkitError('E_FORMAT', `Cannot decode ${name}: the file is empty`);
-  const reader = ownReader(bytes);
+  let reader = ownReader(bytes);
+  // An uncompressed TGA can start as a cursor does (00 00 02 00); where the CUR reading fails at
+  // its directory, Pillow goes on to try TGA, and so does this.
+  if (reader?.format === 'ico' && !headerReads(reader, bytes, name)) reader = lastResortReader(bytes) ?? reader;
   if (reader) return decodeOwn(reader, bytes, owned, name, maxPixels, opts, beforeDecode);
 
   // failOn 'error': refuse what libjpeg / libpng / libtiff call an error (a truncated file among
@@ -144,6 +147,17 @@ export async function decodeImageWith(input: ImageInput, opts: DecodeOptions, be
     format,
     orientation: meta.orientation ?? null,
   };
+}
+
+/** Whether reader.header accepts the bytes (false on E_FORMAT; other errors are thrown). */
+function headerReads(reader: ImageReader, bytes: Uint8Array, name: string): boolean {
+  try {
+    reader.header(bytes, name);
+    return true;
+  } catch (err) {
+    if ((err as ClipkitError).code === 'E_FORMAT') return false;
+    throw err;
+  }
 }
 
 /** An image in one of clipkit's own formats: header and limits first, then the pixels. */

@@ -48,7 +48,8 @@ Trim(`decodes queue a trim every ${DECODES_PER_TRIM}`, async () => {
   };
   try {
     const bytes = Buffer.from('P5 1 1 255\n\x07', 'latin1');
-    // Whatever count earlier decodes left, 3 × DECODES_PER_TRIM more cross exactly three multiples.
+    // Whatever count earlier decodes left, 3 × DECODES_PER_TRIM more cross three multiples; one
+    // of them may find a trim queued by earlier suites still running and be taken by the next.
     for (let i = 0; i < 3 * DECODES_PER_TRIM; i++) {
       await decodeImage(bytes);
       await new Promise((res) => setImmediate(res)); // as file reads do: the trim settles meanwhile
@@ -56,7 +57,7 @@ Trim(`decodes queue a trim every ${DECODES_PER_TRIM}`, async () => {
   } finally {
     addon.trimHeap = real;
   }
-  assert.is(calls, 3);
+  assert.ok(calls >= 2 && calls <= 3, `${calls} trims in ${3 * DECODES_PER_TRIM} decodes`);
 });
 
 Trim.run();

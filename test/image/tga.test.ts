@@ -254,4 +254,14 @@ Tga('damaged fixtures (seeded byte flips) give pixels or a ClipkitError, never a
   assert.ok(decoded > 100 && refused > 100, `${decoded} decoded, ${refused} refused`);
 });
 
+Tga('a TGA that starts as a cursor does (00 00 02 00, one "entry") is read as TGA, as Pillow falls back to it', async () => {
+  // Type 2, no colour map, colour-map first index 256: the bytes of a CUR directory with one entry.
+  const bytes = Uint8Array.from([0, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 2, 0, 24, 0,
+    0, 37, 74, 111, 148, 185, 222, 3, 40, 77, 114, 151, 188, 225, 6, 43, 80, 117]);
+  const d = await decodeImage(bytes);
+  assert.equal([d.format, d.mode, d.width, d.height], ['tga', 'RGB', 3, 2]);
+  // Pillow 9.4: [(151, 114, 77), (6, 225, 188), (117, 80, 43), (74, 37, 0), (185, 148, 111), (40, 3, 222)]
+  assert.equal(Array.from(d.data), [151, 114, 77, 6, 225, 188, 117, 80, 43, 74, 37, 0, 185, 148, 111, 40, 3, 222]);
+});
+
 Tga.run();
