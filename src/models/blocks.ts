@@ -34,6 +34,9 @@ export interface HiddenStates {
  * idling through a round trip to JavaScript (70–130 µs per op on a 2-core VM, ~110 ops per text).
  * Outputs are tensors the caller created (`out`), so they are known before the ops run.
  */
+/** Whether ops submitted now go quietly: the addon's setting, as OpQueue.add last left it. */
+let quiet = false;
+
 export class OpQueue {
   private pending: Promise<unknown>[] = [];
 
@@ -45,12 +48,17 @@ export class OpQueue {
    */
   add(submit: () => Promise<unknown>): void {
     const addon = native();
+    // Restored, not reset: `submit` may add ops itself (q.add(() => attentionPacked(preNormQkv(…, q))))
+    // and the op it submits after those must still go quietly.
+    const wasQuiet = quiet;
+    quiet = true;
     addon.setQuiet(true);
     let op: Promise<unknown>;
     try {
       op = submit();
     } finally {
-      addon.setQuiet(false);
+      quiet = wasQuiet;
+      addon.setQuiet(wasQuiet);
     }
     op.catch(() => undefined); // reported by done()
     this.pending.push(op);

@@ -41,6 +41,32 @@ Queue('a quiet op is handed back with the op queued after it, not on its own', a
   assert.equal(y2.data, y1.data);
 });
 
+Queue('an op submitted after a nested add still goes quietly (the quiet setting is restored, not reset)', async () => {
+  const addon = native();
+  const real = addon.setQuiet;
+  let current = false;
+  addon.setQuiet = (on: boolean) => {
+    current = on;
+    real.call(addon, on);
+  };
+  const x = new Tensor(Float32Array.of(0, 0, 0, 0), [4]);
+  const q = new OpQueue();
+  let outerQuiet: boolean | undefined;
+  try {
+    // As vit.ts does: q.add(() => attentionPacked(preNormQkv(…, q))), an add inside an add.
+    q.add(() => {
+      q.add(() => softmax(x));
+      outerQuiet = current;
+      return softmax(x);
+    });
+    assert.is(current, false, 'loud again once the outer add returns');
+    await within(q.done(), 10000, 'the nested queue');
+  } finally {
+    addon.setQuiet = real;
+  }
+  assert.is(outerQuiet, true, 'the outer op, submitted after the inner add, was quiet');
+});
+
 Queue('a quiet op with nothing queued after it is handed back on its own', async () => {
   const addon = native();
   addon.setQuiet(true);
