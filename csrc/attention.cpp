@@ -254,7 +254,7 @@ static ck_status attention_task(const AttentionArgs& a, const attention_detail::
   auto pad16 = [](size_t n) { return (n + 15) / 16 * 16; };
   const size_t vp_n = v_in_place ? 0 : pad16(n_keys * dp);
   const size_t qt_n = pad16(d * qs), st_n = pad16(kBk * qs), o_n = pad16(plan.bq * dp), lane_n = pad16(qs);
-  float* buf = static_cast<float*>(pool().scratch(thread, (vp_n + qt_n + st_n + o_n + 4 * lane_n) * sizeof(float), 0));
+  float* buf = static_cast<float*>(pool().scratch(thread, (vp_n + qt_n + st_n + o_n + 4 * lane_n) * sizeof(float), ScratchSlot::kOp));
   if (!buf) return CK_ERR_NOMEM;
   float* vp = buf;
   float* qt = vp + vp_n;     // Qᵀ [d][qs], scaled

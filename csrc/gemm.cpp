@@ -26,8 +26,9 @@
 //     single M block of few rows may be cut into micro-panels of MR - 2 rows (tile_cost).
 //   - Partial sums across K blocks live in Y; the epilogue (bias, residual, alpha) is applied on the
 //     first K block and the activation on the last (gemm_epilogue.h), so R may alias Y.
-// Scratch: the driver uses slot 2 of the calling thread's scratch for packed A (of each thread's when
-// the threads split the rows), slot 4 of each thread's with x_act; gemm_unpacked also slot 3.
+// Scratch: the driver packs A in ScratchSlot::kGemmPackedA (the calling thread's, or each thread's
+// when the threads split the rows), X's activated rows in kGemmInputAct; gemm_unpacked packs B in
+// kGemmPackedB.
 #ifndef CK_ISA_PASS
 #include "gemm.h"
 
@@ -51,7 +52,6 @@ namespace {
 // 3/4 of a 1 MiB L2 (384 rows), 240 made 616 rows (CLIP text b8) three blocks instead of two.
 constexpr size_t kMC = 480;
 constexpr size_t kABudget = size_t(4) << 20;   // packed-A bytes per pass over K (bounds scratch for huge K)
-constexpr int kSlotA = 2, kSlotB = 3, kSlotAct = 4;
 
 size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
@@ -133,13 +133,6 @@ const IsaTable<const GemmKernel*> kGemmF32 = {&pass_scalar::kGemmF32Kernel, CK_X
                                               CK_X86_OR_NULL(&pass_avx512::kGemmF32Kernel),
                                               CK_NEON_OR_NULL(&pass_neon::kGemmF32Kernel)};
 
-// The pool index of the thread running this call (0 for a job, the worker's index when nested).
-int calling_thread() {
-  int me = 0;
-  pool().parallel_for(1, [&](size_t, int t) { me = t; });
-  return me;
-}
-
 void* aligned_bytes(size_t bytes) { return std::aligned_alloc(64, round_up(bytes ? bytes : 1, 64)); }
 
 // Copies W [n,k] (b_is_nk) or B [k,n] into fp32 panels [panel][k][16], zero past n.
@@ -205,7 +198,7 @@ ck_status pack_weight_parts_in_place(float* const* parts, const size_t* ns, size
     if (!mul_ok(ns[i], k, &bytes) || !mul_ok(bytes, sizeof(float), &bytes)) return CK_ERR_NOMEM;
     if (bytes) {
       // Panels into scratch (reused from call to call, so its pages are touched once), then back over W.
-      float* panels = static_cast<float*>(pool().scratch(calling_thread(), bytes, kSlotB));
+      float* panels = static_cast<float*>(pool().scratch(ThreadPool::current_thread(), bytes, ScratchSlot::kGemmPackedB));
       if (!panels) return CK_ERR_NOMEM;
       pack_panels_f32(parts[i], k, true, ns[i], k, panels);
       std::memcpy(parts[i], panels, bytes);
@@ -276,7 +269,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
   const size_t mr = m <= mc_max ? single_block_rows(kern, m) : kern.mr;
   const size_t mc = round_up((m + m_blocks - 1) / m_blocks, mr);
   const size_t n_tiles = (n + nr - 1) / nr;
-  const int me = calling_thread();
+  const int me = ThreadPool::current_thread();
 
   // Packs the micro-panels [i0, i1) of the M block at row ic (mb rows) for K blocks from g0:
   // micro-panel (kb, p) at ((kb-g0)·mp + p). With x_act the rows go through the activation into the
@@ -284,7 +277,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
   auto pack = [&](char* abuf, size_t ic, size_t mb, size_t g0, size_t i0, size_t i1, int t) {
     const size_t mp = (mb + mr - 1) / mr;
     float* act_rows =
-        x_act ? static_cast<float*>(pool().scratch(t, std::max<size_t>(64, mr * kc * sizeof(float)), kSlotAct)) : nullptr;
+        x_act ? static_cast<float*>(pool().scratch(t, std::max<size_t>(64, mr * kc * sizeof(float)), ScratchSlot::kGemmInputAct)) : nullptr;
     if (x_act && !act_rows) return false;
     for (size_t i = i0; i < i1; ++i) {
       const size_t kb = g0 + i / mp, p = i % mp;
@@ -540,7 +533,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
           spin_until([&] { return last.done.load(std::memory_order_acquire) == last.units; });
         }
         const size_t mp = (ph.mb + mr - 1) / mr, nk = ph.g1 - ph.g0;
-        char* abuf = static_cast<char*>(pool().scratch(t, std::max<size_t>(64, nk * mp * a_panel_bytes), kSlotA));
+        char* abuf = static_cast<char*>(pool().scratch(t, std::max<size_t>(64, nk * mp * a_panel_bytes), ScratchSlot::kGemmPackedA));
         if (!abuf || !pack(abuf, ph.ic, ph.mb, ph.g0, 0, nk * mp, t)) {
           failed = true;
           own.cur.store(own.count, std::memory_order_release);
@@ -580,7 +573,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     const size_t mb = std::min(mc, m - ic), mp = (mb + mr - 1) / mr, group = group_of(mp);
     for (size_t g0 = 0; g0 < nkb; g0 += group) {
       const size_t g1 = std::min(nkb, g0 + group);
-      char* abuf = static_cast<char*>(pool().scratch(me, std::max<size_t>(64, (g1 - g0) * mp * a_panel_bytes), kSlotA));
+      char* abuf = static_cast<char*>(pool().scratch(me, std::max<size_t>(64, (g1 - g0) * mp * a_panel_bytes), ScratchSlot::kGemmPackedA));
       if (!abuf) return CK_ERR_NOMEM;
       // The threads split the packing, then the N tiles (and the M micro-panels when the N tiles are
       // fewer than the threads), each a contiguous range.
@@ -632,7 +625,7 @@ ck_status gemm_unpacked(const float* a, size_t lda, const float* b, size_t ldb, 
   const size_t panels = (n + kPanelCols - 1) / kPanelCols;
   size_t bytes;
   if (!mul_ok(panels * kPanelCols * sizeof(float), k, &bytes)) return CK_ERR_NOMEM;
-  float* packed = static_cast<float*>(pool().scratch(calling_thread(), std::max<size_t>(64, bytes), kSlotB));
+  float* packed = static_cast<float*>(pool().scratch(ThreadPool::current_thread(), std::max<size_t>(64, bytes), ScratchSlot::kGemmPackedB));
   if (!packed) return CK_ERR_NOMEM;
   if (k) pack_panels_f32(b, ldb, b_is_nk, n, k, packed);
   GemmWeightView view{n, k, packed, k * kPanelCols * sizeof(float), kPanelCols * sizeof(float)};

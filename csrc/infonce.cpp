@@ -121,7 +121,7 @@ ck_status infonce_f32(const InfonceArgs& a, InfonceResult* out) {
       !mul_ok(nn, sizeof(float), &bytes_gt))
     return CK_ERR_NOMEM;
   // The dispatcher (worker 0) runs the op; slots 2 and 3 of that thread belong to the GEMM.
-  float* hat = static_cast<float*>(pool().scratch(0, std::max<size_t>(bytes_hat, 64), 0));
+  float* hat = static_cast<float*>(pool().scratch(0, std::max<size_t>(bytes_hat, 64), ScratchSlot::kOp));
   if (!hat) return CK_ERR_NOMEM;
   float* a_hat = hat;
   float* b_hat = hat + nd;
@@ -139,7 +139,7 @@ ck_status infonce_f32(const InfonceArgs& a, InfonceResult* out) {
     // dÂ = scale·G·B̂ and dB̂ = scale·Gᵀ·Â, both [n, d] with B̂, Â read as [k = n, d].
     s = gemm_unpacked(a.d_logits, a.n, b_hat, a.d, /*b_is_nk=*/false, a.d_a, a.d, a.n, a.d, a.n, a.scale);
     if (s != CK_OK) return s;
-    float* g_t = static_cast<float*>(pool().scratch(0, bytes_gt, 1));
+    float* g_t = static_cast<float*>(pool().scratch(0, bytes_gt, ScratchSlot::kOpSecond));
     if (!g_t) return CK_ERR_NOMEM;
     transpose_square(a.d_logits, g_t, a.n);
     s = gemm_unpacked(g_t, a.n, a_hat, a.d, /*b_is_nk=*/false, a.d_b, a.d, a.n, a.d, a.n, a.scale);

@@ -20,7 +20,7 @@ ck_status logits_f32(const LogitsArgs& a) {
   size_t elems, bytes;
   if (a.n + a.m < a.n || !mul_ok(a.n + a.m, a.d, &elems) || !mul_ok(elems, sizeof(float), &bytes)) return CK_ERR_NOMEM;
   // The dispatcher (worker 0) runs the op; the GEMM uses slots 2 and 3 of that thread.
-  float* hat = static_cast<float*>(pool().scratch(0, bytes ? bytes : 64, 0));
+  float* hat = static_cast<float*>(pool().scratch(0, bytes ? bytes : 64, ScratchSlot::kOp));
   if (!hat) return CK_ERR_NOMEM;
   return logits_into_f32(a, hat, hat + a.n * a.d);
 }

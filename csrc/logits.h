@@ -5,8 +5,8 @@ namespace ck {
 
 // Normalised matmul logits (CLIP): logits[i, j] = scale · Â[i]·B̂[j] with Â, B̂ the rows of
 // A [n, d] and B [m, d] divided by their L2 norms (a zero row normalises to zeros, never NaN).
-// All row-major and contiguous. The normalised rows live in the calling thread's scratch slot 0
-// (slots 2 and 3 belong to the GEMM); the norms are written out when a_norm / b_norm are given.
+// All row-major and contiguous. The normalised rows live in the calling thread's ScratchSlot::kOp
+// (the GEMM's slots are its own); the norms are written out when a_norm / b_norm are given.
 struct LogitsArgs {
   const float* a;   // [n, d]
   const float* b;   // [m, d]

@@ -10,12 +10,6 @@
 
 namespace ck {
 
-static int calling_thread() {
-  int me = 0;
-  pool().parallel_for(1, [&](size_t, int t) { me = t; });
-  return me;
-}
-
 ck_status patch_embed_f32(const PatchEmbedArgs& a) {
   const size_t p = a.patch, C = a.channels, H = a.height, W = a.width;
   if (!a.w || p == 0 || H % p || W % p) return CK_ERR_ARG;
@@ -25,7 +19,7 @@ ck_status patch_embed_f32(const PatchEmbedArgs& a) {
   if (!a.pixels || !a.class_emb || !a.pos_emb || !a.y) return CK_ERR_ARG;
   size_t bytes;
   if (!mul_ok(patches, kdim * sizeof(float), &bytes)) return CK_ERR_NOMEM;
-  float* cols = static_cast<float*>(pool().scratch(calling_thread(), std::max<size_t>(bytes, 64), 1));
+  float* cols = static_cast<float*>(pool().scratch(ThreadPool::current_thread(), std::max<size_t>(bytes, 64), ScratchSlot::kOpSecond));
   if (!cols) return CK_ERR_NOMEM;
 
   for (size_t b = 0; b < a.batch; ++b) {

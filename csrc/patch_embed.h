@@ -9,7 +9,7 @@ namespace ck {
 //   y[b, 1+q, :] = W · patch_q(pixels[b]) + bias + pos_emb[1+q, :],  q = py·(width/patch) + px
 // patch_q is the [channels, patch, patch] block flattened in that order, so W is the conv weight
 // [dim, channels, patch, patch] packed as a GEMM weight [dim, channels·patch·patch] (fp32 or bf16).
-// height and width are multiples of patch. Uses scratch slot 1 of the calling thread (gemm's slots too).
+// height and width are multiples of patch. Uses the calling thread's ScratchSlot::kOpSecond (and the GEMM's slots).
 struct PatchEmbedArgs {
   const float* pixels;       // [batch, channels, height, width]
   size_t batch, channels, height, width, patch;

@@ -41,7 +41,7 @@ struct AlignedBuf {
   }
 };
 
-constexpr int kScratchSlots = 5;
+constexpr int kScratchSlots = static_cast<int>(ScratchSlot::kCount);
 thread_local bool t_in_region = false;
 thread_local int t_thread = 0;  // this thread's index in the pool (0: the dispatcher)
 
@@ -232,9 +232,11 @@ void ThreadPool::parallel_ranges(size_t n, const std::function<void(size_t, size
 
 int ThreadPool::threads() const { return Dispatcher::get().pool().threads(); }
 
-void* ThreadPool::scratch(int thread, size_t bytes, int slot) {
-  return Dispatcher::get().pool().scratch(thread, bytes, slot);
+void* ThreadPool::scratch(int thread, size_t bytes, ScratchSlot slot) {
+  return Dispatcher::get().pool().scratch(thread, bytes, static_cast<int>(slot));
 }
+
+int ThreadPool::current_thread() { return t_thread; }
 
 ThreadPool& pool() {
   static ThreadPool p;

@@ -11,6 +11,19 @@
 
 namespace ck {
 
+// The per-thread scratch buffers, by what holds them. A buffer stays valid until its thread asks
+// for the same slot again, so two uses that can be live at once in one thread need two slots: an
+// op's own memory is never GEMM's, and an op that calls the GEMM (patch_embed) keeps what it
+// built across the call in a slot the GEMM does not touch.
+enum class ScratchSlot : int {
+  kOp = 0,           // an op's working memory: attention's tiles, the normalised rows of logits / infonce
+  kOpSecond = 1,     // a second buffer live beside kOp or across a GEMM: patch_embed's columns, infonce's gradient
+  kGemmPackedA = 2,  // the GEMM's packed A panels
+  kGemmPackedB = 3,  // the GEMM's packed B panels (gemm_unpacked, a B packed per call)
+  kGemmInputAct = 4, // X rows after the input activation (GemmArgs::x_act)
+  kCount = 5,
+};
+
 class ThreadPool {
  public:
   // Runs fn(task, thread) for every task in [0, n_tasks); returns when all have finished.
@@ -23,8 +36,12 @@ class ThreadPool {
 
   int threads() const;
 
+  // The pool index of the calling thread: 0 for the dispatcher (a job's own code), the worker's
+  // index inside parallel_for.
+  static int current_thread();
+
   // A 64-byte-aligned buffer owned by one worker, reused across jobs; null if allocation fails.
-  void* scratch(int thread, size_t bytes, int slot = 0);
+  void* scratch(int thread, size_t bytes, ScratchSlot slot);
 };
 
 ThreadPool& pool();
