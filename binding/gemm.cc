@@ -7,6 +7,19 @@
 
 namespace ck_binding {
 
+// ck::Epilogue's names, in its numbering (ck::Activation is the first three).
+static const char* const kEpilogueNames[] = {"none", "gelu", "quick_gelu", "residual"};
+
+// The index of `name` among the first `count` of `names`, or E_ARG listing them.
+static int pick_name(Napi::Env env, const char* what, const std::string& name, const char* const* names, int count) {
+  std::string known;
+  for (int i = 0; i < count; ++i) {
+    if (name == names[i]) return i;
+    known += std::string(i ? (i + 1 == count ? " or " : ", ") : "") + names[i];
+  }
+  throw_range(env, "E_ARG", std::string("gemm: expected ") + known + " for " + what + " but received " + name);
+}
+
 static const napi_type_tag kPackedWeightTag = {0x636c69706b697447ull, 0x656d6d5061636b31ull};
 
 const ck::PackedWeight* packed_weight_arg(Args& a, const char* name) {
@@ -40,7 +53,7 @@ static Napi::Value PackWeightParts(Args& a) {
       throw_range(env, "E_ARG", "packWeight: expected non-negative integers in ns");
     const size_t n = static_cast<size_t>(ni.As<Napi::Number>().DoubleValue());
     Napi::Float32Array f = p.As<Napi::Float32Array>();
-    if (n % 16 != 0) throw_range(env, "E_ARG", "packWeight: each part's n must be a multiple of 16 (part " + std::to_string(i) + ")");
+    if (n % ck::kPanelCols != 0) throw_range(env, "E_ARG", "packWeight: each part's n must be a multiple of " + std::to_string(ck::kPanelCols) + " (part " + std::to_string(i) + ")");
     if (f.ElementLength() != a.product({n, k}))
       throw_range(env, "E_SHAPE", "packWeight: expected part " + std::to_string(i) + " of length " + std::to_string(n * k) +
                                       " but received length " + std::to_string(f.ElementLength()));
@@ -74,8 +87,8 @@ static Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   const ck::WeightType type = dtype == "bfloat16" ? ck::WeightType::BF16 : ck::WeightType::F32;
   // inPlace: the panels overwrite w itself, and the packed weight keeps w's buffer alive.
   const bool in_place = a.flag("inPlace", false);
-  if (in_place && (type != ck::WeightType::F32 || n % 16 != 0))
-    throw_range(a.env(), "E_ARG", "packWeight: inPlace needs float32 and n a multiple of 16 (n = " + std::to_string(n) + ")");
+  if (in_place && (type != ck::WeightType::F32 || n % ck::kPanelCols != 0))
+    throw_range(a.env(), "E_ARG", "packWeight: inPlace needs float32 and n a multiple of " + std::to_string(ck::kPanelCols) + " (n = " + std::to_string(n) + ")");
   Napi::ObjectReference* pin = in_place ? new Napi::ObjectReference(Napi::Persistent(a.value("w").As<Napi::Object>())) : nullptr;
   auto packed = std::make_shared<std::unique_ptr<ck::PackedWeight>>(new ck::PackedWeight());
   float* wd = w.data;
@@ -107,11 +120,11 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const ck::PackedWeight* w = packed_weight_arg(a, "w");
   // wRow0, wRows: only those rows of W (its output features), e.g. k and v of a fused q | k | v weight.
   const size_t row0 = a.size_or("wRow0", 0), m = a.size("m"), k = a.size("k");
-  if (row0 % 16 || row0 > w->n)
-    throw_range(a.env(), "E_ARG", "gemm: expected wRow0 a multiple of 16 up to " + std::to_string(w->n) + " but received " + std::to_string(row0));
+  if (row0 % ck::kPanelCols || row0 > w->n)
+    throw_range(a.env(), "E_ARG", "gemm: expected wRow0 a multiple of " + std::to_string(ck::kPanelCols) + " up to " + std::to_string(w->n) + " but received " + std::to_string(row0));
   const size_t n = a.size_or("wRows", w->n - row0);
-  if (n > w->n - row0 || (n % 16 && row0 + n != w->n))
-    throw_range(a.env(), "E_ARG", "gemm: expected wRows a multiple of 16 (or up to the end) within the weight's " + std::to_string(w->n) +
+  if (n > w->n - row0 || (n % ck::kPanelCols && row0 + n != w->n))
+    throw_range(a.env(), "E_ARG", "gemm: expected wRows a multiple of " + std::to_string(ck::kPanelCols) + " (or up to the end) within the weight's " + std::to_string(w->n) +
                                       " rows from " + std::to_string(row0) + " but received " + std::to_string(n));
   if (k != w->k)
     throw_range(a.env(), "E_SHAPE", "gemm: expected k " + std::to_string(w->k) + " (the packed weight's) but received " +
@@ -130,12 +143,7 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   }
   if (bias) a.expect_length("bias", bias, n);
   const std::string epi = a.string_or("epilogue", "none");
-  ck::Epilogue e;
-  if (epi == "none") e = ck::Epilogue::None;
-  else if (epi == "gelu") e = ck::Epilogue::Gelu;
-  else if (epi == "quick_gelu") e = ck::Epilogue::QuickGelu;
-  else if (epi == "residual") e = ck::Epilogue::Residual;
-  else throw_range(a.env(), "E_ARG", "gemm: expected none, gelu, quick_gelu or residual for epilogue but received " + epi);
+  const ck::Epilogue e = static_cast<ck::Epilogue>(pick_name(a.env(), "epilogue", epi, kEpilogueNames, 4));
   View<float> residual;
   if (e == ck::Epilogue::Residual) {
     if (ldy != n) throw_range(a.env(), "E_ARG", "gemm: epilogue 'residual' needs ldy = n");
@@ -144,16 +152,30 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   } else if (a.f32_opt("residual")) {
     throw_range(a.env(), "E_ARG", "gemm: residual is only read with epilogue 'residual' but epilogue is " + epi);
   }
+  // The activations are the epilogue's first three names, in the same order.
   const std::string xa = a.string_or("xActivation", "none");
-  ck::Epilogue x_act;
-  if (xa == "none") x_act = ck::Epilogue::None;
-  else if (xa == "gelu") x_act = ck::Epilogue::Gelu;
-  else if (xa == "quick_gelu") x_act = ck::Epilogue::QuickGelu;
-  else throw_range(a.env(), "E_ARG", "gemm: expected none, gelu or quick_gelu for xActivation but received " + xa);
-  const float alpha = static_cast<float>(a.number_or("alpha", 1.0));
-  ck::GemmArgs args{x.data, k, w, bias.data, e, residual.data, n, y.data, ldy, m, alpha, x_act, row0, n};
+  const auto x_act = static_cast<ck::Activation>(pick_name(a.env(), "xActivation", xa, kEpilogueNames, 3));
+  ck::GemmArgs args;
+  args.x = x.data;
+  args.ldx = k;
+  args.w = w;
+  args.bias = bias.data;
+  args.epilogue = e;
+  args.residual = residual.data;
+  args.ldr = n;
+  args.y = y.data;
+  args.ldy = ldy;
+  args.m = m;
+  args.alpha = static_cast<float>(a.number_or("alpha", 1.0));
+  args.x_act = x_act;
+  args.w_row0 = row0;
+  args.w_rows = n;
   return queue_job(a, [args] { return ck::gemm(args); });
 }
 CK_EXPORT("gemm", Gemm);
+
+// gemmPanelWidth() -> number: ck::kPanelCols, the columns of a packed weight's panel.
+static Napi::Value GemmPanelWidth(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(ck::kPanelCols)); }
+CK_EXPORT("gemmPanelWidth", GemmPanelWidth);
 
 }  // namespace ck_binding

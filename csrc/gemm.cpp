@@ -263,9 +263,9 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
   const size_t nkb = blk.nkb, kc = blk.kc, a_bytes = blk.a_bytes, a_panel_bytes = blk.a_panel_bytes, mc_max = blk.mc_max;
   const size_t nr = kern.nr, m_blocks = (m + mc_max - 1) / mc_max;
   std::optional<Unary> x_act;
-  if (a.x_act == Epilogue::Gelu) x_act = Unary::Gelu;
-  else if (a.x_act == Epilogue::QuickGelu) x_act = Unary::QuickGelu;
-  else if (a.x_act != Epilogue::None) return CK_ERR_ARG;
+  if (a.x_act == Activation::Gelu) x_act = Unary::Gelu;
+  else if (a.x_act == Activation::QuickGelu) x_act = Unary::QuickGelu;
+  else if (a.x_act != Activation::None) return CK_ERR_ARG;
   const size_t mr = m <= mc_max ? single_block_rows(kern, m) : kern.mr;
   const size_t mc = round_up((m + m_blocks - 1) / m_blocks, mr);
   const size_t n_tiles = (n + nr - 1) / nr;
@@ -629,7 +629,13 @@ ck_status gemm_unpacked(const float* a, size_t lda, const float* b, size_t ldb, 
   if (!packed) return CK_ERR_NOMEM;
   if (k) pack_panels_f32(b, ldb, b_is_nk, n, k, packed);
   GemmWeightView view{n, k, packed, k * kPanelCols * sizeof(float), kPanelCols * sizeof(float)};
-  GemmArgs args{a, lda, nullptr, nullptr, Epilogue::None, nullptr, 0, c, ldc, m, alpha};
+  GemmArgs args;
+  args.x = a;
+  args.ldx = lda;
+  args.y = c;
+  args.ldy = ldc;
+  args.m = m;
+  args.alpha = alpha;
   return gemm_driver(*kGemmF32.pick(), view, args);
 }
 

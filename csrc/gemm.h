@@ -9,6 +9,8 @@
 namespace ck {
 
 enum class Epilogue : int { None = 0, Gelu = 1, QuickGelu = 2, Residual = 3 };
+// What X may be read through (GemmArgs::x_act): an activation only, never a residual.
+enum class Activation : int { None = 0, Gelu = 1, QuickGelu = 2 };
 enum class WeightType : int { F32 = 0, BF16 = 1 };
 
 // W packed for the micro-kernels. Owns its memory (64-byte aligned). Layout is private to gemm*.cpp.
@@ -36,21 +38,27 @@ ck_status pack_weight_in_place(float* w, size_t n, size_t k, PackedWeight* out);
 // part [ns[i], k] packed over its own storage wherever it lies; the GEMM finds each panel by pointer.
 ck_status pack_weight_parts_in_place(float* const* parts, const size_t* ns, size_t count, size_t k, PackedWeight* out);
 
+// The columns of a packed weight's panel (output features), whatever the ISA. Row ranges of a packed
+// weight (GemmArgs::w_row0) and weights packed in place start at multiples of it; the addon
+// exports it (gemmPanelWidth) so that TypeScript never writes the number itself.
+constexpr size_t kPanelCols = 16;
+
+// Set by name (GemmArgs g; g.x = ...;): every field has its default.
 struct GemmArgs {
-  const float* x;            // [m, k], row stride ldx
-  size_t ldx;
-  const PackedWeight* w;     // [n, k] packed
-  const float* bias;         // [n] or null
-  Epilogue epilogue;
-  const float* residual;     // [m, n], row stride ldr (Epilogue::Residual only); may alias y
-  size_t ldr;
-  float* y;                  // [m, n], row stride ldy
-  size_t ldy;
-  size_t m;
-  float alpha;               // Y = alpha·X·Wᵀ (+ bias ...); 1 for layers
-  // Gelu or QuickGelu: X is read through it, Y = act(X)·Wᵀ ... (the activation of the GEMM before,
-  // applied while X is packed, where it runs over whole rows instead of at the end of each tile).
-  Epilogue x_act = Epilogue::None;
+  const float* x = nullptr;            // [m, k], row stride ldx
+  size_t ldx = 0;
+  const PackedWeight* w = nullptr;     // [n, k] packed
+  const float* bias = nullptr;         // [n] or null
+  Epilogue epilogue = Epilogue::None;
+  const float* residual = nullptr;     // [m, n], row stride ldr (Epilogue::Residual only); may alias y
+  size_t ldr = 0;
+  float* y = nullptr;                  // [m, n], row stride ldy
+  size_t ldy = 0;
+  size_t m = 0;
+  float alpha = 1.0f;                  // Y = alpha·X·Wᵀ (+ bias ...); 1 for layers
+  // X is read through it, Y = act(X)·Wᵀ ... (the activation of the GEMM before, applied while X is
+  // packed, where it runs over whole rows instead of at the end of each tile).
+  Activation x_act = Activation::None;
   // Only rows [w_row0, w_row0 + w_rows) of W (output features; w_row0 a multiple of 16, and so is
   // w_rows unless the range ends at n): e.g. k and v of a fused q | k | v weight. Y holds w_rows columns.
   size_t w_row0 = 0;

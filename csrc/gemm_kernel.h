@@ -9,9 +9,8 @@
 
 namespace ck {
 
-// Packed weights are panels of 16 columns whatever the ISA: [panel][k][16] fp32, or
-// [panel][k/2][16][2] bf16 (k pairs adjacent, odd k padded with zero), each panel zero-padded past n.
-constexpr size_t kPanelCols = 16;
+// Packed weights are panels of kPanelCols columns whatever the ISA (gemm.h): [panel][k][16] fp32,
+// or [panel][k/2][16][2] bf16 (k pairs adjacent, odd k padded with zero), each zero-padded past n.
 
 // The accumulator rows an MR-row micro-kernel runs for a micro-panel of mv rows (mv <= MR): a third
 // or two thirds of MR, or MR - 2 when MR >= 12, whichever first holds mv, else MR. The kernels are

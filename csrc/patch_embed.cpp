@@ -34,7 +34,18 @@ ck_status patch_embed_f32(const PatchEmbedArgs& a) {
       }
     });
     float* yb = a.y + b * (1 + patches) * dim;
-    GemmArgs g{cols, kdim, a.w, a.bias, Epilogue::Residual, a.pos_emb + dim, dim, yb + dim, dim, patches, 1.0f};
+    // Y = cols·Wᵀ + bias + pos_emb rows 1.., written after the class row.
+    GemmArgs g;
+    g.x = cols;
+    g.ldx = kdim;
+    g.w = a.w;
+    g.bias = a.bias;
+    g.epilogue = Epilogue::Residual;
+    g.residual = a.pos_emb + dim;
+    g.ldr = dim;
+    g.y = yb + dim;
+    g.ldy = dim;
+    g.m = patches;
     if (ck_status s = gemm(g); s != CK_OK) return s;
     for (size_t i = 0; i < dim; ++i) yb[i] = a.class_emb[i] + a.pos_emb[i];
   }

@@ -38,6 +38,8 @@ export interface NativeAddon {
   lockFile(args: { fd: number }): boolean;
   /** glibc's malloc_trim(0) on the native pool: true when pages went back to the system; false elsewhere. */
   trimHeap(args: Record<string, never>): Promise<boolean>;
+  /** The columns of a packed weight's panel (ck::kPanelCols). */
+  gemmPanelWidth(): number;
   [op: string]: ((args: Buffers) => Promise<unknown>) | ((...a: any[]) => unknown);
 }
 

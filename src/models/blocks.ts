@@ -3,7 +3,7 @@
  * pre-LN transformer block of the ViT and the CLIP text tower, row picking, and ragged text batches.
  */
 import { gatherRows } from '../ops/embedding';
-import { linear, PackedWeight, packWeight, packWeightParts, WeightDType } from '../ops/gemm';
+import { linear, PackedWeight, packWeight, packWeightParts, panelWidth, WeightDType } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import { native } from '../native';
@@ -238,14 +238,14 @@ export function preNormQkv(x: Tensor, l: PackedPreNormLayer, s: BlockSettings, w
  * The attention input of a last layer that needs the output of some rows only (the class token,
  * [CLS]), queued: k and v of every row of h [..., W] into qkv [..., 3W], whose q part is left unset,
  * and q of rows `index` alone → query [n, W] (a third of the projection for the other rows saved);
- * `picked` holds those rows of h. When W is not a multiple of 16 (the packed weight's panels) the
+ * `picked` holds those rows of h. When W is not a multiple of panelWidth() (the packed weight's panels) the
  * projection runs whole and query is undefined: attention then reads qkv's q part.
  */
 export function lastLayerQkv(h: Tensor, l: PackedLinear, index: ArrayLike<number>, ws: Workspace, q: OpQueue): { qkv: Tensor; query?: Tensor; picked: Tensor } {
   const width = h.shape[h.shape.length - 1], n = l.weight.n;
   const qkv = ws.tensor('qkv', [...h.shape.slice(0, -1), n]);
   const picked = pickRows(h, index, q);
-  if (width % 16 !== 0 || n !== 3 * width) {
+  if (width % panelWidth() !== 0 || n !== 3 * width) {
     q.add(() => linear(h, l.weight, { bias: l.bias, out: qkv }));
     return { qkv, picked };
   }

@@ -24,23 +24,33 @@ export class PackedWeight {
 
   /**
    * Rows [start, end) of W (output features) as a weight of their own, sharing the packed panels:
-   * e.g. k | v of a fused q | k | v weight. start a multiple of 16, and end too unless it is n.
+   * e.g. k | v of a fused q | k | v weight. start a multiple of panelWidth() (16), and end too unless it is n.
    */
   rows(start: number, end: number): PackedWeight {
     expectInt('start', start, 0, this.n);
     expectInt('end', end, start, this.n);
-    if (start % 16 !== 0 || (end % 16 !== 0 && end !== this.n))
-      throw rangeError('E_ARG', `Expected rows to start and end at multiples of 16 (or at n = ${this.n}) but received [${start}, ${end})`);
+    const p = panelWidth();
+    if (start % p !== 0 || (end % p !== 0 && end !== this.n))
+      throw rangeError('E_ARG', `Expected rows to start and end at multiples of ${p} (or at n = ${this.n}) but received [${start}, ${end})`);
     return new PackedWeight(this.handle, end - start, this.k, this.dtype, this.row0 + start);
   }
 }
+
+/**
+ * The columns (output features) of a packed weight's panel, the addon's ck::kPanelCols: row
+ * ranges of a packed weight start at multiples of it, and weights whose N is one are packed in place.
+ */
+export function panelWidth(): number {
+  return (cachedPanelWidth ??= native().gemmPanelWidth());
+}
+let cachedPanelWidth: number | undefined;
 
 export interface PackOptions {
   dtype?: WeightDType;
   /**
    * float32 only: the panels overwrite w's own storage (its values are gone afterwards) and the
    * packed weight keeps that buffer alive, so packing touches no new memory. For weights read from a
-   * checkpoint that nothing else reads. Copies as usual when N is not a multiple of 16 or dtype is bfloat16.
+   * checkpoint that nothing else reads. Copies as usual when N is not a multiple of panelWidth() or dtype is bfloat16.
    */
   inPlace?: boolean;
 }
@@ -56,7 +66,7 @@ export async function packWeight(w: Tensor, opts: PackOptions = {}): Promise<Pac
   const dtype = expectOneOf('dtype', opts.dtype ?? 'float32', ['float32', 'bfloat16'] as const);
   if (opts.inPlace !== undefined && typeof opts.inPlace !== 'boolean')
     throw typeError('E_ARG', `Expected a boolean for inPlace but received ${describe(opts.inPlace)}`);
-  const inPlace = opts.inPlace === true && dtype === 'float32' && n % 16 === 0;
+  const inPlace = opts.inPlace === true && dtype === 'float32' && n % panelWidth() === 0;
   const handle = (await native().packWeight({ w: w.data, n, k, dtype, inPlace })) as PackedHandle;
   return new PackedWeight(handle, n, k, dtype);
 }
@@ -64,7 +74,7 @@ export async function packWeight(w: Tensor, opts: PackOptions = {}): Promise<Pac
 /**
  * Packs the parts [N_i, K] stacked along N (e.g. q, k, v → one [3N, K] weight, one GEMM for all
  * three) without first copying them into one array. inPlace (as for packWeight) packs each part over
- * its own storage wherever it lies when every N_i is a multiple of 16; otherwise the parts are
+ * its own storage wherever it lies when every N_i is a multiple of panelWidth(); otherwise the parts are
  * concatenated and packed as usual.
  */
 export async function packWeightParts(parts: Tensor[], opts: PackOptions = {}): Promise<PackedWeight> {
@@ -74,7 +84,7 @@ export async function packWeightParts(parts: Tensor[], opts: PackOptions = {}): 
   const ns = parts.map((p, i) => expectShape(`parts[${i}]`, expectTensor(`parts[${i}]`, p, 'float32'), [-1, k])[0]);
   const n = ns.reduce((a, b) => a + b, 0);
   const dtype = expectOneOf('dtype', opts.dtype ?? 'float32', ['float32', 'bfloat16'] as const);
-  if (opts.inPlace === true && dtype === 'float32' && ns.every((ni) => ni % 16 === 0)) {
+  if (opts.inPlace === true && dtype === 'float32' && ns.every((ni) => ni % panelWidth() === 0)) {
     const handle = (await native().packWeight({ parts: parts.map((p) => p.data), ns, k, inPlace: true })) as PackedHandle;
     return new PackedWeight(handle, n, k, dtype);
   }
