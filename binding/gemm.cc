@@ -30,6 +30,10 @@ const ck::PackedWeight* packed_weight_arg(Args& a, const char* name) {
   return v.As<Napi::External<ck::PackedWeight>>().Data();
 }
 
+// The typed arrays a weight packed in place lives in, held by owned references until the weight's
+// External is finalized (and dropped with the job, on the JS thread, if packing fails).
+using Pins = std::vector<Napi::ObjectReference>;
+
 // packWeight({ parts: [Float32Array, ...], ns: [n0, n1, ...], k, inPlace: true }): one weight whose
 // rows are the parts stacked (q | k | v), each packed over its own storage.
 static Napi::Value PackWeightParts(Args& a) {
@@ -43,7 +47,7 @@ static Napi::Value PackWeightParts(Args& a) {
   if (count == 0 || count > 16 || ns_arr.Length() != count) throw_range(env, "E_ARG", "packWeight: expected 1 to 16 parts, one n each");
   std::vector<float*> ptrs;
   std::vector<size_t> ns;
-  auto pins = std::make_shared<std::vector<Napi::ObjectReference*>>();
+  auto pins = std::make_shared<Pins>();
   for (uint32_t i = 0; i < count; ++i) {
     Napi::Value p = parts.Get(i), ni = ns_arr.Get(i);
     if (!p.IsTypedArray() || p.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
@@ -61,15 +65,13 @@ static Napi::Value PackWeightParts(Args& a) {
     ptrs.push_back(f.Data());
     ns.push_back(n);
   }
-  for (uint32_t i = 0; i < count; ++i) pins->push_back(new Napi::ObjectReference(Napi::Persistent(parts.Get(i).As<Napi::Object>())));
+  for (uint32_t i = 0; i < count; ++i) pins->push_back(Napi::Persistent(parts.Get(i).As<Napi::Object>()));
   auto packed = std::make_shared<std::unique_ptr<ck::PackedWeight>>(new ck::PackedWeight());
   return queue_job(
       a, [packed, ptrs, ns, k] { return ck::pack_weight_parts_in_place(ptrs.data(), ns.data(), ptrs.size(), k, packed->get()); },
       [packed, pins](Napi::Env env) -> Napi::Value {
-        auto ext = Napi::External<ck::PackedWeight>::New(env, packed->release(), [pins](Napi::Env, ck::PackedWeight* p) {
-          delete p;
-          for (auto* pin : *pins) delete pin;  // the buffers the panels live in
-        });
+        // The finalizer holds the pins (the buffers the panels live in) until it is run.
+        auto ext = Napi::External<ck::PackedWeight>::New(env, packed->release(), [pins](Napi::Env, ck::PackedWeight* p) { delete p; });
         ext.TypeTag(&kPackedWeightTag);
         return ext;
       });
@@ -89,7 +91,8 @@ static Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   const bool in_place = a.flag("inPlace", false);
   if (in_place && (type != ck::WeightType::F32 || n % ck::kPanelCols != 0))
     throw_range(a.env(), "E_ARG", "packWeight: inPlace needs float32 and n a multiple of " + std::to_string(ck::kPanelCols) + " (n = " + std::to_string(n) + ")");
-  Napi::ObjectReference* pin = in_place ? new Napi::ObjectReference(Napi::Persistent(a.value("w").As<Napi::Object>())) : nullptr;
+  auto pins = std::make_shared<Pins>();
+  if (in_place) pins->push_back(Napi::Persistent(a.value("w").As<Napi::Object>()));
   auto packed = std::make_shared<std::unique_ptr<ck::PackedWeight>>(new ck::PackedWeight());
   float* wd = w.data;
   return queue_job(
@@ -97,16 +100,15 @@ static Napi::Value PackWeight(const Napi::CallbackInfo& info) {
       [packed, wd, n, k, type, in_place] {
         return in_place ? ck::pack_weight_in_place(wd, n, k, packed->get()) : ck::pack_weight(wd, n, k, k, type, packed->get());
       },
-      [packed, pin](Napi::Env env) -> Napi::Value {
+      [packed, pins](Napi::Env env) -> Napi::Value {
         ck::PackedWeight* pw = packed->release();
         // Memory of its own to report to the GC (in place: none new).
         const int64_t bytes = pw->owned ? static_cast<int64_t>(pw->bytes) : 0;
-        auto ext = Napi::External<ck::PackedWeight>::New(env, pw, [bytes, pin](Napi::Env e, ck::PackedWeight* p) {
+        auto ext = Napi::External<ck::PackedWeight>::New(env, pw, [bytes, pins](Napi::Env e, ck::PackedWeight* p) {
           // A finalizer must not throw (it may run while the environment is torn down): raw call, status ignored.
           int64_t total;
           if (bytes) napi_adjust_external_memory(e, -bytes, &total);
-          delete p;
-          delete pin;  // the buffer the panels live in, when packed in place
+          delete p;  // the pins (w, when packed in place) go with this callback
         });
         ext.TypeTag(&kPackedWeightTag);
         if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
