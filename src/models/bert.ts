@@ -23,9 +23,11 @@ import { embedding } from '../ops/embedding';
 import { linear, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import {
-  collectStates, encodeInGroups, fresh, HiddenStates, keep, keepNorm, lastLayerQkv, OpQueue, PackedLinear, packLinear, packQkv, PackSettings, pickRows, RaggedBatch, raggedBatch, TextOutput, Workspace, WorkspacePool,
-} from './blocks';
+import { collectStates, HiddenStates, lastLayerQkv, pickRows, TextOutput } from './blocks';
+import { OpQueue } from './op_queue';
+import { keep, keepNorm, PackedLinear, packLinear, packQkv, PackSettings } from './packing';
+import { encodeInGroups, RaggedBatch, raggedBatch } from './ragged';
+import { fresh, Workspace, WorkspacePool } from './workspace';
 import { BertTextConfig } from './config';
 import { BertTextWeights, Norm } from './weights';
 

@@ -14,10 +14,11 @@ import { embedding } from '../ops/embedding';
 import { linear, PackedWeight, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import {
-  BlockSettings, collectStates, encodeInGroups, fresh, HiddenStates, keep, keepNorm, OpQueue, PackedPreNormLayer, PackSettings, packPreNormLayer, pickRows, preNormMlp, preNormQkv,
-  RaggedBatch, raggedBatch, TextOutput, Workspace, WorkspacePool,
-} from './blocks';
+import { BlockSettings, collectStates, HiddenStates, pickRows, preNormMlp, preNormQkv, TextOutput } from './blocks';
+import { OpQueue } from './op_queue';
+import { keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings } from './packing';
+import { encodeInGroups, RaggedBatch, raggedBatch } from './ragged';
+import { fresh, Workspace, WorkspacePool } from './workspace';
 import { ClipTextConfig } from './config';
 import { ClipTextWeights } from './weights';
 

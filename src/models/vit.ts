@@ -14,9 +14,10 @@ import { linear, PackedWeight, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
 import { Tensor } from '../tensor';
-import {
-  BlockSettings, collectStates, fresh, HiddenStates, keep, keepNorm, lastLayerQkv, OpQueue, PackedPreNormLayer, PackSettings, packPreNormLayer, pickRows, preNormMlp, preNormQkv, Workspace, WorkspacePool,
-} from './blocks';
+import { BlockSettings, collectStates, HiddenStates, lastLayerQkv, pickRows, preNormMlp, preNormQkv } from './blocks';
+import { OpQueue } from './op_queue';
+import { keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings } from './packing';
+import { fresh, Workspace, WorkspacePool } from './workspace';
 import { VisionConfig } from './config';
 import { Norm, VisionWeights } from './weights';
 

@@ -6,7 +6,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { linear, Tensor } from '../../src';
-import { lastLayerQkv, OpQueue, packQkv, Workspace } from '../../src/models/blocks';
+import { lastLayerQkv } from '../../src/models/blocks';
+import { OpQueue } from '../../src/models/op_queue';
+import { packQkv } from '../../src/models/packing';
+import { Workspace } from '../../src/models/workspace';
 import { normal } from '../helpers';
 
 const LastLayer = suite('last layer q | k | v');

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { linear, packWeight, softmax, Tensor } from '../../src';
-import { OpQueue } from '../../src/models/blocks';
+import { OpQueue } from '../../src/models/op_queue';
 import { native } from '../../src/native';
 import { uniform } from '../helpers';
 
@@ -100,7 +100,7 @@ Queue('done() rejects with the first failure in queue order and still runs the r
 Queue("two JavaScript threads' quiet ops are each handed back to their own thread", async () => {
   const src = path.join(__dirname, '..', '..', 'src');
   const worker = new Worker(
-    `require('tsx/cjs'); const ck = require(${JSON.stringify(src)}); const { OpQueue } = require(${JSON.stringify(path.join(src, 'models', 'blocks'))});
+    `require('tsx/cjs'); const ck = require(${JSON.stringify(src)}); const { OpQueue } = require(${JSON.stringify(path.join(src, 'models', 'op_queue'))});
      const { parentPort } = require('node:worker_threads');
      (async () => {
        const sums = [];

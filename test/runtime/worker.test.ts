@@ -46,10 +46,10 @@ Workers('terminating a worker mid-GEMM is safe', async () => {
   // Termination at varied points of the job stream: inside a kernel, between a job's end and its
   // promise settling, while jobs wait in the queue; every other round with the ops queued quietly
   // (OpQueue), so that some are done and parked, waiting for a later one to carry them back.
-  const blocks = JSON.stringify(path.join(src, 'models', 'blocks'));
+  const opQueue = JSON.stringify(path.join(src, 'models', 'op_queue'));
   for (let round = 0; round < 12; round++) {
     const w = worker(`
-      const { OpQueue } = require(${blocks});
+      const { OpQueue } = require(${opQueue});
       const n = 1024, k = 1024, m = 1024;
       const wt = await ck.packWeight(new ck.Tensor(new Float32Array(n * k).fill(0.5), [n, k]));
       const x = new ck.Tensor(new Float32Array(m * k).fill(0.25), [m, k]);
