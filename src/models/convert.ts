@@ -55,7 +55,8 @@ import { elementCount, TensorEntry } from '../io/tensor_entry';
 import { BertWordPieceTokenizer } from '../tokenizers/bert_wordpiece';
 import { bytesToUnicode, ClipBpeTokenizer, EOT, SOT } from '../tokenizers/clip_bpe';
 import { assetsDir, BPE_GZ, defaultPreprocessorConfig } from './family_files';
-import { CheckpointLayout, HfCheckpoint, HfConfigJson, LayoutModelType, toHfLayout } from './layouts';
+import { HfConfigJson, LayoutModelType } from './infer_geometry';
+import { CheckpointLayout, HfCheckpoint, toHfLayout } from './layouts';
 import { readFileBounded } from '../io/read_file';
 
 export const CONVERT_DTYPES = ['keep', 'fp32', 'fp16', 'bf16'] as const;

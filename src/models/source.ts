@@ -21,7 +21,8 @@ import { TensorEntry } from '../io/tensor_entry';
 import { BertWordPieceTokenizer, ClipBpeTokenizer, loadTokenizer, Tokenizer } from '../tokenizers';
 import { ClipConfig, parseClipConfig, parsePreprocessConfig, PreprocessConfig, readPreprocessConfig } from './config';
 import { assetsDir, defaultPreprocessorConfig } from './family_files';
-import { CheckpointLayout, HfConfigJson, LayoutOptions, toHfLayout } from './layouts';
+import { HfConfigJson } from './infer_geometry';
+import { CheckpointLayout, LayoutOptions, toHfLayout } from './layouts';
 import { readFileBounded, readTextBounded } from '../io/read_file';
 
 export interface ModelSource {

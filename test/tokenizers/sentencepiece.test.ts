@@ -5,7 +5,7 @@ import { Writer } from 'protobufjs/minimal';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadTokenizer, SentencePieceUnigram, XlmRobertaTokenizer } from '../../src/tokenizers';
-import { parseModelProto } from '../../src/tokenizers/sentencepiece';
+import { parseModelProto } from '../../src/tokenizers/sentencepiece_model';
 import { throwsCode } from '../helpers';
 import { firstDiff, modelTokenizer, path, xrCases } from './fixtures';
 
