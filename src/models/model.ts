@@ -206,7 +206,8 @@ export class ClipModel {
     for (let start = 0; start < n; start += this.batchSize) {
       const pixels = await next!;
       next = start + this.batchSize < n ? prepare(start + this.batchSize) : undefined;
-      rows.push(...(await this.encodePixels(pixels, pixels.length / per, opts)));
+      // Batched and checked once, here: the batch goes to the tower as it is.
+      rows.push(...(await rowsOf(await this.visionBatch(pixels, pixels.length / per), opts)));
     }
     return rows;
   }
@@ -337,14 +338,21 @@ export class ClipModel {
     const c = this.config.clip.vision, s = c.imageSize;
     this.checkPixels(pixels, n);
     const width = c.hiddenSize, proj = this.config.projectionDim, per = c.numChannels * s * s;
+    if (n <= this.batchSize) return this.visionBatch(pixels, n);
     const pooled = new Float32Array(n * width), embeds = new Float32Array(n * proj);
     for (let i = 0; i < n; i += this.batchSize) {
       const b = Math.min(this.batchSize, n - i);
-      const out = await this.vision.encode(new Tensor(pixels.subarray(i * per, (i + b) * per), [b, c.numChannels, s, s]));
+      const out = await this.visionBatch(pixels.subarray(i * per, (i + b) * per), b);
       pooled.set(out.pooled.data, i * width);
       embeds.set(out.embeds.data, i * proj);
     }
     return { pooled: new Tensor(pooled, [n, width]), embeds: new Tensor(embeds, [n, proj]) };
+  }
+
+  /** One tower call on n <= batchSize images' pixels, already checked. */
+  private visionBatch(pixels: Float32Array, n: number): Promise<VisionOutput> {
+    const c = this.config.clip.vision, s = c.imageSize;
+    return this.vision.encode(new Tensor(pixels, [n, c.numChannels, s, s]));
   }
 
   /**
