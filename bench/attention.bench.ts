@@ -5,10 +5,9 @@
  * FLOPs counted: attention 4·batch·heads·qRows·seq·headDim (Q·Kᵀ and P·V over every key, masked or
  * not; a causal mask halves it; the softmax's exps are not counted), logits 2·n·m·d (the GEMM),
  * InfoNCE 6·n²·d (its three GEMMs).
- * Where attention sits below the FMA peak (≈ 50–60 % on one Zen 3 core at seq 197): the softmax's
- * v_exp costs ~30 vector ops per 8 scores next to 128 FMAs (~15 % of the time), 197 queries fill 208
- * lanes, Qᵀ is packed per block, and at seq 769 a head's K and V (~400 KB) no longer stay in L2 across
- * query blocks. The padding-mask case counts masked keys' FLOPs although they are skipped.
+ * Why attention sits below the FMA peak: the softmax's v_exp costs ~30 vector ops per 8 scores
+ * next to 128 FMAs, 197 queries fill 208 lanes, Qᵀ is packed per block, and at seq 769 a head's
+ * K and V (~400 KB) no longer stay in L2 across query blocks. The padding-mask case counts masked keys' FLOPs although they are skipped.
  * On a 2-core machine shared with other work, 2-thread timings mostly measure preemption.
  */
 import { native } from '../src/native';

@@ -3,8 +3,8 @@
 // Hands the C heap's free pages back to the system (glibc's malloc_trim(0)) on the native pool;
 // true when memory was released. Elsewhere (musl, macOS, Windows) it does nothing and gives false.
 // Why: libvips decodes each image on its own threads, and glibc keeps what they free in per-thread
-// arenas, scattered between blocks still in use, so a long decode job's RSS climbs (about 0.2 to
-// 0.3 MB per 1 000 JPEGs) although nothing leaks; a trim returns those pages.
+// arenas, scattered between blocks still in use, so a long decode job's RSS climbs although nothing
+// leaks; a trim returns those pages.
 #include <cstdlib>  // defines __GLIBC__ where the C library is glibc
 #include <memory>
 #if defined(__GLIBC__)

@@ -49,15 +49,16 @@ namespace ck {
 namespace {
 
 // M block, at most (in rows; L2 bounds it further below): 480 lets a 512-wide layer's block fill
-// 3/4 of a 1 MiB L2 (384 rows), 240 made 616 rows (CLIP text b8) three blocks instead of two.
+// 3/4 of a 1 MiB L2 (384 rows), so there L2 sets the block, not this cap; a lower cap would cut a
+// batch into more M blocks, each streaming every weight again.
 constexpr size_t kMC = 480;
 constexpr size_t kABudget = size_t(4) << 20;   // packed-A bytes per pass over K (bounds scratch for huge K)
 
 size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 // The micro-kernel work of m rows in micro-panels of `rows` (<= MR) rows, in row-calls: each call
-// runs the accumulator rows gemm_rows_for picks plus about half a row of fixed cost, and a
-// third-of-MR kernel runs at ~70 % of the others' rate (Zen 5, bf16 and fp32).
+// runs the accumulator rows gemm_rows_for picks plus a fixed cost: about half a row, or 1.6 rows
+// for a third-of-MR kernel, which runs at a lower rate than the others.
 double tile_cost(size_t m, size_t rows, size_t MR) {
   auto run = [&](size_t mv) -> double {
     const int ra = gemm_rows_for(static_cast<int>(mv), static_cast<int>(MR));
@@ -68,9 +69,9 @@ double tile_cost(size_t m, size_t rows, size_t MR) {
 
 // How the driver cuts a GEMM of K for a kernel: K into nkb equal blocks of kc (multiples of
 // k_align; K = 0 still runs one empty block for the epilogue), and M into blocks of at most mc_max
-// rows: kMC and an A block of at most 3/4 of L2 (beside it: the B tile and the C lines). At half of
-// L2, 197 rows (ViT-B/16 at batch 1) took two blocks of 168 + 29 on a 1 MiB L2 and streamed every
-// weight twice (Zen 5: 5-7 % more time).
+// rows: kMC and an A block of at most 3/4 of L2 (beside it: the B tile and the C lines). 3/4, not
+// half: at K = 768 a 1 MiB L2 then holds the 197 rows of a ViT-B/16 image in one block, so every
+// weight is streamed once, not twice.
 struct Blocking {
   size_t nkb, kc;
   size_t a_bytes, a_panel_bytes;  // what an A micro-panel holds (its cache footprint); where they start
@@ -100,7 +101,7 @@ void part_rows(size_t m, size_t part, size_t parts, size_t mr, size_t* r0, size_
 // The rows of the micro-panels for one M block of m rows (the only one): MR, or MR - 2 when those
 // cover m for less (the 12-row AVX-512 tiles, whose kernels come in 10-row copies through
 // gemm_by_rows). A 50-row ViT-B/32 image: 5 × 10 rows instead of 4 × 12 and a 4-row kernel for the
-// last 2; a 77-token text: 7 × 10 + 7. In one process, switched call by call: fp32 1 %, bf16 3 % less time.
+// last 2; a 77-token text: 7 × 10 + 7.
 size_t single_block_rows(const GemmKernel& kern, size_t m) {
   const size_t mr = kern.mr;
   return mr == 12 && tile_cost(m, mr - 2, mr) < 0.985 * tile_cost(m, mr, mr) ? mr - 2 : mr;
@@ -159,8 +160,8 @@ void pack_panels_f32(const float* b, size_t ldb, bool b_is_nk, size_t n, size_t 
 
 // bf16 panels [panel][k/2][16][2], zero past n and at the odd-k pad. In blocks of 16 k: each
 // column's 16 values are rounded with vectors (bf16_round), then the block's 8 k pairs — one 32-bit
-// word per column and pair — are transposed into place (a scalar rounding per element took
-// 16 % of loading a bf16 model).
+// word per column and pair — are transposed into place (a scalar rounding per element would be a
+// large share of loading a bf16 model).
 void pack_panels_bf16(const float* w, size_t ldw, size_t n, size_t k, uint16_t* out) {
   constexpr size_t kBlock = 16;
   const size_t panels = (n + kPanelCols - 1) / kPanelCols, kp = (k + 1) / 2;
@@ -253,8 +254,8 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
   if (a.epilogue == Epilogue::Residual && (!a.residual || a.ldr < n)) return CK_ERR_ARG;
   const size_t threads = static_cast<size_t>(pool().threads());
   const Blocking blk = blocking_for(kern, K);
-  // The taller tile where it cuts the rows into fewer, fuller micro-panels (Zen 5, RoBERTa text b8:
-  // 1.4 % less time). The sums run in the same order either way: same results bit for bit.
+  // The taller tile where it cuts the rows into fewer, fuller micro-panels. The sums run in the
+  // same order either way: same results bit for bit.
   if (kern.taller) {
     const GemmKernel& tall = *kern.taller;
     if (driver_cost(tall, blocking_for(tall, K), m, threads) < 0.995 * driver_cost(kern, blk, m, threads))
@@ -449,8 +450,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     // Rows enough for several M blocks: each thread takes its own contiguous rows (part_rows) and
     // runs them over every N tile, packing its own micro-panels. The weights are read once per M block either way,
     // but here a thread's A block is packed and read in its own L2, and the threads meet once per
-    // GEMM instead of twice per M block (in-process alternation, Zen 5: texts and images at b8
-    // 0.5–2.9 % faster, fp32 and bf16).
+    // GEMM instead of twice per M block.
     //
     // A thread that is done takes units of work that another thread has not started yet (stealing),
     // so that a thread the OS holds up (another process, the JS thread, a GC thread on a machine
@@ -461,8 +461,7 @@ ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const Gem
     // (K block, N tile) step that waits for the tile's previous K block (it has long finished, but a
     // thief may run the two at once). The owner packs its next phase over the same scratch only once
     // every unit of the last one has finished. Every C tile's sums run in the same order whoever
-    // runs it: same results bit for bit. (Zen 5, RoBERTa texts at b8: the threads' finishing times
-    // differed by 2.4–4 % of the GEMMs' time before.)
+    // runs it: same results bit for bit.
     struct Phase {
       size_t ic = 0, mb = 0, g0 = 0, g1 = 0, units = 0;
       bool by_tile = true;
@@ -651,7 +650,7 @@ ck_status gemm_unpacked(const float* a, size_t lda, const float* b, size_t ldb, 
 // K block plus one cache line (kGemmAS floats): the micro-kernel broadcasts a[r·kGemmAS + k], one
 // base register and an immediate per row, and the rows' lines fall in different L1 sets (AVX-512:
 // 3136 bytes apart). Packing is a copy of each row instead of a 16×16 transpose per 16 k; the
-// micro-kernel runs as fast on either layout (one core, A block from L2: 97–98 % of the FMA peak).
+// micro-kernel runs as fast on either layout.
 constexpr size_t kGemmAS = kGemmKC + 64 / sizeof(float);
 
 // A micro-panel of an MR-row tile: out[r·kGemmAS + k] = x[r, k] for k < kc (kc <= kGemmKC), rows past `rows` zero.

@@ -241,8 +241,7 @@ CK_BF16_DOT_TARGET static void gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const v
 #undef CK_BF16_DOT_TARGET
 
 // K blocks of 768 (a 48 KiB B tile, streamed from L2): one block for K = 768, so each C tile is
-// stored once (Zen 4, 2 threads, against 384: 2-3 % less time at 197x768->768, 1576x768->2304 and
-// 416x768->3072; the same within noise at K = 2048 and 3072).
+// stored once; a larger K loses nothing by the longer blocks.
 static const GemmKernel kGemmBf16DotKernel = {kBf16DotMR,
                                               32,
                                               2,
@@ -292,9 +291,8 @@ CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, con
   const char* b1 = b0 + (nv > 16 ? b_panel_bytes : 0);
   // A whole tile whose epilogue is only "+ bias" (first K block) or "+ Y" (later ones) runs in the
   // tiles: they start from the bias rows (a tile load with row stride 0) or from Y, and are stored
-  // straight into Y. That skips the round trip through `ct` below, which costs a third of a call
-  // (a vector load cannot take its data from a pending tile store; 197×768→768 on one core: 26 % →
-  // 34 % of the AMX probe without it).
+  // straight into Y. That skips the round trip through `ct` below, which is slow: a vector load
+  // cannot take its data from a pending tile store, so it waits for the store to complete.
   const bool direct = mv == kAmxMR && nv == 32 && e.alpha == 1.0f && !(e.last && e.act != Epilogue::None) &&
                       !(e.first && e.residual);
   const size_t ldc_bytes = ldc * sizeof(float);
@@ -368,7 +366,7 @@ CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, con
 static const GemmKernel kGemmBf16AmxKernel = {kAmxMR,
                                               32,
                                               kAmxK,
-                                              768,  // +5 % against 384 at the ViT shapes
+                                              768,  // a ViT's K = 768 in one block: each C tile stored once
                                               kAmxMR * sizeof(uint16_t),
                                               gemm_bf16_pack_a_amx,
                                               gemm_bf16_ukr_amx_32x32,

@@ -1,6 +1,13 @@
 /**
- * clipkit: CLIP-family image–text models natively from Node.js.
- * This entry point exposes the native core: tensors, the kernels and the runtime settings.
+ * clipkit: CLIP-family image–text models natively from Node.js. The package's entry point exports:
+ * - models: loadModel and ClipModel (embed texts and images, similarity, classify, infoNCE), the
+ *   prompt templates, and convertCheckpoint (an original checkpoint → a Hugging Face folder);
+ * - images: decodeImage, preprocessing (Pillow's resize as resizeU8) and the decode pixel budget;
+ * - tokenizers: loadTokenizer, the CLIP BPE, BERT WordPiece and XLM-R tokenizers, fixText (ftfy);
+ * - search: ImageStore (LanceDB), indexFolder and the HTML results page;
+ * - files: readSafetensors / readSafetensorsIndex, readClipConfig / readPreprocessConfig, loadClipWeights;
+ * - the native core: Tensor, every op (linear, attention, layerNorm, ...) and the runtime settings
+ *   (cpuInfo, setIsa, setThreads); and ClipkitError with its codes.
  */
 export { Tensor, zeros, fromArray } from './tensor';
 export type { DType } from './tensor';

@@ -1,7 +1,7 @@
 /**
  * A bound on the pixels being decoded at once, across the process. encodeImage and `clipkit embed`
- * decode a batch ahead of the image tower, every image of it at once: sixteen 13 000 × 13 000 PNGs,
- * each under the per-image limit, once held 3.9 GB. Preprocessing takes an image's pixel count
+ * decode a batch ahead of the image tower, every image of it at once, and a batch of huge images,
+ * each under the per-image limit, adds up to gigabytes. Preprocessing takes an image's pixel count
  * from this budget after reading its header and before decoding it, and gives it back when the
  * image is down to its model-sized pixels; images that do not fit wait, first come first served.
  * An image larger than the whole budget waits until it is alone, then runs.

@@ -1,46 +1,13 @@
 /**
- * convertCheckpoint(input, outDir): an original CLIP checkpoint → a Hugging Face model folder that
- * loadModel and transformers' `from_pretrained` both read.
- *
- *   const r = convertCheckpoint('ViT-B-16.pt', 'models/vit-b-16', { dtype: 'fp16' });
- *   r.architecture  // 'CLIPModel'; r.files: config.json, model.safetensors, tokenizer and preprocessor files
- *
- * Input: a torch.save file (zip or legacy) or TorchScript archive (`.pt` / `.pth` / `.bin`, read by
- * io/pytorch.ts without Python) or a `.safetensors` file, in any layout layouts.ts knows (OpenAI /
- * open_clip, Chinese-CLIP, EasyNLP, Hugging Face names). layouts.ts maps the names and infers
- * config.json from the shapes; `model` / `text` / `hiddenAct` are passed to it.
- *
- * Written into outDir:
- * - `model.safetensors` (metadata {"format": "pt"}): exactly the parameters transformers' class
- *   for the model type has at this geometry (CLIPModel, ChineseCLIPModel), each with the shape the
- *   config gives; a missing one is an error (E_WEIGHTS), a misshaped one too (E_SHAPE), and the
- *   rest (position_ids / token_type_ids buffers, which transformers keeps non-persistent, BERT
- *   poolers ChineseCLIPModel drops, unknown keys) is left out and listed in `skipped`. Dtype
- *   `keep` writes each tensor in its stored dtype (F64 as F32); fp32 / fp16 / bf16 cast every
- *   tensor (float_cast.ts: round to nearest even, as torch). Written tensor by tensor, so memory
- *   stays at the checkpoint plus one tensor.
- * - `config.json`: the layout's config (architectures, model_type, every geometry field) with
- *   `torch_dtype` set to the dtype most written tensors have.
- * - Tokenizer files, from the vocabularies shipped in the package's assets/ (or `tokenizer`, a
- *   folder with another vocabulary): OpenAI CLIP gets `vocab.json` + `merges.txt` built from
- *   `bpe_simple_vocab_16e6.txt.gz` as SimpleTokenizer builds its vocabulary (256 byte symbols, the
- *   same with `</w>`, the 48894 merges joined, `<|startoftext|>`, `<|endoftext|>`; merges.txt is
- *   `#version: 0.2` and those merges), so transformers' CLIPTokenizer reads the same ranks; BERT
- *   towers get `vocab.txt`. Both get `tokenizer_config.json` and `special_tokens_map.json`. The
- *   vocabulary's size must equal the checkpoint's token embedding rows (E_SHAPE).
- * - `preprocessor_config.json`: CLIPImageProcessor (shortest edge and centre crop = image size) or
- *   ChineseCLIPImageProcessor (resized to image size × image size), bicubic, CLIP mean / std.
- *
- * EasyNLP checkpoints (model_type `easynlp_clip`, with a text pooler and projection biases) are
- * written the same way, but transformers has no class for them (`transformers: false`).
- *
- * Every file is first written under a temporary name in outDir and renamed into place only when
- * all are complete: a failed conversion leaves neither a partial model nor a changed folder (a folder
- * it created is removed again). outDir must be absent or empty unless `force`.
- *
- * Errors: E_ARG for bad options or a non-empty outDir; the readers' E_IO / E_FORMAT /
- * E_UNSUPPORTED and the layouts' E_UNSUPPORTED / E_WEIGHTS / E_SHAPE, naming the input; E_IO when
- * a file cannot be written.
+ * convertCheckpoint(input, outDir): an original CLIP checkpoint (torch.save, TorchScript or
+ * safetensors, in any layout layouts.ts knows) → a Hugging Face model folder (model.safetensors,
+ * config.json, tokenizer and preprocessor files) that loadModel reads, and transformers'
+ * `from_pretrained` too for every model type but EasyNLP's.
+ * - model.safetensors holds exactly the parameters transformers' class has at the inferred
+ *   geometry, each at its config shape; the rest of the input is listed in `skipped`.
+ * - The vocabulary has as many tokens as the token embedding has rows.
+ * - Tensors are cast and written one at a time: memory stays at the checkpoint plus one tensor.
+ * - The folder changes all at once or not at all; outDir must be absent or empty unless `force`.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -108,7 +75,16 @@ export interface ConvertResult {
   files: ConvertedFile[];
 }
 
-/** Converts `input` into a model folder at `outDir` (see the file comment). */
+/**
+ * Converts `input` into a model folder at `outDir` (see the file comment).
+ *
+ *   const r = convertCheckpoint('ViT-B-16.pt', 'models/vit-b-16', { dtype: 'fp16' });
+ *   r.architecture  // 'CLIPModel'; r.files: config.json, model.safetensors, tokenizer and preprocessor files
+ *
+ * Errors: E_ARG for bad options or a non-empty outDir; the readers' E_IO / E_FORMAT /
+ * E_UNSUPPORTED and the layouts' E_UNSUPPORTED / E_WEIGHTS (a parameter missing) / E_SHAPE (one
+ * misshaped), naming the input; E_IO when a file cannot be written.
+ */
 export function convertCheckpoint(input: string, outDir: string, options: ConvertOptions = {}): ConvertResult {
   expectPath('input', input);
   expectPath('outDir', outDir);
@@ -195,6 +171,10 @@ function checkOutDir(outDir: string, force: boolean): boolean {
 // ---------------------------------------------------------------------------------------------
 // Reading and selecting tensors
 
+/**
+ * A `.safetensors` file (by its extension), else a torch.save file (zip or legacy) or TorchScript
+ * archive, read by io/pytorch.ts without Python.
+ */
 function readCheckpoint(input: string): { format: ConvertResult['format']; tensors: ReadonlyMap<string, TensorEntry> } {
   if (path.extname(input).toLowerCase() === '.safetensors') return { format: 'safetensors', tensors: readSafetensors(input).tensors };
   const ckpt = readTorchCheckpoint(input);
@@ -301,7 +281,11 @@ function expectedShapes(config: HfConfigJson): Map<string, readonly number[]> {
 const FLOAT_STORAGE = ['F64', 'F32', 'F16', 'BF16'];
 const CAST_OF: Record<Exclude<ConvertDType, 'keep'>, CastTarget> = { fp32: 'F32', fp16: 'F16', bf16: 'BF16' };
 
-/** The entry as it will be written: cast on demand (nothing is kept after writing). */
+/**
+ * The entry as it will be written: cast on demand (nothing is kept after writing). `keep` writes it
+ * in its stored dtype (F64 as F32); fp32 / fp16 / bf16 cast it (float_cast.ts: round to nearest
+ * even, as torch).
+ */
 function castTo(e: TensorEntry, dtype: ConvertDType): TensorSource {
   if (!FLOAT_STORAGE.includes(e.dtype))
     throw new ClipkitError('E_DTYPE', `Tensor ${e.name} is stored as ${e.dtype}; a model parameter must be a float (F64, F32, F16 or BF16)`);
@@ -333,7 +317,13 @@ const CLIP_VOCAB_SIZE = 49408;
 const CLIP_MERGES = CLIP_VOCAB_SIZE - 512 - 2;
 
 
-/** The tokenizer files of the config's text tower, their vocabulary checked against the checkpoint. */
+/**
+ * The tokenizer files of the config's text tower, from the vocabularies in the package's assets/ or
+ * from `dir`, their vocabulary's size checked against the checkpoint's token embedding (E_SHAPE).
+ * OpenAI CLIP: vocab.json + merges.txt, given or built from bpe_simple_vocab_16e6.txt.gz as
+ * SimpleTokenizer builds its vocabulary (clipVocabFromBpe), so transformers' CLIPTokenizer reads
+ * the same ranks; BERT towers: vocab.txt. Both get tokenizer_config.json and special_tokens_map.json.
+ */
 function tokenizerFiles(config: HfConfigJson, dir: string | undefined): SmallFile[] {
   const from = dir ?? assetsDir();
   const has = (f: string) => fs.existsSync(path.join(from, f));
@@ -405,8 +395,9 @@ function readFile(file: string): Buffer {
 // Writing
 
 /**
- * Writes every file under a temporary name, then renames them into place, model.safetensors last
- * (a folder never shows weights without their config). On failure the temporary files go.
+ * Writes every file under a temporary name, then renames them into place, model.safetensors
+ * (metadata {"format": "pt"}) last: a folder never shows weights without their config. On failure
+ * the temporary files go, and so does a folder this call created.
  */
 function writeFolder(outDir: string, createDir: boolean, weights: readonly TensorSource[], small: readonly SmallFile[]): ConvertedFile[] {
   const tmp = (name: string) => path.join(outDir, `.${name}.${process.pid}.tmp`);

@@ -1,4 +1,4 @@
-/** CLIP-family models: load a folder, embed texts and preprocessed images. */
+/** CLIP-family models: loadModel and ClipModel, the prompt templates, and convertCheckpoint. */
 export { loadModel, ClipModel } from './model';
 export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore } from './model';
 export type { HiddenStates } from './blocks';

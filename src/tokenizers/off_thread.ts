@@ -1,6 +1,6 @@
 /**
- * Tokenizing without blocking the event loop. The tokenizers are plain JavaScript at about a second
- * per million characters (encodeText('猫'.repeat(1e6)) once held the JS thread 1.6 s), so texts
+ * Tokenizing without blocking the event loop. The tokenizers are plain JavaScript, so a very long
+ * text (encodeText('猫'.repeat(1e6))) would hold the JS thread for as long as it takes; texts
  * that add up to more than OFF_THREAD_CHARS are encoded on a worker thread, which builds the same
  * tokenizer from its recipe once and keeps it. Short texts, the common case, stay on the calling
  * thread: a round trip to the worker costs more than they do. The worker is started on first use

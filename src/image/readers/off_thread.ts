@@ -1,13 +1,13 @@
 /**
- * clipkit's own readers are plain JavaScript at 5 to 30 ns a pixel (a 4000x3000 BMP or TGA takes
- * 50 to 100 ms), so images over OFF_THREAD_PIXELS are decoded on a worker thread; the file's bytes
- * are copied to it (a few ms for a 36 MB file) and the pixels come back without a copy. Small
- * images stay on the calling thread, where a round trip would cost more than the decode.
+ * clipkit's own readers are plain JavaScript, so a large BMP or TGA would hold the event loop for
+ * as long as its decode takes: images over OFF_THREAD_PIXELS are decoded on a worker thread; the
+ * file's bytes are copied to it (far quicker than the decode) and the pixels come back without a
+ * copy. Small images stay on the calling thread, where a round trip would cost more than the decode.
  */
 import { WorkerThread } from '../../worker_thread';
 import type { ImageReader, RawImage } from './types';
 
-/** Pixels above which an image is decoded off the calling thread (about 10 ms of decoding). */
+/** Pixels above which an image is decoded off the calling thread (where the decode starts to outweigh the round trip). */
 export const OFF_THREAD_PIXELS = 1 << 20;
 
 export type DecodeResult = { image: RawImage } | { embedded: Uint8Array };
