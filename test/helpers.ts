@@ -97,17 +97,47 @@ export async function rejects(p: Promise<unknown> | (() => unknown), kind: Funct
   assert.unreachable(`expected a ${kind.name} matching ${match}`);
 }
 
-/** Runs fn, which must throw a ClipkitError with this code and a message matching `match`; returns it. */
-export function throwsCode(fn: () => unknown, code: ErrorCode, match: RegExp): ClipkitError {
+/** One pattern or several, all of which a message must match. */
+export type Matches = RegExp | readonly RegExp[];
+
+/**
+ * Checks that `err` is a `kind` (ClipkitError unless told: the argument checks throw a TypeError or
+ * RangeError that carries a code) with this code and a message matching every pattern.
+ */
+function assertCoded(err: unknown, code: ErrorCode, match: Matches | undefined, kind: Function): void {
+  assert.instance(err, kind, `expected ${kind.name} ${code} but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
+  assert.is((err as { code?: unknown }).code, code, `code of: ${(err as Error).message}`);
+  for (const m of match === undefined ? [] : match instanceof RegExp ? [match] : match) assert.match((err as Error).message, m);
+}
+
+/** Runs fn, which must throw a ClipkitError (or `kind`) with this code and a message matching `match`; returns it. */
+export function throwsCode(fn: () => unknown, code: ErrorCode, match?: Matches): ClipkitError;
+export function throwsCode(fn: () => unknown, code: ErrorCode, match: Matches | undefined, kind: Function): Error & { code: ErrorCode };
+export function throwsCode(fn: () => unknown, code: ErrorCode, match?: Matches, kind: Function = ClipkitError): ClipkitError {
   try {
     fn();
   } catch (err) {
-    assert.instance(err, ClipkitError, `expected ClipkitError but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-    assert.is((err as ClipkitError).code, code, `code of: ${(err as Error).message}`);
-    assert.match((err as Error).message, match);
+    assertCoded(err, code, match, kind);
     return err as ClipkitError;
   }
-  return assert.unreachable(`expected ${code} matching ${match}`) as never;
+  return assert.unreachable(`expected ${code}${match ? ` matching ${match}` : ''}`) as never;
+}
+
+/**
+ * Awaits `p` (a promise, or a function that is called and awaited: a throw counts as a rejection),
+ * which must reject with a ClipkitError (or `kind`) with this code and a message matching `match`
+ * (one pattern or all of several); returns the error.
+ */
+export function rejectsCode(p: Promise<unknown> | (() => unknown), code: ErrorCode, match?: Matches): Promise<ClipkitError>;
+export function rejectsCode(p: Promise<unknown> | (() => unknown), code: ErrorCode, match: Matches | undefined, kind: Function): Promise<Error & { code: ErrorCode }>;
+export async function rejectsCode(p: Promise<unknown> | (() => unknown), code: ErrorCode, match?: Matches, kind: Function = ClipkitError): Promise<ClipkitError> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (err) {
+    assertCoded(err, code, match, kind);
+    return err as ClipkitError;
+  }
+  return assert.unreachable(`expected ${code}${match ? ` matching ${match}` : ''}`) as never;
 }
 
 const tempDirs: string[] = [];

@@ -2,7 +2,7 @@
  * `clipkit eval retrieval` and `clipkit eval zeroshot` end to end on the tiny Chinese-CLIP model:
  * the reported numbers equal the metrics recomputed here from the model's own embeddings
  * (encodeImage / encodeText / labelEmbeddings, cosines in float64, Chinese-CLIP's ranking
- * transcribed in test/eval/chinese_clip.ts), for each retrieval format; and bad inputs end with a
+ * transcribed in test/ref/retrieval.ts), for each retrieval format; and bad inputs end with a
  * clear message and a non-zero exit.
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipModel, loadModel } from '../../src/models';
-import { chineseClipRecall, pythonTopK } from '../eval/chinese_clip';
+import { chineseClipRecall, pythonTopK } from '../ref/retrieval';
 import { cli, IMAGES, modelFolder } from './fixture_model';
 import { tempDir } from '../helpers';
 

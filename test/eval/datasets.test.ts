@@ -9,9 +9,8 @@ import { mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ClipkitError } from '../../src/errors';
 import { detectRetrievalFormat, readImageFolder, readRetrievalDataset } from '../../src/eval/datasets';
-import { throwsCode, tempDir } from '../helpers';
+import { rejectsCode, throwsCode, tempDir } from '../helpers';
 import { REF_IMAGES } from '../reference_fixtures';
 
 const IMAGES = REF_IMAGES;
@@ -32,18 +31,6 @@ function write(dir: string, name: string, lines: string[]): string {
 
 const jsonl = (objs: object[]) => objs.map((o) => JSON.stringify(o));
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-async function rejectsCode(fn: () => Promise<unknown>, code: string, match: RegExp): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.instance(err, ClipkitError, (err as Error).message);
-    assert.is((err as ClipkitError).code, code, (err as Error).message);
-    assert.match((err as Error).message, match);
-    return;
-  }
-  assert.unreachable(`expected ${code} matching ${match}`);
-}
 
 /** A Chinese-CLIP split: {split}_imgs.tsv and {split}_texts.jsonl in `dir`. */
 function chineseClipSplit(dir: string, imgs: string[], texts: object[], split = 'valid'): string {

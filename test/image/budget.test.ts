@@ -11,7 +11,7 @@ import { decodeBudget, PixelBudget } from '../../src/image/budget';
 import { DEFAULT_MAX_PIXELS } from '../../src/image/decode';
 import { modelDir } from '../models/reference';
 import { REF_IMAGES } from '../reference_fixtures';
-import { tempDir } from '../helpers';
+import { tempDir, throwsCode } from '../helpers';
 
 const Budget = suite('decode pixel budget');
 
@@ -55,7 +55,7 @@ Budget('encodeImage under a small budget: never more pixels in flight than it al
   } finally {
     setDecodePixelBudget(DEFAULT_MAX_PIXELS);
   }
-  assert.throws(() => setDecodePixelBudget(0), (e: { code?: string }) => e.code === 'E_ARG');
+  throwsCode(() => setDecodePixelBudget(0), 'E_ARG', undefined, RangeError);
 });
 
 Budget.run();

@@ -5,11 +5,10 @@ import { PassThrough } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { scanCachedRepo } from '@huggingface/hub';
-import { ClipkitError } from '../../src/errors';
-import type { ErrorCode } from '../../src/errors';
 import { isHubId, parseHubId, resolveModel, ResolveOptions } from '../../src/io/hub';
 import { progressStream } from '../../src/io/hub_progress';
 import { FakeHub, gitBlobSha1, sha256 } from './fake_hub';
+import { rejectsCode } from '../helpers';
 import { tempDir } from './safetensors_writer';
 import { REF_MODELS } from '../reference_fixtures';
 
@@ -64,18 +63,6 @@ async function tearDown(): Promise<void> {
   }
 }
 
-async function rejectsCode(p: Promise<unknown>, code: ErrorCode, ...matches: RegExp[]): Promise<ClipkitError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.instance(err, ClipkitError, `expected ClipkitError but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-    assert.is((err as ClipkitError).code, code, `code of: ${(err as Error).message}`);
-    for (const m of matches) assert.match((err as Error).message, m);
-    return err as ClipkitError;
-  }
-  return assert.unreachable(`expected ${code}`) as never;
-}
-
 const repoFolder = () => path.join(ctx.cache, 'models--org--tiny');
 /** Full-body downloads of a file (not the 1-byte probes the library makes first). */
 const bodyGets = (part: string) => ctx.hub.requestsFor(part, 'GET').filter((r) => r.range !== 'bytes=0-0');
@@ -122,7 +109,7 @@ Local('a folder named like a hub id wins over the hub', async () => {
 });
 
 Local('a missing path that is no hub id, or a file, is a clear E_IO', async () => {
-  await rejectsCode(resolveModel('./no/such/folder', ctx.opts()), 'E_IO', /No model folder at .*no.such.folder \(it does not exist\)/, /not a Hugging Face Hub id \(org\/name or org\/name@revision\)/);
+  await rejectsCode(resolveModel('./no/such/folder', ctx.opts()), 'E_IO', [/No model folder at .*no.such.folder \(it does not exist\)/, /not a Hugging Face Hub id \(org\/name or org\/name@revision\)/]);
   await rejectsCode(resolveModel('missing-model', ctx.opts()), 'E_IO', /does not exist/);
   await rejectsCode(resolveModel(path.join(FIXTURE, 'config.json'), ctx.opts()), 'E_IO', /is a file, not a model folder/);
   await rejectsCode(resolveModel('', ctx.opts()), 'E_ARG', /nameOrDir/);
@@ -250,7 +237,7 @@ Revisions('a tag: refs/<tag> holds its commit; a branch that moves gets its ref 
 
 Revisions('an unknown model or revision is a clear 404', async () => {
   await rejectsCode(resolveModel('org/nothing', ctx.opts()), 'E_IO', /Model org\/nothing not found on http:\/\/127\.0\.0\.1:\d+ \(HTTP 404 RepoNotFound/);
-  await rejectsCode(resolveModel('org/tiny@nope', ctx.opts()), 'E_IO', /Revision nope not found in org\/tiny/, /commit sha/);
+  await rejectsCode(resolveModel('org/tiny@nope', ctx.opts()), 'E_IO', [/Revision nope not found in org\/tiny/, /commit sha/]);
 });
 
 Revisions.run();
@@ -264,7 +251,7 @@ Resume('a cut download resumes from the bytes on disk with a Range request', asy
   const weights = ctx.files['model.safetensors'];
   const blob = path.join(repoFolder(), 'blobs', sha256(weights));
   ctx.hub.cutAfter = { file: 'model.safetensors', bytes: 5_000_000 };
-  await rejectsCode(resolveModel('org/tiny', ctx.opts()), 'E_IO', /model.safetensors .* broke off after \d+ of 15097098 bytes/, /Run again to resume/);
+  await rejectsCode(resolveModel('org/tiny', ctx.opts()), 'E_IO', [/model.safetensors .* broke off after \d+ of 15097098 bytes/, /Run again to resume/]);
   const kept = fs.statSync(`${blob}.incomplete`).size;
   assert.ok(kept > 0 && kept <= 5_000_000, `kept ${kept} bytes`);
   assert.not.ok(fs.existsSync(blob));
@@ -356,7 +343,7 @@ Offline('HF_HUB_OFFLINE with the model not cached says where the cache is and ho
 Offline('no network: the error names the endpoint, HF_ENDPOINT and offline use', async () => {
   const url = ctx.hub.url;
   await ctx.hub.stop();
-  const err = await rejectsCode(resolveModel('org/tiny', ctx.opts()), 'E_IO', /ECONNREFUSED/, /HF_ENDPOINT/, /HF_HUB_OFFLINE=1/, /--model \.\/folder/);
+  const err = await rejectsCode(resolveModel('org/tiny', ctx.opts()), 'E_IO', [/ECONNREFUSED/, /HF_ENDPOINT/, /HF_HUB_OFFLINE=1/, /--model \.\/folder/]);
   assert.ok(err.message.includes(`Cannot reach the Hugging Face Hub at ${url} to fetch org/tiny@main`), err.message);
   assert.ok(err.message.includes(`not completely in the cache at ${repoFolder()}`), err.message);
 });
@@ -389,7 +376,7 @@ Auth('HF_TOKEN is sent as Authorization: Bearer on every request; the token opti
 
 Auth('401 without a token, or with a wrong one, points at HF_TOKEN', async () => {
   ctx.hub.addRepo('org/private', [['c', ctx.files]], { token: 'hf_secret' });
-  await rejectsCode(resolveModel('org/private', ctx.opts()), 'E_IO', /refused access to org\/private \(HTTP 401/, /private or gated/, /set HF_TOKEN/);
+  await rejectsCode(resolveModel('org/private', ctx.opts()), 'E_IO', [/refused access to org\/private \(HTTP 401/, /private or gated/, /set HF_TOKEN/]);
   process.env.HF_TOKEN = 'hf_wrong';
   await rejectsCode(resolveModel('org/private', ctx.opts()), 'E_IO', /refused the access token from HF_TOKEN for org\/private \(HTTP 401/);
   await rejectsCode(resolveModel('org/private', ctx.opts({ token: false })), 'E_IO', /refused access to org\/private/);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModel } from '../../src/models';
-import { assertClose, tempDir } from '../helpers';
+import { assertClose, rejectsCode, tempDir } from '../helpers';
 import { REF_CHECKPOINTS } from '../reference_fixtures';
 import { concat, imageFile, modelDir, reference, referenceInfo, TinyName } from './reference';
 
@@ -39,23 +39,15 @@ for (const [file, name, modelType] of CASES) {
 
 test('checkpoint options: a named geometry must agree with the shapes; gelu changes the image tower', async () => {
   const file = join(CHECKPOINTS, 'openai_clip_tiny.pt');
-  try {
-    await loadModel(file, { checkpoint: { model: 'ViT-B-32' } });
-    assert.unreachable('ViT-B-32 does not fit the tiny model');
-  } catch (e) {
-    assert.is((e as { code?: string }).code, 'E_SHAPE', (e as Error).message);
-  }
+  // ViT-B-32 does not fit the tiny model.
+  await rejectsCode(() => loadModel(file, { checkpoint: { model: 'ViT-B-32' } }), 'E_SHAPE');
   const quick = await loadModel(file), gelu = await loadModel(file, { checkpoint: { hiddenAct: 'gelu' } });
   assert.is(gelu.config.clip.vision.hiddenAct, 'gelu');
   const img = imageFile('pokemon');
   const [a] = await quick.encodeImage(img), [b] = await gelu.encodeImage(img);
   assert.not.equal(a, b);
-  try {
-    await loadModel(file, { checkpoint: 'ViT-B-32' as unknown as object });
-    assert.unreachable('a string is not the options object');
-  } catch (e) {
-    assert.is((e as { code?: string }).code, 'E_ARG');
-  }
+  // A string is not the options object.
+  await rejectsCode(() => loadModel(file, { checkpoint: 'ViT-B-32' as unknown as object }), 'E_ARG', undefined, TypeError);
 });
 
 test('a folder with pytorch_model.bin and config.json loads like the safetensors folder', async () => {

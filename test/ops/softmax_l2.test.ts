@@ -2,7 +2,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { l2Normalize, softmax, Tensor } from '../../src';
 import { assertClose, isas, normal, onIsa, rejects } from '../helpers';
-import { l2NormalizeRefF64, softmaxRefF64 } from '../ref/elementwise';
+import { l2NormalizeRefF64 } from '../ref/l2_normalize';
+import { softmaxRefF64 } from '../ref/softmax';
 
 const Softmax = suite('softmax / l2_normalize');
 

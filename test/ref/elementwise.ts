@@ -1,4 +1,4 @@
-/** float64 references for the elementwise ops, softmax, L2 normalisation and row gathers. */
+/** float64 references for the elementwise ops: erfc, GELU and quick GELU. */
 
 /** erfc in float64: Taylor series for erf near 0, Lentz continued fraction in the tails (~1e-13 relative). */
 export function erfcF64(x: number): number {
@@ -29,27 +29,3 @@ export function erfcF64(x: number): number {
 
 export const geluF64 = (x: number) => 0.5 * x * erfcF64(-x / Math.SQRT2);
 export const quickGeluF64 = (x: number) => x / (1 + Math.exp(-1.702 * x));
-
-export function softmaxRefF64(x: ArrayLike<number>, rows: number, dim: number, scale = 1): Float64Array {
-  const y = new Float64Array(rows * dim);
-  for (let r = 0; r < rows; r++) {
-    let m = -Infinity;
-    for (let i = 0; i < dim; i++) m = Math.max(m, scale * x[r * dim + i]);
-    if (m === -Infinity) continue;
-    let s = 0;
-    for (let i = 0; i < dim; i++) s += y[r * dim + i] = Math.exp(scale * x[r * dim + i] - m);
-    for (let i = 0; i < dim; i++) y[r * dim + i] /= s;
-  }
-  return y;
-}
-
-export function l2NormalizeRefF64(x: ArrayLike<number>, rows: number, dim: number): Float64Array {
-  const y = new Float64Array(rows * dim);
-  for (let r = 0; r < rows; r++) {
-    let q = 0;
-    for (let i = 0; i < dim; i++) q += x[r * dim + i] ** 2;
-    const n = Math.sqrt(q);
-    for (let i = 0; i < dim; i++) y[r * dim + i] = n > 0 ? x[r * dim + i] / n : 0;
-  }
-  return y;
-}
