@@ -57,7 +57,9 @@ Trim(`decodes queue a trim every ${DECODES_PER_TRIM}`, async () => {
   } finally {
     addon.trimHeap = real;
   }
-  assert.ok(calls >= 2 && calls <= 3, `${calls} trims in ${3 * DECODES_PER_TRIM} decodes`);
+  // Three on an idle machine; on a loaded one a trim may still be running at the next multiple
+  // (never two at once). Never one per decode.
+  assert.ok(calls >= 1 && calls <= 3, `${calls} trims in ${3 * DECODES_PER_TRIM} decodes`);
 });
 
 Trim.run();
