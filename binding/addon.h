@@ -74,7 +74,7 @@ class Args {
 // Queues `run` on the native dispatcher with the ISA and thread count requested now. Returns a
 // promise that resolves (with result(env) or undefined) or rejects with the kernel's status. While
 // this thread has setQuiet(true) in effect, the job may be handed back with a later job of the same
-// thread instead of on its own (see addon.cc, "jobs").
+// thread instead of on its own (see jobs.cc).
 Napi::Value queue_job(Args& args, std::function<ck::ck_status()> run,
                       std::function<Napi::Value(Napi::Env)> result = nullptr);
 

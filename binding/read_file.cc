@@ -3,8 +3,8 @@
 // Reads `length` bytes of a file from `offset` into a new 64-byte-aligned buffer, with up to
 // `threads` threads reading 8 MiB chunks side by side. A checkpoint's data section is read this way
 // because filling fresh memory is bound by page faults (each first touch of a 4 KiB page), not by
-// the copy: on a 2-core VM one thread filled a fresh 718 MiB buffer in ~0.6-0.9 s, two in about half
-// of that, while the same bytes read into an already-touched buffer took 64 ms.
+// the copy, and two threads take those faults side by side (readFile in docs/perf-log.md has the
+// figures).
 //
 // Synchronous, like the fs.readSync it replaces (model loading reads its files before anything
 // else runs); its threads are its own, not the op pool's, so a running job is not disturbed.
