@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BertWordPieceTokenizer, ClipBpeTokenizer, loadTokenizer } from '../../src/tokenizers';
+import { throwsCode } from '../helpers';
 import { cnCases, firstDiff, modelTokenizer, oaCases, path } from './fixtures';
 
 const Load = suite('loadTokenizer');
@@ -55,18 +56,6 @@ Load('context length override', () => {
   assert.is(lengths[0], 5);
   assert.is(ids[4], 49407);
 });
-
-const throwsCode = (fn: () => unknown, code: string, re: RegExp, ctor: Function = Error) => {
-  try {
-    fn();
-  } catch (e) {
-    assert.instance(e, ctor);
-    assert.is((e as { code?: string }).code, code, String(e));
-    assert.match((e as Error).message, re);
-    return;
-  }
-  assert.unreachable('expected a throw');
-};
 
 Load('unknown tokenizer_class is refused, naming it', () => {
   const dir = folder('unknown', { 'vocab.txt': path('vocab.txt') });
