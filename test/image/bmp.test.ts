@@ -11,9 +11,10 @@ import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipkitError, decodeImage } from '../../src';
-import type { DecodedImage, ErrorCode } from '../../src';
+import type { DecodedImage } from '../../src';
 import { rng, tempDir } from '../helpers';
 import { OWN_FIXTURES } from '../reference_fixtures';
+import { outcome, rejectsWith } from './decode_outcome';
 
 const Bmp = suite('image/bmp');
 const DIR = join(OWN_FIXTURES, 'images', 'bmp');
@@ -65,30 +66,6 @@ function bmp(d: Dib, palette: ArrayLike<number> = [], pixels: ArrayLike<number> 
 /** `n` palette entries (B, G, R, 0), colour i being (3i, 5i, 7i) mod 256: never the grey ramp. */
 const palette = (n: number) => Array.from({ length: n }, (_, i) => [(7 * i) & 255, (5 * i) & 255, (3 * i + 1) & 255, 0]).flat();
 const greyRamp = (n: number) => Array.from({ length: n }, (_, i) => [i & 255, i & 255, i & 255, 0]).flat();
-
-/** decodeImage must reject with a ClipkitError of this code whose message matches. */
-async function rejectsWith(input: Uint8Array, code: ErrorCode, match: RegExp, opts: { maxPixels?: number; name?: string } = {}): Promise<ClipkitError> {
-  try {
-    await decodeImage(input, opts);
-  } catch (err) {
-    assert.instance(err, ClipkitError, `expected ClipkitError but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-    assert.is((err as ClipkitError).code, code, `code of: ${(err as Error).message}`);
-    assert.match((err as Error).message, match);
-    return err as ClipkitError;
-  }
-  assert.unreachable(`expected ${code} (${match})`);
-  throw new Error('unreachable');
-}
-
-/** Resolves to the image, or to the error when it is a ClipkitError; any other error fails the test. */
-async function outcome(input: Uint8Array): Promise<DecodedImage | ClipkitError> {
-  try {
-    return await decodeImage(input);
-  } catch (err) {
-    if (err instanceof ClipkitError) return err;
-    throw new Error(`not a ClipkitError: ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-  }
-}
 
 Bmp('decodeImage picks BMP by its bytes, not by the file name', async () => {
   const bytes = fixture('rgb24_11x9.bmp');

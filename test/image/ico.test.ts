@@ -11,9 +11,10 @@ import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipkitError, decodeImage } from '../../src';
-import type { DecodedImage, ErrorCode } from '../../src';
+import type { DecodedImage } from '../../src';
 import { rng, tempDir } from '../helpers';
 import { OWN_FIXTURES } from '../reference_fixtures';
+import { outcome, rejectsWith } from './decode_outcome';
 
 const Ico = suite('image/ico');
 const DIR = join(OWN_FIXTURES, 'images', 'ico');
@@ -71,28 +72,6 @@ function pngHead(w: number, h: number): Uint8Array {
   ihdr[16] = 8;
   ihdr[17] = 6;
   return new Uint8Array(Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), ihdr]));
-}
-
-async function rejectsWith(input: Uint8Array, code: ErrorCode, match: RegExp, opts: { maxPixels?: number; name?: string } = {}): Promise<ClipkitError> {
-  try {
-    await decodeImage(input, opts);
-  } catch (err) {
-    assert.instance(err, ClipkitError, `expected ClipkitError but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-    assert.is((err as ClipkitError).code, code, `code of: ${(err as Error).message}`);
-    assert.match((err as Error).message, match);
-    return err as ClipkitError;
-  }
-  assert.unreachable(`expected ${code} (${match})`);
-  throw new Error('unreachable');
-}
-
-async function outcome(input: Uint8Array): Promise<DecodedImage | ClipkitError> {
-  try {
-    return await decodeImage(input);
-  } catch (err) {
-    if (err instanceof ClipkitError) return err;
-    throw new Error(`not a ClipkitError: ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-  }
 }
 
 Ico('decodeImage picks ICO and CUR by their bytes, not by the file name', async () => {

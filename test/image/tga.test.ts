@@ -10,10 +10,11 @@ import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipkitError, decodeImage } from '../../src';
-import type { DecodedImage, ErrorCode } from '../../src';
+import type { DecodedImage } from '../../src';
 import { TGA } from '../../src/image/readers/tga';
 import { rng, tempDir } from '../helpers';
 import { OWN_FIXTURES } from '../reference_fixtures';
+import { rejectsWith } from './decode_outcome';
 
 const Tga = suite('image/tga');
 const DIR = join(OWN_FIXTURES, 'images', 'tga');
@@ -47,19 +48,6 @@ function tga(h: Head, ...rest: ArrayLike<number>[]): Uint8Array {
   head[16] = h.depth;
   head[17] = h.descriptor ?? 0;
   return new Uint8Array(Buffer.concat([head, ...rest.map((r) => Buffer.from(Array.from(r)))]));
-}
-
-/** decodeImage must reject with a ClipkitError of this code whose message matches. */
-async function rejectsWith(input: Uint8Array, code: ErrorCode, match: RegExp, opts: { maxPixels?: number; name?: string } = {}): Promise<ClipkitError> {
-  try {
-    await decodeImage(input, opts);
-  } catch (err) {
-    assert.instance(err, ClipkitError, `expected ClipkitError but got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-    assert.is((err as ClipkitError).code, code, `code of: ${(err as Error).message}`);
-    assert.match((err as Error).message, match);
-    return err as ClipkitError;
-  }
-  return assert.unreachable(`expected ${code} matching ${match}`) as never;
 }
 
 const grey = (d: DecodedImage) => Array.from(d.data);
