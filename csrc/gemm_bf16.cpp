@@ -240,12 +240,10 @@ CK_BF16_DOT_TARGET static void gemm_bf16_ukr_avx512bf16_12x32(size_t kc, const v
 }
 #undef CK_BF16_DOT_TARGET
 
-// K blocks of 768 (a 48 KiB B tile, streamed from L2): one block for K = 768, so each C tile is
-// stored once; a larger K loses nothing by the longer blocks.
 static const GemmKernel kGemmBf16DotKernel = {kBf16DotMR,
                                               32,
                                               2,
-                                              768,
+                                              gemm_blocks::kKcBf16Dot,
                                               kBf16DotMR * sizeof(uint16_t),
                                               gemm_bf16_pack_a_pairs,
                                               gemm_bf16_ukr_avx512bf16_12x32,
@@ -366,7 +364,7 @@ CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, con
 static const GemmKernel kGemmBf16AmxKernel = {kAmxMR,
                                               32,
                                               kAmxK,
-                                              768,  // a ViT's K = 768 in one block: each C tile stored once
+                                              gemm_blocks::kKcAmx,
                                               kAmxMR * sizeof(uint16_t),
                                               gemm_bf16_pack_a_amx,
                                               gemm_bf16_ukr_amx_32x32,

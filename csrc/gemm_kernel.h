@@ -1,11 +1,13 @@
 // Internal to gemm*.cpp: what an ISA pass hands the portable GEMM driver (BLIS split). The driver
-// (gemm.cpp) does the cache blocking, the packing schedule and the threading; a pass supplies the
-// MR×NR register tile: a routine that packs up to MR rows of X for one K block, and the micro-kernel.
+// (gemm_driver.cpp, planned by gemm_plan.cpp) does the cache blocking, the packing schedule and the
+// threading; a pass supplies the MR×NR register tile: a routine that packs up to MR rows of X for
+// one K block, and the micro-kernel.
 #pragma once
 #include <cstddef>
 #include <cstring>
 
 #include "gemm.h"
+#include "gemm_blocks.h"
 
 namespace ck {
 
@@ -117,6 +119,9 @@ struct GemmWeightView {
   }
 };
 ck_status gemm_driver(const GemmKernel& kern, const GemmWeightView& w, const GemmArgs& a);
+
+// Copies W [n,k] (b_is_nk) or B [k,n] into fp32 panels [panel][k][16], zero past n (gemm_pack.cpp).
+void pack_panels_f32(const float* b, size_t ldb, bool b_is_nk, size_t n, size_t k, float* out);
 
 // Rounds to the nearest bfloat16 (ties to even; NaN stays a quiet NaN) and returns its bits.
 inline uint16_t f32_to_bf16_bits(float f) {

@@ -1,12 +1,10 @@
 // The GEMM register tile of each ISA pass, shared by the fp32 and bf16-weight micro-kernels:
 // MR rows × NV vectors (NR = NV·V::W columns, a multiple of the 16-column weight panels).
-// kGemmKC: the K block the driver aims for (GemmKernel::kc).
+// kGemmKC: the K block the driver aims for (GemmKernel::kc), from the block-size table (gemm_blocks.h).
 // Included inside the ISA passes of gemm*.cpp (after V): no include guard.
 #if defined(CK_PASS_AVX512)
 constexpr int kGemmMR = 12, kGemmNV = 2;
-// 768: a ViT's K = 768 runs as one block, so each C tile is written once; the 96 KiB B tile
-// streams from L2 well enough that fewer passes over Y than with 384 win, at larger K too.
-constexpr size_t kGemmKC = 768;
+constexpr size_t kGemmKC = gemm_blocks::kKcF32Avx512;
 #define CK_GEMM_TILE "avx512_12x32"
 // A 13-row tile beside it (26 accumulators, 29 of the 32 registers), for row counts that 13 divides
 // better than 12 (gemm_driver picks by tile_cost): a text of 52 tokens is 4 × 13 rows instead of
@@ -16,15 +14,15 @@ constexpr int kGemmMRTall = 13;
 #elif defined(CK_PASS_AVX2)
 constexpr int kGemmMR = 6, kGemmNV = 2;
 #define CK_GEMM_TILE "avx2_6x16"
-constexpr size_t kGemmKC = 384;
+constexpr size_t kGemmKC = gemm_blocks::kKcF32;
 #elif defined(CK_PASS_NEON)
 constexpr int kGemmMR = 6, kGemmNV = 4;
 #define CK_GEMM_TILE "neon_6x16"
-constexpr size_t kGemmKC = 384;
+constexpr size_t kGemmKC = gemm_blocks::kKcF32;
 #else
 constexpr int kGemmMR = 4, kGemmNV = 16 / V::W;
 #define CK_GEMM_TILE "scalar_4x16"
-constexpr size_t kGemmKC = 384;
+constexpr size_t kGemmKC = gemm_blocks::kKcF32;
 #endif
 
 // Calls run(std::integral_constant<int, RA>) with RA = gemm_rows_for(mv, MR) (gemm_kernel.h): the

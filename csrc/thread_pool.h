@@ -4,7 +4,9 @@
 // also worker 0 of the pool: an op splits its work with parallel_for and the pool's other workers
 // join in. Ops never create threads and never block the JavaScript thread.
 #pragma once
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 
 #include "common.h"
@@ -57,6 +59,65 @@ void spin_until(Ready&& ready) {
     else spin_yield();
   }
 }
+
+// Work units [0, count) that one thread, the owner, takes from the front in order while other
+// threads (thieves, done with their own) take them from the back: each unit is claimed exactly
+// once, and owner and thieves touch the same end only when few units are left. A thread the OS holds
+// up then delays the work by one unit, not by its whole share.
+//   lag:  a thief may take unit u only once unit u - lag is claimed (u waits for it: the same C
+//         tile's previous K block); 0 when units are independent.
+//   keep: the last units that thieves leave to the owner (whose cache holds what they read).
+class UnitQueue {
+ public:
+  static constexpr size_t kNone = ~size_t(0);
+
+  // Not while any thread may take units. count < 2^32.
+  void reset(size_t count, size_t lag = 0, size_t keep = 0) {
+    count_ = count;
+    lag_ = lag;
+    keep_ = keep;
+    front_back_.store(count, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+  }
+  size_t count() const { return count_; }
+
+  // The owner's next unit; *next: the one after it while it is unclaimed (for fetching ahead), else kNone.
+  bool take_front(size_t* unit, size_t* next) {
+    for (uint64_t v = front_back_.load(std::memory_order_relaxed);;) {
+      const size_t front = v >> 32, back = v & 0xFFFFFFFFu;
+      if (front >= back) return false;
+      if (front_back_.compare_exchange_weak(v, v + (uint64_t(1) << 32), std::memory_order_relaxed)) {
+        *unit = front;
+        *next = front + 1 < back ? front + 1 : kNone;
+        return true;
+      }
+    }
+  }
+
+  // A thief's unit from the back; *next: the one before it (what this thief would take next), or kNone.
+  bool take_back(size_t* unit, size_t* next) {
+    for (uint64_t v = front_back_.load(std::memory_order_relaxed);;) {
+      const size_t front = v >> 32, back = v & 0xFFFFFFFFu;
+      if (front + keep_ >= back) return false;
+      const size_t u = back - 1;
+      if (lag_ && u >= lag_ && u - lag_ >= front) return false;  // the unit it waits for is not claimed yet
+      if (front_back_.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
+        *unit = u;
+        *next = u > front ? u - 1 : kNone;
+        return true;
+      }
+    }
+  }
+
+  // Called once a claimed unit's work is done; drained(): every unit's is.
+  void finished() { done_.fetch_add(1, std::memory_order_release); }
+  bool drained() const { return done_.load(std::memory_order_acquire) == count_; }
+
+ private:
+  std::atomic<uint64_t> front_back_{0};  // next unit from the front (high half), end of the unclaimed ones (low)
+  std::atomic<size_t> done_{0};
+  size_t count_ = 0, lag_ = 0, keep_ = 0;
+};
 
 // Default pool size: the number of physical cores.
 int default_threads();
