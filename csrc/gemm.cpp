@@ -119,15 +119,8 @@ static void gemm_f32_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdiff
   static_assert(NR % 16 == 0, "the tile spans whole panels");
   const float* a = static_cast<const float*>(a_);
   const float* b[NP];
-  for (int i = 0; i < NP; ++i)  // a panel past the N edge is never stored: read the first one instead
-    b[i] = static_cast<const float*>(
-        static_cast<const void*>(static_cast<const char*>(b_) + (nv > 16 * i ? i * b_panel_bytes : 0)));
-
-  // The epilogue reads the C tile (partial sums, residual): start fetching it now.
-  for (int r = 0; r < mv; ++r) {
-    __builtin_prefetch(c + r * ldc);
-    __builtin_prefetch(c + r * ldc + NR - 1);
-  }
+  gemm_tile_panels(b_, b_panel_bytes, nv, b);
+  gemm_prefetch_c(c, ldc, mv, NR);
   V::F acc[RA][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < RA; ++r)

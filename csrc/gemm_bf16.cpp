@@ -114,14 +114,8 @@ static void gemm_bf16_ukr_rows(size_t kc, const void* a_, const void* b_, ptrdif
   static_assert(NR % 16 == 0, "the tile spans whole panels");
   const float* a = static_cast<const float*>(a_);
   const uint16_t* b[NP];
-  for (int i = 0; i < NP; ++i)
-    b[i] = static_cast<const uint16_t*>(
-        static_cast<const void*>(static_cast<const char*>(b_) + (nv > 16 * i ? i * b_panel_bytes : 0)));
-
-  for (int r = 0; r < mv; ++r) {  // the epilogue's C tile
-    __builtin_prefetch(c + r * ldc);
-    __builtin_prefetch(c + r * ldc + NR - 1);
-  }
+  gemm_tile_panels(b_, b_panel_bytes, nv, b);
+  gemm_prefetch_c(c, ldc, mv, NR);
   V::F acc[RA][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < RA; ++r)
@@ -203,13 +197,10 @@ CK_BF16_DOT_TARGET static void gemm_bf16_dot_rows(size_t kc, const void* a_, con
                                                   const GemmTileFetch& next) {
   constexpr int MR = kBf16DotMR;
   const uint16_t* a = static_cast<const uint16_t*>(a_);
-  const uint16_t* b0 = static_cast<const uint16_t*>(b_);
-  const uint16_t* b1 = static_cast<const uint16_t*>(
-      static_cast<const void*>(static_cast<const char*>(b_) + (nv > 16 ? b_panel_bytes : 0)));
-  for (int r = 0; r < mv; ++r) {  // the epilogue's C tile
-    __builtin_prefetch(c + r * ldc);
-    __builtin_prefetch(c + r * ldc + 31);
-  }
+  const uint16_t* bp[2];
+  gemm_tile_panels(b_, b_panel_bytes, nv, bp);
+  const uint16_t *b0 = bp[0], *b1 = bp[1];
+  gemm_prefetch_c(c, ldc, mv, 32);
   V::F acc[RA][2];
 #pragma GCC unroll 32
   for (int r = 0; r < RA; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -280,13 +271,11 @@ CK_AMX_TARGET static void gemm_bf16_ukr_amx_32x32(size_t kc, const void* a_, con
                                                  float* c, size_t ldc, int mv, int nv, const GemmTileEpilogue& e,
                                                  const GemmTileFetch& next) {
   amx_configure_thread();
-  for (int r = 0; r < mv; ++r) {  // the epilogue's C tile
-    __builtin_prefetch(c + r * ldc);
-    __builtin_prefetch(c + r * ldc + 31);
-  }
+  gemm_prefetch_c(c, ldc, mv, 32);
   const char* a = static_cast<const char*>(a_);
-  const char* b0 = static_cast<const char*>(b_);
-  const char* b1 = b0 + (nv > 16 ? b_panel_bytes : 0);
+  const char* bp[2];
+  gemm_tile_panels(b_, b_panel_bytes, nv, bp);
+  const char *b0 = bp[0], *b1 = bp[1];
   // A whole tile whose epilogue is only "+ bias" (first K block) or "+ Y" (later ones) runs in the
   // tiles: they start from the bias rows (a tile load with row stride 0) or from Y, and are stored
   // straight into Y. That skips the round trip through `ct` below, which is slow: a vector load

@@ -76,6 +76,23 @@ class TileFetcher {
   size_t lines_, steps_, due_ = 0;
 };
 
+// A micro-kernel's B panels: panel i of its tile at b + i·b_panel_bytes, or the first panel again
+// for one past the N edge (nv <= 16·i: its columns are never stored).
+template <typename T, int NP>
+inline void gemm_tile_panels(const void* b, ptrdiff_t b_panel_bytes, int nv, const T* (&out)[NP]) {
+  for (int i = 0; i < NP; ++i)
+    out[i] = static_cast<const T*>(static_cast<const void*>(static_cast<const char*>(b) + (nv > 16 * i ? i * b_panel_bytes : 0)));
+}
+
+// The epilogue reads the C tile (partial sums, residual): a micro-kernel starts fetching its mv rows
+// of nr floats as it begins.
+inline void gemm_prefetch_c(const float* c, size_t ldc, int mv, int nr) {
+  for (int r = 0; r < mv; ++r) {
+    __builtin_prefetch(c + r * ldc);
+    __builtin_prefetch(c + r * ldc + nr - 1);
+  }
+}
+
 // Packs rows [0, rows) (rows <= mr) × [0, kc) of x (already offset to the block) into one A
 // micro-panel, zero-filling rows past `rows` and the k padding. Layout is the kernel's own
 // (fp32: rows at a fixed stride; bf16: [k][MR] or k pairs).
