@@ -22,10 +22,10 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ClipConfig, parseClipConfig } from '../src/models/config';
-import { assetsDir } from '../src/models/family_files';
+import { ClipConfig, parseClipConfig } from '../src/loading/config';
+import { assetsDir } from '../src/loading/family_files';
 import { ClipModel, loadModel } from '../src/models/model';
-import { expectedParameters } from '../src/models/weights';
+import { expectedParameters } from '../src/loading/weights';
 import { bertTextOnnx, clipTextOnnx, Tensors, visionOnnx } from './model_onnx';
 
 /**

@@ -20,13 +20,13 @@ export { loadTokenizer, BertWordPieceTokenizer, ClipBpeTokenizer, XlmRobertaToke
 export type { Encoded, Tokenizer, LoadTokenizerOptions } from './tokenizers';
 export { readSafetensors, readSafetensorsIndex } from './io/safetensors';
 export type { SafetensorsFile, SafetensorsTensor, SafetensorsCheckpoint } from './io/safetensors';
-export { readClipConfig, readPreprocessConfig, MODEL_TYPES } from './models/config';
-export type { ClipConfig, ModelType } from './models/config';
-export { loadClipWeights } from './models/weights';
+export { readClipConfig, readPreprocessConfig, MODEL_TYPES } from './loading/config';
+export type { ClipConfig, ModelType } from './loading/config';
+export { loadClipWeights } from './loading/weights';
 export { loadModel, ClipModel } from './models';
 export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore, TemplateSet, HiddenStates } from './models';
 export { TEMPLATES, EN_TEMPLATES, ZH_TEMPLATES } from './models';
-export { convertCheckpoint, CONVERT_DTYPES } from './models';
-export type { ConvertOptions, ConvertResult, ConvertedFile, ConvertDType } from './models';
+export { convertCheckpoint, CONVERT_DTYPES } from './loading/convert';
+export type { ConvertOptions, ConvertResult, ConvertedFile, ConvertDType } from './loading/convert';
 export * from './image';
 export * from './search';

@@ -1,10 +1,10 @@
 /**
  * clipkit convert IN OUT_DIR: an original PyTorch checkpoint (OpenAI CLIP / open_clip, Chinese-CLIP,
  * EasyNLP) or a Hugging Face .safetensors / .bin into a model folder that clipkit and transformers
- * load (models/convert.ts does the work). Prints what it found and wrote, or one JSON line with --json.
+ * load (loading/convert.ts does the work). Prints what it found and wrote, or one JSON line with --json.
  */
 import { Command, Option } from 'commander';
-import { CONVERT_DTYPES, convertCheckpoint, ConvertDType, ConvertResult } from '../models/convert';
+import { CONVERT_DTYPES, convertCheckpoint, ConvertDType, ConvertResult } from '../loading/convert';
 import { table } from './common';
 
 interface ConvertCliOptions {

@@ -6,13 +6,12 @@
  * Chinese-CLIP's configs give size {height, width} (a straight resize); CLIP's give {shortest_edge}
  * (the long side becomes int(size·long/short)) and a centre crop.
  */
-import type { PreprocessConfig } from '../models/config';
+import type { PreprocessConfig } from '../loading/config';
 import { decodeBudget } from './budget';
 import { decodeImageWith, DecodeOptions, DecodedImage, ImageInput } from './decode';
 import { describe, expectFinite, expectInt, expectOneOf } from '../check';
 import { typeError } from '../errors';
-import { RESAMPLE } from '../models/config';
-import { allocPixels, expectPixels, PixelsU8, ResizeFilter, resizeU8 } from './resize';
+import { allocPixels, expectPixels, PixelsU8, RESIZE_FILTERS, ResizeFilter, resizeU8 } from './resize';
 import { PILLOW_MODES, PillowMode } from './readers/types';
 
 /** Sides of a resize target or crop: far above any CLIP input, far below what memory holds. */
@@ -37,7 +36,7 @@ export function expectPreprocessConfig(c: unknown): PreprocessConfig {
   if (crop === null || typeof crop !== 'object') throw typeError('E_ARG', `Expected { height, width } for config.cropSize but received ${describe(crop)}`);
   expectInt('config.cropSize.height', crop.height, 1, MAX_TARGET_SIDE);
   expectInt('config.cropSize.width', crop.width, 1, MAX_TARGET_SIDE);
-  expectOneOf('config.resample', cfg.resample, RESAMPLE);
+  expectOneOf('config.resample', cfg.resample, RESIZE_FILTERS);
   expectFinite('config.rescaleFactor', cfg.rescaleFactor);
   for (const k of ['mean', 'std'] as const) {
     const v = cfg[k] as unknown;

@@ -3,7 +3,10 @@ import { describe, expectInt, expectOneOf, expectOptions, OptionKeys } from '../
 import { rangeError, typeError } from '../errors';
 import { native } from '../native';
 
-/** PIL.Image.Resampling, in its numbering. */
+/**
+ * PIL.Image.Resampling, in its numbering (0..5): the kernel takes a filter by this index, and
+ * preprocessor_config.json's `resample` is read through it, so the order must stay PIL's.
+ */
 export const RESIZE_FILTERS = ['nearest', 'lanczos', 'bilinear', 'bicubic', 'box', 'hamming'] as const;
 export type ResizeFilter = (typeof RESIZE_FILTERS)[number];
 

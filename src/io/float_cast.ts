@@ -9,16 +9,14 @@
  * - F64 is rounded to F32 first, then narrowed (torch converts double to half through float too).
  */
 import { ClipkitError } from '../errors';
-import { bf16ToF32, f16ToF32, SafetensorsDType } from './safetensors';
+import { bf16ToF32, f16ToF32, LITTLE_ENDIAN, StorageDType } from './dtype';
 
 /** The dtypes a cast can produce. */
 export const CAST_TARGETS = ['F32', 'F16', 'BF16'] as const;
 export type CastTarget = (typeof CAST_TARGETS)[number];
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 /** `bytes` (little-endian `from` values) as little-endian `to` values; the same array when from === to. */
-export function castFloatBytes(bytes: Uint8Array, from: SafetensorsDType, to: CastTarget, name = 'tensor'): Uint8Array {
+export function castFloatBytes(bytes: Uint8Array, from: StorageDType, to: CastTarget, name = 'tensor'): Uint8Array {
   if (from === to) return bytes;
   const f32 = widenToF32(bytes, from, name);
   switch (to) {
@@ -63,7 +61,7 @@ function roundHalfEven(kept: number, rest: number, half: number): number {
   return rest > half || (rest === half && (kept & 1) === 1) ? kept + 1 : kept;
 }
 
-function widenToF32(b: Uint8Array, from: SafetensorsDType, name: string): Float32Array {
+function widenToF32(b: Uint8Array, from: StorageDType, name: string): Float32Array {
   switch (from) {
     case 'F32':
       return new Float32Array(words32(b).buffer);

@@ -44,7 +44,8 @@ import * as fs from 'node:fs';
 import { ClipkitError } from '../errors';
 import { expectPath, setOwn } from '../check';
 import { PickleGlobal, PyCallable, PyTuple, PyValue, kindOf, unpickle } from './unpickle';
-import { ELEMENT_BYTES, StorageDType, TensorEntry, elementCount, gatherStrided, lazyTensorEntry } from './tensor_entry';
+import { ELEMENT_BYTES, StorageDType } from './dtype';
+import { TensorEntry, elementCount, gatherStrided, lazyTensorEntry } from './tensor_entry';
 import { crc32, readZipDirectory, storedData } from './zip';
 import { openRegularFile } from './read_file';
 

@@ -19,22 +19,15 @@ import { ClipkitError } from '../errors';
 import { expectPath, setOwn } from '../check';
 import { native, NativeAddon } from '../native';
 import { Tensor } from '../tensor';
-import { openRegularFile, readTextBounded } from './read_file';
+import { bf16ToF32, copyF32, ELEMENT_BYTES, f16ToF32, FLOAT_DTYPES, LITTLE_ENDIAN, StorageDType, u16View } from './dtype';
+import { openRegularFile } from './read_file';
+import { readJson } from './read_json';
 
 /** Same bound as the reference implementation: a larger header is refused before it is read. */
 export const MAX_HEADER_BYTES = 100_000_000;
 
-/** Element sizes of every dtype the format defines. Only FLOAT_DTYPES can be decoded. */
-const DTYPE_BYTES = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
-} as const;
-export type SafetensorsDType = keyof typeof DTYPE_BYTES;
-/** The storage dtypes clipkit reads (as float32). */
-export const FLOAT_DTYPES = ['F32', 'F16', 'BF16'] as const;
-export type FloatDType = (typeof FLOAT_DTYPES)[number];
+/** Storage dtype as written in a safetensors header. */
+export type SafetensorsDType = StorageDType;
 
 export interface SafetensorsTensor {
   readonly name: string;
@@ -70,8 +63,6 @@ export interface SafetensorsCheckpoint {
 }
 
 const formatError = (file: string, problem: string) => new ClipkitError('E_FORMAT', `Invalid safetensors file ${file}: ${problem}`);
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Reads a safetensors file: one read of the header, one of the data section, views into it. */
 export function readSafetensors(file: string): SafetensorsFile {
@@ -231,9 +222,9 @@ function parseEntry(name: string, value: unknown, file: string, dataLen: number)
     throw formatError(file, `${where} must be an object with dtype, shape and data_offsets but is ${jsonKind(value)}`);
   const v = value as Record<string, unknown>;
   const dtype = v.dtype;
-  if (typeof dtype !== 'string' || !Object.prototype.hasOwnProperty.call(DTYPE_BYTES, dtype))
-    throw formatError(file, `${where} has unknown dtype ${JSON.stringify(dtype)} (the format defines ${Object.keys(DTYPE_BYTES).join(', ')})`);
-  const elemBytes = DTYPE_BYTES[dtype as SafetensorsDType];
+  if (typeof dtype !== 'string' || !Object.prototype.hasOwnProperty.call(ELEMENT_BYTES, dtype))
+    throw formatError(file, `${where} has unknown dtype ${JSON.stringify(dtype)} (the format defines ${Object.keys(ELEMENT_BYTES).join(', ')})`);
+  const elemBytes = ELEMENT_BYTES[dtype as SafetensorsDType];
 
   if (!Array.isArray(v.shape)) throw formatError(file, `${where}: shape must be an array but is ${jsonKind(v.shape)}`);
   const shape = v.shape.map((d, i) => {
@@ -345,67 +336,6 @@ function makeTensor(e: Entry, data: ArrayBuffer, byteOffset: number, file: strin
   };
 }
 
-/** Little-endian 16-bit words of `b`: a view when aligned on a little-endian host, else assembled. */
-export function u16View(b: Uint8Array): Uint16Array {
-  if (LITTLE_ENDIAN && b.byteOffset % 2 === 0) return new Uint16Array(b.buffer, b.byteOffset, b.length / 2);
-  const out = new Uint16Array(b.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = b[2 * i] | (b[2 * i + 1] << 8);
-  return out;
-}
-
-/** Little-endian float32 values of `b`, copied (for data not aligned to 4 bytes). */
-export function copyF32(b: Uint8Array): Float32Array {
-  const out = new Float32Array(b.length / 4);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < bits.length; i++) bits[i] = (b[4 * i] | (b[4 * i + 1] << 8) | (b[4 * i + 2] << 16) | (b[4 * i + 3] << 24)) >>> 0;
-  return out;
-}
-
-/** BF16 is the top half of a float32: widening is a 16-bit shift of the bits. */
-export function bf16ToF32(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
-  return out;
-}
-
-let f16Table: Uint32Array | undefined;
-
-/** float32 bit pattern of every IEEE binary16 value (computed once, 256 KiB). */
-function f16BitsTable(): Uint32Array {
-  if (f16Table) return f16Table;
-  const t = new Uint32Array(65536);
-  for (let h = 0; h < 65536; h++) t[h] = f16ToF32Bits(h);
-  return (f16Table = t);
-}
-
-/**
- * binary16 → binary32 bits, exact: normal numbers rebias the exponent (15 → 127); subnormals
- * (exponent 0, value m·2^-24) are normalised; exponent 31 is ±inf (m = 0) or NaN with its payload kept.
- */
-export function f16ToF32Bits(h: number): number {
-  const sign = (h & 0x8000) << 16;
-  const exp = (h >> 10) & 0x1f;
-  let mant = h & 0x3ff;
-  if (exp === 0x1f) return (sign | 0x7f800000 | (mant << 13)) >>> 0;
-  if (exp !== 0) return (sign | ((exp - 15 + 127) << 23) | (mant << 13)) >>> 0;
-  if (mant === 0) return sign >>> 0;
-  let e = -14; // subnormal: shift the leading 1 into the implicit bit
-  while ((mant & 0x400) === 0) {
-    mant <<= 1;
-    e--;
-  }
-  return (sign | ((e + 127) << 23) | ((mant & 0x3ff) << 13)) >>> 0;
-}
-
-export function f16ToF32(src: Uint16Array): Float32Array {
-  const table = f16BitsTable();
-  const out = new Float32Array(src.length);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < src.length; i++) bits[i] = table[src[i]];
-  return out;
-}
-
 /**
  * A sharded checkpoint: `<dir>/model.safetensors.index.json` maps each tensor name to its shard
  * (`weight_map`). Every shard is read once; every listed name must be in its shard.
@@ -414,16 +344,8 @@ export function readSafetensorsIndex(dir: string, indexName = 'model.safetensors
   expectPath('dir', dir);
   expectPath('indexName', indexName);
   const indexPath = path.join(dir, indexName);
-  const text = readTextBounded(indexPath, 'safetensors index');
   const bad = (problem: string) => new ClipkitError('E_FORMAT', `Invalid safetensors index ${indexPath}: ${problem}`);
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw bad(`not valid JSON (${(err as Error).message})`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad(`must be a JSON object but is ${jsonKind(json)}`);
-  const { weight_map: map, metadata = {} } = json as Record<string, unknown>;
+  const { weight_map: map, metadata = {} } = readJson(indexPath, 'safetensors index');
   if (typeof map !== 'object' || map === null || Array.isArray(map)) throw bad(`weight_map must be an object but is ${jsonKind(map)}`);
   if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) throw bad(`metadata must be an object but is ${jsonKind(metadata)}`);
 

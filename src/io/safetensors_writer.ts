@@ -6,8 +6,8 @@
  */
 import * as fs from 'node:fs';
 import { ClipkitError } from '../errors';
-import { SafetensorsDType } from './safetensors';
-import { ELEMENT_BYTES, elementCount } from './tensor_entry';
+import { ELEMENT_BYTES, StorageDType } from './dtype';
+import { elementCount } from './tensor_entry';
 
 export interface TensorToWrite {
   dtype: 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
@@ -55,7 +55,7 @@ export function writeSafetensors(tensors: Record<string, TensorToWrite>, metadat
 /** A tensor to stream into a file: its bytes are asked for once, when its turn comes. */
 export interface TensorSource {
   readonly name: string;
-  readonly dtype: SafetensorsDType;
+  readonly dtype: StorageDType;
   readonly shape: readonly number[];
   /** Little-endian bytes, elementCount(shape) × element size long. */
   bytes(): Uint8Array;

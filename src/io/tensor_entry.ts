@@ -12,22 +12,11 @@
  */
 import { ClipkitError } from '../errors';
 import { Tensor } from '../tensor';
-import { bf16ToF32, copyF32, f16ToF32, FLOAT_DTYPES, SafetensorsDType, SafetensorsTensor, u16View } from './safetensors';
+import { bf16ToF32, copyF32, ELEMENT_BYTES, f16ToF32, FLOAT_DTYPES, LITTLE_ENDIAN, StorageDType, u16View } from './dtype';
+import { SafetensorsTensor } from './safetensors';
 
 /** One tensor of a checkpoint, whatever the file format. */
 export type TensorEntry = SafetensorsTensor;
-/** Storage dtypes, named as safetensors names them (`F32`, `BF16`, `I64`, ...). */
-export type StorageDType = SafetensorsDType;
-
-/** Bytes per element of each storage dtype. */
-export const ELEMENT_BYTES: Readonly<Record<StorageDType, number>> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
-};
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Product of a shape, or Infinity when it passes 2^53 (no real tensor is that large). */
 export function elementCount(shape: readonly number[]): number {

@@ -28,8 +28,8 @@ import { OpQueue } from './op_queue';
 import { keep, keepNorm, PackedLinear, packLinear, packQkv, PackSettings } from './packing';
 import { encodeInGroups, RaggedBatch, raggedBatch } from './ragged';
 import { fresh, Workspace, WorkspacePool } from './workspace';
-import { BertTextConfig } from './config';
-import { BertTextWeights, Norm } from './weights';
+import { BertTextConfig } from '../loading/config';
+import { BertTextWeights, Norm } from '../loading/weights';
 
 /** The input embedding tables and their LayerNorm. */
 type BertEmbeddings = Pick<BertTextWeights, 'wordEmbeddings' | 'positionEmbeddings' | 'tokenTypeEmbeddings' | 'embeddingsLayerNorm'>;

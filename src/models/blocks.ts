@@ -6,7 +6,7 @@ import { gatherRows } from '../ops/embedding';
 import { linear, panelWidth } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { HiddenAct } from './config';
+import { HiddenAct } from '../loading/config';
 import { OpQueue } from './op_queue';
 import { PackedLinear, PackedPreNormLayer } from './packing';
 import { fresh, Workspace } from './workspace';

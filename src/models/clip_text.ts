@@ -19,8 +19,8 @@ import { OpQueue } from './op_queue';
 import { keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings } from './packing';
 import { encodeInGroups, RaggedBatch, raggedBatch } from './ragged';
 import { fresh, Workspace, WorkspacePool } from './workspace';
-import { ClipTextConfig } from './config';
-import { ClipTextWeights } from './weights';
+import { ClipTextConfig } from '../loading/config';
+import { ClipTextWeights } from '../loading/weights';
 
 /** The embedding tables and the final LayerNorm. */
 type ClipTextUnpacked = Pick<ClipTextWeights, 'tokenEmbedding' | 'positionEmbedding' | 'finalLayerNorm'>;

@@ -29,11 +29,11 @@ import { BertTower } from './bert';
 import { HiddenStates, TextOutput } from './blocks';
 import { PackSettings } from './packing';
 import { ClipTextTower } from './clip_text';
-import { ClipConfig, ModelType, PreprocessConfig } from './config';
+import { ClipConfig, ModelType, PreprocessConfig } from '../loading/config';
 import { TEMPLATES, TemplateSet } from './templates';
 import { VisionOutput, VisionTower } from './vit';
-import { readModelSource } from './source';
-import { checkClipWeights } from './weights';
+import { readModelSource } from '../loading/source';
+import { checkClipWeights } from '../loading/weights';
 
 export interface LoadModelOptions {
   /** Kernel threads (process-wide, as setThreads); default: leave the current setting. */

@@ -1,7 +1,7 @@
 /** How a tower packs its checkpoint's linear layers (q, k, v fused into one GEMM) and keeps the rest. */
 import { PackedWeight, packWeight, packWeightParts, WeightDType } from '../ops/gemm';
 import { Tensor } from '../tensor';
-import { Linear, Norm, PreNormLayer } from './weights';
+import { Linear, Norm, PreNormLayer } from '../loading/weights';
 
 /** A linear layer whose weight is packed for `linear`. */
 export interface PackedLinear {

@@ -18,8 +18,8 @@ import { BlockSettings, collectStates, HiddenStates, lastLayerQkv, pickRows, pre
 import { OpQueue } from './op_queue';
 import { keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings } from './packing';
 import { fresh, Workspace, WorkspacePool } from './workspace';
-import { VisionConfig } from './config';
-import { Norm, VisionWeights } from './weights';
+import { VisionConfig } from '../loading/config';
+import { Norm, VisionWeights } from '../loading/weights';
 
 export interface VisionOutput {
   /** post_layernorm of the class row [B, W]. */

@@ -9,6 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFileBounded } from '../io/read_file';
+import { readJson } from '../io/read_json';
 import { join } from 'node:path';
 import { describe, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
@@ -56,8 +57,7 @@ export function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): 
 function tokenizerClass(dir: string): string {
   const configPath = join(dir, 'tokenizer_config.json');
   if (existsSync(configPath)) {
-    const config = readJson(configPath);
-    const cls = (config as { tokenizer_class?: unknown }).tokenizer_class;
+    const cls = readJson(configPath, 'tokenizer config').tokenizer_class;
     if (cls !== undefined && cls !== null) {
       if (typeof cls !== 'string') throw new ClipkitError('E_FORMAT', `Expected a string tokenizer_class in ${configPath} but received ${describe(cls)}`);
       return cls;
@@ -100,7 +100,7 @@ function xlmRobertaFastFromDir(dir: string, contextLength?: number): Tokenizer {
 function configContextLength(dir: string): number | undefined {
   const configPath = join(dir, 'tokenizer_config.json');
   if (!existsSync(configPath)) return undefined;
-  const n = (readJson(configPath) as { model_max_length?: unknown }).model_max_length;
+  const n = readJson(configPath, 'tokenizer config').model_max_length;
   return Number.isInteger(n) && (n as number) >= 2 && (n as number) <= MAX_CONFIG_CONTEXT ? (n as number) : undefined;
 }
 
@@ -110,14 +110,3 @@ function readBytes(path: string): Buffer {
 
 const readText = (path: string) => readBytes(path).toString('utf8');
 
-function readJson(path: string): object {
-  let v: unknown;
-  try {
-    v = JSON.parse(readText(path));
-  } catch (e) {
-    if (e instanceof ClipkitError) throw e;
-    throw new ClipkitError('E_FORMAT', `Expected JSON in ${path} but parsing failed: ${(e as Error).message}`);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ClipkitError('E_FORMAT', `Expected a JSON object in ${path}`);
-  return v;
-}

@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decodeImage, preprocess, preprocessRgbU8, toRgb } from '../../src/image';
 import { readSafetensors } from '../../src/io/safetensors';
-import { parsePreprocessConfig } from '../../src/models/config';
+import { parsePreprocessConfig } from '../../src/loading/config';
 import { rejectsCode } from '../helpers';
 import { REF_IMAGES } from '../reference_fixtures';
 

@@ -6,7 +6,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { castFloatBytes, f32BitsToBf16Bits, f32BitsToF16Bits } from '../../src/io/float_cast';
-import { f16ToF32Bits } from '../../src/io/safetensors';
+import { f16ToF32Bits } from '../../src/io/dtype';
 
 const test = suite('float_cast');
 

@@ -6,9 +6,9 @@ import { throwsCode } from '../helpers';
 import { readTorchCheckpoint } from '../../src/io/pytorch';
 import { readSafetensors } from '../../src/io/safetensors';
 import type { TensorEntry } from '../../src/io/tensor_entry';
-import { toHfLayout } from '../../src/models/layouts';
-import { parseClipConfig } from '../../src/models/config';
-import { checkClipWeights, loadClipWeights } from '../../src/models/weights';
+import { toHfLayout } from '../../src/loading/layouts';
+import { parseClipConfig } from '../../src/loading/config';
+import { checkClipWeights, loadClipWeights } from '../../src/loading/weights';
 import { OWN_FIXTURES, REF_CHECKPOINTS, REF_MODELS } from '../reference_fixtures';
 
 /** The reference set's original-layout checkpoints and tiny models; the crafted cases of test/fixtures/checkpoints/cases (make_torch_cases.py). */

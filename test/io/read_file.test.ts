@@ -2,20 +2,22 @@
  * Paths that are not regular files, and files over the limits: every public call that reads a
  * path refuses /dev/zero, a FIFO and a folder at once with a clear error (once, /dev/zero as an
  * image read forever while memory grew, and a FIFO blocked in open()), and an image over maxBytes
- * is refused before it is read.
+ * is refused before it is read. JSON side files all go through readJson, which names the file in
+ * every error.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeImage, loadModel, loadTokenizer, readClipConfig, readPreprocessConfig, readSafetensors } from '../../src';
+import { decodeImage, loadModel, loadTokenizer, readClipConfig, readPreprocessConfig, readSafetensors, readSafetensorsIndex } from '../../src';
 import { ClipkitError } from '../../src/errors';
 import { readTorchCheckpoint } from '../../src/io/pytorch';
+import { readJson } from '../../src/io/read_json';
 import { readTextLines } from '../../src/cli/inputs';
 import { modelDir } from '../models/reference';
 import { REF_IMAGES } from '../reference_fixtures';
-import { tempDir } from '../helpers';
+import { tempDir, throwsCode } from '../helpers';
 
 const Files = suite('paths that are not regular files');
 const dir = tempDir('clipkit-notfile-');
@@ -85,3 +87,31 @@ Files('an image over maxBytes is refused before it is read; at the limit it deco
 });
 
 Files.run();
+
+const Json = suite('readJson: every JSON side file through one reader');
+
+Json('an object is returned; bad JSON and a non-object are E_FORMAT naming the file', () => {
+  const file = join(dir, 'side.json');
+  writeFileSync(file, '{"a": [1, 2]}');
+  assert.equal(readJson(file, 'config'), { a: [1, 2] });
+  writeFileSync(file, '{"a": ');
+  throwsCode(() => readJson(file, 'config'), 'E_FORMAT', /^Invalid config .*side\.json: not valid JSON \(/);
+  for (const [text, kind] of [['[1, 2]', 'an array'], ['null', 'null'], ['7', 'number 7'], ['"x"', 'string "x"']]) {
+    writeFileSync(file, text);
+    throwsCode(() => readJson(file, 'tokenizer config'), 'E_FORMAT', new RegExp(`^Invalid tokenizer config .*side\\.json: expected a JSON object but found ${kind}$`));
+  }
+  throwsCode(() => readJson(folder, 'config'), 'E_IO', /Cannot read config .*a-folder\.png: it is a folder/);
+});
+
+Json('the tokenizer, config and index readers share its messages', () => {
+  const tok = join(dir, 'tok-json');
+  mkdirSync(tok);
+  writeFileSync(join(tok, 'tokenizer_config.json'), '[]');
+  throwsCode(() => loadTokenizer(tok), 'E_FORMAT', /Invalid tokenizer config .*tokenizer_config\.json: expected a JSON object but found an array/);
+  writeFileSync(join(tok, 'preprocessor_config.json'), '{');
+  throwsCode(() => readPreprocessConfig(tok), 'E_FORMAT', /Invalid preprocessor config .*preprocessor_config\.json: not valid JSON/);
+  writeFileSync(join(tok, 'model.safetensors.index.json'), '"weights"');
+  throwsCode(() => readSafetensorsIndex(tok), 'E_FORMAT', /Invalid safetensors index .*model\.safetensors\.index\.json: expected a JSON object but found string "weights"/);
+});
+
+Json.run();

@@ -4,7 +4,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipkitError } from '../../src/errors';
 import { throwsCode } from '../helpers';
-import { f16ToF32Bits, MAX_HEADER_BYTES, MAX_VIEW_BYTES, readSafetensors, readSafetensorsIndex } from '../../src/io/safetensors';
+import { f16ToF32Bits } from '../../src/io/dtype';
+import { MAX_HEADER_BYTES, MAX_VIEW_BYTES, readSafetensors, readSafetensorsIndex } from '../../src/io/safetensors';
 import { f32Bytes, rawFile, safetensorsBytes, tempDir } from './safetensors_writer';
 import { REF_MODELS, refPath } from '../reference_fixtures';
 

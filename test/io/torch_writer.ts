@@ -178,3 +178,25 @@ export function torchZip(pickle: Uint8Array, storages: Record<string, Uint8Array
 export function f32Bytes(values: number[]): Uint8Array {
   return new Uint8Array(Float32Array.from(values).buffer);
 }
+
+/** Storage class and element size of each dtype the state-dict writer stores. */
+const STORAGE_OF: Record<string, [type: string, bytes: number]> = {
+  F32: ['FloatStorage', 4], F16: ['HalfStorage', 2], BF16: ['BFloat16Storage', 2], F64: ['DoubleStorage', 8], I64: ['LongStorage', 8],
+};
+
+/**
+ * A torch.save zip of a state dict as `torch.save(model.state_dict())` writes one: every tensor
+ * contiguous, in a storage of its own, its bytes as given (little-endian).
+ */
+export function stateDictZip(tensors: readonly { name: string; dtype: string; shape: readonly number[]; bytes: Uint8Array }[]): Buffer {
+  const specs: Record<string, TensorSpec> = {};
+  const storages: Record<string, Uint8Array> = {};
+  tensors.forEach((t, i) => {
+    const of = STORAGE_OF[t.dtype];
+    if (!of) throw new Error(`stateDictZip: no storage class for ${t.dtype}`);
+    const key = String(i);
+    specs[t.name] = { storage: { type: of[0], key, numel: t.bytes.length / of[1] }, size: [...t.shape] };
+    storages[key] = t.bytes;
+  });
+  return torchZip(stateDictPickle(specs), storages);
+}

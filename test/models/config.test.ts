@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors';
 import { throwsCode } from '../helpers';
-import { parseClipConfig, parsePreprocessConfig, readClipConfig, readPreprocessConfig } from '../../src/models/config';
+import { parseClipConfig, parsePreprocessConfig, readClipConfig, readPreprocessConfig } from '../../src/loading/config';
 import { tempDir } from '../io/safetensors_writer';
 import { REF_MODELS } from '../reference_fixtures';
 

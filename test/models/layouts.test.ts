@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { throwsCode } from '../helpers';
 import { lazyTensorEntry, TensorEntry } from '../../src/io/tensor_entry';
-import { detectLayout, EASYNLP_DEFAULT_LOGIT_SCALE, toHfLayout } from '../../src/models/layouts';
+import { detectLayout, EASYNLP_DEFAULT_LOGIT_SCALE, toHfLayout } from '../../src/loading/layouts';
 
 /**
  * Synthetic state dicts: shapes only (reading a tensor's bytes fails the test, so these also check

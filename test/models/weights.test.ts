@@ -4,10 +4,11 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { throwsCode } from '../helpers';
 import { readSafetensors } from '../../src/io/safetensors';
-import { parseClipConfig, readClipConfig } from '../../src/models/config';
-import { expectedParameters, loadClipWeights } from '../../src/models/weights';
+import { parseClipConfig, readClipConfig } from '../../src/loading/config';
+import { expectedParameters, loadClipWeights } from '../../src/loading/weights';
 import { RawTensor, safetensorsBytes, tempDir } from '../io/safetensors_writer';
-import { REF_MODELS } from '../reference_fixtures';
+import { stateDictZip } from '../io/torch_writer';
+import { REF_CHECKPOINTS, REF_MODELS } from '../reference_fixtures';
 
 const MODELS = REF_MODELS;
 const CN = path.join(MODELS, 'chinese_clip_tiny');
@@ -25,6 +26,25 @@ function folderWith(src: string, dir: string, tensors: RawTensor[]): string {
   fs.copyFileSync(path.join(src, 'config.json'), path.join(dir, 'config.json'));
   fs.writeFileSync(path.join(dir, 'model.safetensors'), safetensorsBytes(tensors, { metadata: { format: 'pt' } }));
   return dir;
+}
+
+/** Every parameter of `w` has the values of the same parameter of `ref`. */
+function sameWeights(w: ReturnType<typeof loadClipWeights>, ref: ReturnType<typeof loadClipWeights>): void {
+  assert.is(w.modelType, ref.modelType);
+  assert.is(w.logitScale, ref.logitScale);
+  const flat = (x: ReturnType<typeof loadClipWeights>) => {
+    const out = new Map<string, Float32Array>();
+    const walk = (v: unknown, at: string): void => {
+      if (v && typeof v === 'object' && 'data' in v && (v as { data: unknown }).data instanceof Float32Array) out.set(at, (v as { data: Float32Array }).data);
+      else if (v && typeof v === 'object') for (const [k, c] of Object.entries(v)) walk(c, `${at}.${k}`);
+    };
+    walk({ vision: x.vision, text: x.text }, '');
+    return out;
+  };
+  const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const got = flat(w), want = flat(ref);
+  assert.equal([...got.keys()], [...want.keys()]);
+  for (const [name, data] of want) assert.ok(bytes(got.get(name)!).equals(bytes(data)), name);
 }
 
 const count = (shapes: readonly (readonly number[])[]) => shapes.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0);
@@ -111,6 +131,74 @@ Load('sharded checkpoint: two shards and an index', () => {
   }
 });
 
+Load('pytorch_model.bin: the same tensors as model.safetensors (BF16 and F16 storages)', () => {
+  for (const src of [CN, OA]) {
+    const { dir, cleanup } = tempDir('clipkit-w-');
+    try {
+      fs.copyFileSync(path.join(src, 'config.json'), path.join(dir, 'config.json'));
+      fs.writeFileSync(path.join(dir, 'pytorch_model.bin'), stateDictZip(rawTensors(src)));
+      const w = loadClipWeights(dir);
+      assert.equal(w.files, [path.join(dir, 'pytorch_model.bin')]);
+      assert.equal(w.unexpected, []);
+      sameWeights(w, loadClipWeights(src));
+    } finally {
+      cleanup();
+    }
+  }
+});
+
+Load('pytorch_model.bin as torch.save writes it: the tiny Chinese-CLIP state dict', () => {
+  const { dir, cleanup } = tempDir('clipkit-w-');
+  try {
+    fs.copyFileSync(path.join(CN, 'config.json'), path.join(dir, 'config.json'));
+    fs.copyFileSync(path.join(REF_CHECKPOINTS, 'chinese_clip_tiny.pytorch_model.bin'), path.join(dir, 'pytorch_model.bin'));
+    const w = loadClipWeights(dir);
+    assert.equal(w.files, [path.join(dir, 'pytorch_model.bin')]);
+    sameWeights(w, loadClipWeights(CN));
+  } finally {
+    cleanup();
+  }
+});
+
+Load('pytorch_model.bin shards behind pytorch_model.bin.index.json', () => {
+  const { dir, cleanup } = tempDir('clipkit-w-');
+  try {
+    fs.copyFileSync(path.join(OA, 'config.json'), path.join(dir, 'config.json'));
+    const all = rawTensors(OA);
+    const weightMap: Record<string, string> = {};
+    const shards = [all.filter((t) => t.name.startsWith('text')), all.filter((t) => !t.name.startsWith('text'))];
+    for (const [s, part] of shards.entries()) {
+      const shard = `pytorch_model-0000${s + 1}-of-00002.bin`;
+      fs.writeFileSync(path.join(dir, shard), stateDictZip(part));
+      for (const t of part) weightMap[t.name] = shard;
+    }
+    const index = path.join(dir, 'pytorch_model.bin.index.json');
+    fs.writeFileSync(index, JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    const w = loadClipWeights(dir);
+    assert.equal(w.files, [path.join(dir, 'pytorch_model-00001-of-00002.bin'), path.join(dir, 'pytorch_model-00002-of-00002.bin')]);
+    sameWeights(w, loadClipWeights(OA));
+
+    // A name the index lists but its shard lacks; a shard named outside the folder.
+    fs.writeFileSync(index, JSON.stringify({ weight_map: { ...weightMap, 'ghost.weight': 'pytorch_model-00001-of-00002.bin' } }));
+    throwsCode(() => loadClipWeights(dir), 'E_WEIGHTS', /pytorch_model\.bin\.index\.json lists 1 tensors its shards lack, e\.g\. ghost\.weight/);
+    fs.writeFileSync(index, JSON.stringify({ weight_map: { ...weightMap, 'ghost.weight': '../elsewhere.bin' } }));
+    throwsCode(() => loadClipWeights(dir), 'E_FORMAT', /shard "\.\.\/elsewhere\.bin" is not a file name in the folder/);
+  } finally {
+    cleanup();
+  }
+});
+
+Load('model.safetensors is read before pytorch_model.bin', () => {
+  const { dir, cleanup } = tempDir('clipkit-w-');
+  try {
+    folderWith(CN, dir, rawTensors(CN));
+    fs.writeFileSync(path.join(dir, 'pytorch_model.bin'), 'not read');
+    assert.equal(loadClipWeights(dir).files, [path.join(dir, 'model.safetensors')]);
+  } finally {
+    cleanup();
+  }
+});
+
 Load.run();
 
 const Check = suite('weights: mismatches');
@@ -165,13 +253,13 @@ Check('extra tensors are ignored and listed; an expected parameter of an integer
   }
 });
 
-Check('a folder without safetensors weights', () => {
+Check('a folder without weights, and a pytorch_model.bin that is not a torch.save file', () => {
   const { dir, cleanup } = tempDir('clipkit-w-');
   try {
     fs.copyFileSync(path.join(CN, 'config.json'), path.join(dir, 'config.json'));
-    throwsCode(() => loadClipWeights(dir), 'E_IO', /No weights in .*: expected model\.safetensors or model\.safetensors\.index\.json$/);
+    throwsCode(() => loadClipWeights(dir), 'E_IO', /No weights in .*: expected model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin or pytorch_model\.bin\.index\.json$/);
     fs.writeFileSync(path.join(dir, 'pytorch_model.bin'), 'x');
-    throwsCode(() => loadClipWeights(dir), 'E_IO', /found pytorch_model\.bin: PyTorch pickles are not read/);
+    throwsCode(() => loadClipWeights(dir), 'E_FORMAT', /pytorch_model\.bin: not a torch\.save file/);
   } finally {
     cleanup();
   }

@@ -1,18 +1,17 @@
 /**
- * A model folder's weights (`model.safetensors`, or shards behind `model.safetensors.index.json`),
- * checked against its config: every Hugging Face parameter that ChineseCLIPModel / CLIPModel /
- * AltCLIPModel has for
- * that geometry must be present with its exact shape. The result is typed, float32 tensors, grouped
- * the way the towers use them. Tensors the model does not use (e.g. `position_ids` buffers of older
- * checkpoints) are ignored and listed in `unexpected`.
+ * A model folder's weights (`model.safetensors` or `pytorch_model.bin`, or the shards of their
+ * index, read by read_weights.ts), checked against its config: every Hugging Face parameter that
+ * ChineseCLIPModel / CLIPModel / AltCLIPModel has for that geometry must be present with its exact
+ * shape. The result is typed, float32 tensors, grouped the way the towers use them. Tensors the
+ * model does not use (e.g. `position_ids` buffers of older checkpoints) are ignored and listed in
+ * `unexpected`.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { ClipkitError } from '../errors';
 import { expectPath } from '../check';
-import { readSafetensors, readSafetensorsIndex, SafetensorsTensor } from '../io/safetensors';
+import { TensorEntry } from '../io/tensor_entry';
 import { Tensor } from '../tensor';
 import { BertTextConfig, ClipConfig, ClipTextConfig, readClipConfig, VisionConfig } from './config';
+import { readWeights } from './read_weights';
 
 /** y = x·weightᵀ + bias. weight [out, in], bias [out]. */
 export interface Linear {
@@ -208,7 +207,7 @@ const LIST_AT_MOST = 10;
  * collected first: missing parameters throw E_WEIGHTS, misshaped ones E_SHAPE, each named with the
  * expected and actual shape.
  */
-export function checkClipWeights(tensors: ReadonlyMap<string, SafetensorsTensor>, config: ClipConfig, source: string, files: string[] = [source]): ClipWeights {
+export function checkClipWeights(tensors: ReadonlyMap<string, TensorEntry>, config: ClipConfig, source: string, files: string[] = [source]): ClipWeights {
   const expected = expectedParameters(config);
   const missing: ExpectedParameter[] = [];
   const misshaped: string[] = [];
@@ -239,30 +238,14 @@ export function checkClipWeights(tensors: ReadonlyMap<string, SafetensorsTensor>
     : { ...base, modelType: config.modelType, config, text: text as BertTextWeights };
 }
 
-/** The tensors of a model folder: `model.safetensors`, else the shards of `model.safetensors.index.json`. */
-export function readCheckpoint(dir: string): { tensors: Map<string, SafetensorsTensor>; files: string[] } {
-  expectPath('dir', dir);
-  const single = path.join(dir, 'model.safetensors');
-  if (fs.existsSync(single)) return { tensors: readSafetensors(single).tensors, files: [single] };
-  const index = path.join(dir, 'model.safetensors.index.json');
-  if (fs.existsSync(index)) {
-    const ck = readSafetensorsIndex(dir);
-    return { tensors: ck.tensors, files: ck.files.map((f) => path.join(dir, f)) };
-  }
-  const bin = ['pytorch_model.bin', 'model.bin'].filter((f) => fs.existsSync(path.join(dir, f)));
-  throw new ClipkitError(
-    'E_IO',
-    `No weights in ${dir}: expected model.safetensors or model.safetensors.index.json` +
-      (bin.length ? ` (found ${bin.join(', ')}: PyTorch pickles are not read; convert the checkpoint to safetensors)` : ''),
-  );
-}
-
-/** Loads a Hugging Face model folder: `config.json` (unless given) and its weights, checked against each other. */
+/**
+ * Loads a Hugging Face model folder: `config.json` (unless given) and its weights (read_weights.ts:
+ * safetensors or pytorch_model.bin, single or sharded), checked against each other.
+ */
 export function loadClipWeights(dir: string, config?: ClipConfig): ClipWeights {
   expectPath('dir', dir);
   config ??= readClipConfig(dir);
-  const { tensors, files } = readCheckpoint(dir);
-  const source = files.length === 1 ? files[0] : `${path.join(dir, 'model.safetensors.index.json')} (${files.length} shards)`;
+  const { tensors, files, source } = readWeights(dir, { hasConfig: true });
   return checkClipWeights(tensors, config, source, files);
 }
 

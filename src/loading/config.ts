@@ -11,7 +11,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
 import { expectPath } from '../check';
-import { readTextBounded } from '../io/read_file';
+import { RESIZE_FILTERS, ResizeFilter } from '../image/resize';
+import { readJson } from '../io/read_json';
+import { OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from './family_files';
 
 /**
  * `easynlp_clip` is EasyNLP's Chinese CLIP ("huggingface_clip" CLIPApp): a config clipkit writes
@@ -311,15 +313,6 @@ export function parseClipConfig(json: unknown, source: string): ClipConfig {
     : { ...base, modelType: modelType as 'chinese_clip' | 'altclip' | 'easynlp_clip', text: parseBertText(json, source, defaulted, modelType as 'chinese_clip' | 'altclip' | 'easynlp_clip') };
 }
 
-function readJson(file: string, what: string): unknown {
-  const text = readTextBounded(file, what);
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ClipkitError('E_FORMAT', `Invalid ${what} ${file}: not valid JSON (${(err as Error).message})`);
-  }
-}
-
 /** Reads `config.json` from a model folder, or the given file. */
 export function readClipConfig(fileOrDir: string): ClipConfig {
   expectPath('fileOrDir', fileOrDir);
@@ -329,9 +322,6 @@ export function readClipConfig(fileOrDir: string): ClipConfig {
 
 // ----------------------------------------------------------------------------------------------
 // preprocessor_config.json
-
-export const RESAMPLE = ['nearest', 'lanczos', 'bilinear', 'bicubic', 'box', 'hamming'] as const; // PIL enum 0..5
-export type Resample = (typeof RESAMPLE)[number];
 
 export type ResizeSize = { shortestEdge: number } | { height: number; width: number };
 
@@ -343,7 +333,8 @@ export interface PreprocessConfig {
   doResize: boolean;
   /** `{shortestEdge}`: scale the shorter side to it, keeping the aspect ratio; `{height, width}`: exactly. */
   size: ResizeSize;
-  resample: Resample;
+  /** `resample`, a PIL filter number, by name (RESIZE_FILTERS is in PIL's numbering). */
+  resample: ResizeFilter;
   doCenterCrop: boolean;
   cropSize: { height: number; width: number };
   doRescale: boolean;
@@ -356,8 +347,6 @@ export interface PreprocessConfig {
 }
 
 // CLIPImageProcessor and ChineseCLIPImageProcessor share these defaults.
-const OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
-const OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
 const PREPROCESS_DEFAULTS = {
   do_convert_rgb: true, do_resize: true, size: { shortest_edge: 224 }, resample: 3, do_center_crop: true,
   crop_size: { height: 224, width: 224 }, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true,
@@ -400,8 +389,8 @@ export function parsePreprocessConfig(json: unknown, source: string): Preprocess
   else f.fail('crop_size', '{height, width} or an integer', cropRaw);
 
   const resampleRaw = raw('resample');
-  if (typeof resampleRaw !== 'number' || !Number.isInteger(resampleRaw) || resampleRaw < 0 || resampleRaw >= RESAMPLE.length)
-    f.fail('resample', `a PIL resampling filter 0..${RESAMPLE.length - 1} (${RESAMPLE.map((r, i) => `${i} ${r}`).join(', ')})`, resampleRaw);
+  if (typeof resampleRaw !== 'number' || !Number.isInteger(resampleRaw) || resampleRaw < 0 || resampleRaw >= RESIZE_FILTERS.length)
+    f.fail('resample', `a PIL resampling filter 0..${RESIZE_FILTERS.length - 1} (${RESIZE_FILTERS.map((r, i) => `${i} ${r}`).join(', ')})`, resampleRaw);
 
   const triple = (key: string): [number, number, number] => {
     const v = raw(key);
@@ -422,7 +411,7 @@ export function parsePreprocessConfig(json: unknown, source: string): Preprocess
     doConvertRgb: bool('do_convert_rgb'),
     doResize: bool('do_resize'),
     size,
-    resample: RESAMPLE[resampleRaw as number],
+    resample: RESIZE_FILTERS[resampleRaw as number],
     doCenterCrop: bool('do_center_crop'),
     cropSize,
     doRescale: bool('do_rescale'),

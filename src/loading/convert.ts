@@ -1,8 +1,8 @@
 /**
- * convertCheckpoint(input, outDir): an original CLIP checkpoint (torch.save, TorchScript or
- * safetensors, in any layout layouts.ts knows) → a Hugging Face model folder (model.safetensors,
- * config.json, tokenizer and preprocessor files) that loadModel reads, and transformers'
- * `from_pretrained` too for every model type but EasyNLP's.
+ * convertCheckpoint(input, outDir): an original CLIP checkpoint file (torch.save, TorchScript or
+ * safetensors, read by read_weights.ts as loadModel reads it, in any layout layouts.ts knows) → a
+ * Hugging Face model folder (model.safetensors, config.json, tokenizer and preprocessor files) that
+ * loadModel reads, and transformers' `from_pretrained` too for every model type but EasyNLP's.
  * - model.safetensors holds exactly the parameters transformers' class has at the inferred
  *   geometry, each at its config shape; the rest of the input is listed in `skipped`.
  * - The vocabulary has as many tokens as the token embedding has rows.
@@ -15,16 +15,15 @@ import { gunzipSync } from 'node:zlib';
 import { describe, expectOneOf, expectOptions, expectPath, OptionKeys } from '../check';
 import { ClipkitError, typeError } from '../errors';
 import { castFloatBytes, CastTarget } from '../io/float_cast';
-import { readTorchCheckpoint, TorchFormat } from '../io/pytorch';
-import { readSafetensors } from '../io/safetensors';
 import { TensorSource, writeSafetensorsFile } from '../io/safetensors_writer';
 import { elementCount, TensorEntry } from '../io/tensor_entry';
 import { BertWordPieceTokenizer } from '../tokenizers/bert_wordpiece';
 import { bytesToUnicode, ClipBpeTokenizer, EOT, SOT } from '../tokenizers/clip_bpe';
 import { assetsDir, BPE_GZ, defaultPreprocessorConfig } from './family_files';
 import { HfConfigJson, LayoutModelType } from './infer_geometry';
-import { CheckpointLayout, HfCheckpoint, toHfLayout } from './layouts';
+import { CheckpointLayout } from './layouts';
 import { readFileBounded } from '../io/read_file';
+import { readWeightFile, toHfWeights, WeightFormat } from './read_weights';
 
 export const CONVERT_DTYPES = ['keep', 'fp32', 'fp16', 'bf16'] as const;
 export type ConvertDType = (typeof CONVERT_DTYPES)[number];
@@ -53,7 +52,7 @@ export interface ConvertResult {
   input: string;
   outDir: string;
   /** How the input was stored. */
-  format: TorchFormat | 'safetensors';
+  format: WeightFormat;
   layout: CheckpointLayout;
   modelType: LayoutModelType;
   /** config.json's architectures[0]: CLIPModel, ChineseCLIPModel or EasyNLPCLIPModel. */
@@ -90,11 +89,11 @@ export function convertCheckpoint(input: string, outDir: string, options: Conver
   expectPath('outDir', outDir);
   const o = checkOptions(input, outDir, options);
   const createDir = checkOutDir(outDir, o.force);
-  const { format, tensors } = readCheckpoint(input);
-  const hf = toHfLayout(tensors, { model: o.model, text: o.text, hiddenAct: o.hiddenAct, source: input });
-  const { keep, skipped } = selectTensors(hf, input);
+  const hf = toHfWeights(readWeightFile(input), { model: o.model, text: o.text, hiddenAct: o.hiddenAct });
+  const inferred = hf.inferred!; // without a config.json the geometry always comes from the shapes
+  const { keep, skipped } = selectTensors(hf.tensors, inferred, hf.unused, input);
   const weights = keep.map((e) => castTo(e, o.dtype));
-  const config: HfConfigJson = { ...hf.config, torch_dtype: torchDType(weights) };
+  const config: HfConfigJson = { ...inferred, torch_dtype: torchDType(weights) };
   const small = [
     textFile('config.json', json(config)),
     textFile('preprocessor_config.json', json(defaultPreprocessorConfig(config.model_type, config.vision_config.image_size as number))),
@@ -104,13 +103,13 @@ export function convertCheckpoint(input: string, outDir: string, options: Conver
   return {
     input,
     outDir,
-    format,
+    format: hf.format,
     layout: hf.layout,
     modelType: config.model_type,
     architecture: (config.architectures as string[])[0],
     transformers: config.model_type !== 'easynlp_clip',
     torchDType: config.torch_dtype as string,
-    inputTensors: tensors.size,
+    inputTensors: hf.storedCount,
     tensors: weights.length,
     parameters: weights.reduce((n, w) => n + elementCount(w.shape), 0),
     skipped,
@@ -169,25 +168,15 @@ function checkOutDir(outDir: string, force: boolean): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading and selecting tensors
-
-/**
- * A `.safetensors` file (by its extension), else a torch.save file (zip or legacy) or TorchScript
- * archive, read by io/pytorch.ts without Python.
- */
-function readCheckpoint(input: string): { format: ConvertResult['format']; tensors: ReadonlyMap<string, TensorEntry> } {
-  if (path.extname(input).toLowerCase() === '.safetensors') return { format: 'safetensors', tensors: readSafetensors(input).tensors };
-  const ckpt = readTorchCheckpoint(input);
-  return { format: ckpt.format, tensors: ckpt.tensors };
-}
+// Selecting tensors
 
 /** The tensors transformers' class has at the config's geometry, in module order; everything else is skipped. */
-function selectTensors(hf: HfCheckpoint, source: string): { keep: TensorEntry[]; skipped: string[] } {
-  const want = expectedShapes(hf.config);
+function selectTensors(tensors: ReadonlyMap<string, TensorEntry>, config: HfConfigJson, unused: readonly string[], source: string): { keep: TensorEntry[]; skipped: string[] } {
+  const want = expectedShapes(config);
   const keep: TensorEntry[] = [];
   const missing: string[] = [];
   for (const [name, shape] of want) {
-    const e = hf.tensors.get(name);
+    const e = tensors.get(name);
     if (!e) {
       missing.push(name);
       continue;
@@ -199,10 +188,10 @@ function selectTensors(hf: HfCheckpoint, source: string): { keep: TensorEntry[];
   if (missing.length)
     throw new ClipkitError(
       'E_WEIGHTS',
-      `${source} lacks ${missing.length} of the ${want.size} tensors a ${(hf.config.architectures as string[])[0]} of this geometry has: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
+      `${source} lacks ${missing.length} of the ${want.size} tensors a ${(config.architectures as string[])[0]} of this geometry has: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
     );
-  const extra = [...hf.tensors.keys()].filter((n) => !want.has(n));
-  return { keep, skipped: [...hf.unused, ...extra].sort() };
+  const extra = [...tensors.keys()].filter((n) => !want.has(n));
+  return { keep, skipped: [...unused, ...extra].sort() };
 }
 
 /**
@@ -316,7 +305,6 @@ const json = (value: unknown) => JSON.stringify(value, null, 2) + '\n';
 const CLIP_VOCAB_SIZE = 49408;
 const CLIP_MERGES = CLIP_VOCAB_SIZE - 512 - 2;
 
-
 /**
  * The tokenizer files of the config's text tower, from the vocabularies in the package's assets/ or
  * from `dir`, their vocabulary's size checked against the checkpoint's token embedding (E_SHAPE).
@@ -327,7 +315,7 @@ const CLIP_MERGES = CLIP_VOCAB_SIZE - 512 - 2;
 function tokenizerFiles(config: HfConfigJson, dir: string | undefined): SmallFile[] {
   const from = dir ?? assetsDir();
   const has = (f: string) => fs.existsSync(path.join(from, f));
-  const read = (f: string) => readFile(path.join(from, f));
+  const read = (f: string) => readFileBounded(path.join(from, f), 'tokenizer file');
   const rows = config.text_config.vocab_size as number;
   const context = config.text_config.max_position_embeddings as number;
   const checkSize = (size: number, what: string) => {
@@ -384,11 +372,6 @@ function clipVocabFromBpe(gz: Uint8Array, file: string): { vocabJson: string; me
     vocabJson: '{' + tokens.map((t, i) => `${JSON.stringify(t)}:${i}`).join(',') + '}',
     merges: '#version: 0.2\n' + lines.map((l) => l + '\n').join(''),
   };
-}
-
-
-function readFile(file: string): Buffer {
-  return readFileBounded(file, 'tokenizer file');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,8 +18,12 @@ export function assetsDir(): string {
   throw new ClipkitError('E_IO', `clipkit's assets/ folder (with ${BPE_GZ} and vocab.txt) is missing from the installed package near ${__dirname}`);
 }
 
-const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
-const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
+/**
+ * OpenAI CLIP's per-channel normalisation (RGB): the standard preprocessing of every family here,
+ * and the default of transformers' CLIPImageProcessor and ChineseCLIPImageProcessor.
+ */
+export const OPENAI_CLIP_MEAN: readonly number[] = Object.freeze([0.48145466, 0.4578275, 0.40821073]);
+export const OPENAI_CLIP_STD: readonly number[] = Object.freeze([0.26862954, 0.26130258, 0.27577711]);
 
 /**
  * preprocessor_config.json (keys sorted, as transformers writes them). OpenAI CLIP (and EasyNLP,
@@ -35,9 +39,9 @@ export function defaultPreprocessorConfig(modelType: string, s: number): Record<
     do_normalize: true,
     do_rescale: true,
     do_resize: true,
-    image_mean: CLIP_MEAN,
+    image_mean: OPENAI_CLIP_MEAN,
     image_processor_type: chinese ? 'ChineseCLIPImageProcessor' : 'CLIPImageProcessor',
-    image_std: CLIP_STD,
+    image_std: OPENAI_CLIP_STD,
     resample: 3, // PIL bicubic
     rescale_factor: 1 / 255,
     size: chinese ? { height: s, width: s } : { shortest_edge: s },
