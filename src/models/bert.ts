@@ -13,7 +13,7 @@
  * real tokens of a right-padded text sit at pad + 1, pad + 2, …).
  *
  * Each text runs at its true length, without padding: a batch stacks its texts row after row
- * (blocks.ts RaggedBatch), the GEMMs run over all rows at once and attention within each text. The
+ * (ragged.ts RaggedBatch), the GEMMs run over all rows at once and attention within each text. The
  * padding keys of a padded run get weight exactly 0, so [CLS] is the same as the fully padded run's.
  * The last layer computes only the [CLS] rows: q for those rows alone (k and v for every row), attention
  * for each text's first query, then its tail.
@@ -23,10 +23,10 @@ import { embedding } from '../ops/embedding';
 import { linear, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { collectStates, HiddenStates, lastLayerQkv, pickRows, TextOutput } from './blocks';
+import { collectStates, HiddenStates, lastLayerAttention, pickRows, TextOutput } from './blocks';
 import { OpQueue } from './op_queue';
 import { keep, keepNorm, PackedLinear, packLinear, packQkv, PackSettings } from './packing';
-import { encodeInGroups, RaggedBatch, raggedBatch } from './ragged';
+import { encodeInGroups, keyMaskOf, RaggedBatch, raggedBatch } from './ragged';
 import { fresh, Workspace, WorkspacePool } from './workspace';
 import { BertTextConfig } from '../loading/config';
 import { BertTextWeights, Norm } from '../loading/weights';
@@ -113,13 +113,13 @@ export class BertTower {
       const lengths = Array.from(this.lengths(ids, n, context));
       const all = Array.from({ length: n }, (_, i) => i);
       const batch = raggedBatch(ids, context, all, all.map(() => context), lengths);
-      const keyMask = keyMaskOf(batch);
+      const keyMask = keyMaskOf(batch, (length) => length);
       const q = new OpQueue();
       const x0 = this.embed(batch, ws, q);
       await q.done();
       const shaped = (t: Tensor) => t.reshape([n, context, t.shape[1]]);
       const { states } = await collectStates(x0, this.layers, async (x, l) => {
-        const y = this.block(x, l, batch.starts, keyMask, false, ws, q);
+        const y = this.block(x, l, batch.starts, keyMask, ws, q);
         await q.done();
         return y;
       });
@@ -153,26 +153,30 @@ export class BertTower {
 
   /**
    * One post-LN layer, queued, on x [rows, W] (modified in place as the residual; the result goes to
-   * the other of the workspace's two residual buffers). `firstRowOnly`: attention for each text's
-   * first query row alone and the rest of the layer on those rows, returning a new [B, W] tensor.
+   * the other of the workspace's two residual buffers).
    */
-  private block(x: Tensor, l: PackedBertLayer, starts: Int32Array, keyMask: Int32Array | undefined, firstRowOnly: boolean, ws: Workspace, q: OpQueue): Tensor {
+  private block(x: Tensor, l: PackedBertLayer, starts: Int32Array, keyMask: Int32Array | undefined, ws: Workspace, q: OpQueue): Tensor {
+    const qkv = ws.tensor('qkv', [x.shape[0], l.qkv.weight.n]), a = ws.tensor('attn', x.shape);
+    q.add(() => linear(x, l.qkv.weight, { bias: l.qkv.bias, out: qkv }));
+    q.add(() => attentionRagged(qkv, { heads: this.config.numAttentionHeads, seqStarts: starts, keyMask, out: a }));
+    return this.afterAttention(x, a, l, (t) => ws.tensor(ws.holds('x', t) ? 'x2' : 'x', t.shape), ws, q);
+  }
+
+  /** The last layer for each text's first row ([CLS] / <s>) alone, queued → a new [B, W]. */
+  private lastBlock(x: Tensor, l: PackedBertLayer, starts: Int32Array, keyMask: Int32Array | undefined, ws: Workspace, q: OpQueue): Tensor {
+    const heads = this.config.numAttentionHeads;
+    const { attn, picked } = lastLayerAttention(x, l.qkv, starts.subarray(0, starts.length - 1), (qkv, query, out) =>
+      attentionRagged(qkv, { heads, seqStarts: starts, keyMask, firstRowOnly: true, query, out }), ws, q);
+    // These rows leave the tower: they get buffers of their own.
+    return this.afterAttention(picked, attn, l, (t) => fresh(t.shape[0], t.shape[1]), ws, q);
+  }
+
+  /**
+   * The rest of a post-LN layer once attention gave a for the rows of x (modified in place), queued:
+   * LN(dense(a) + x), then LN(output(act(intermediate(·))) + ·), each LayerNorm into stream(·).
+   */
+  private afterAttention(x: Tensor, a: Tensor, l: PackedBertLayer, stream: (t: Tensor) => Tensor, ws: Workspace, q: OpQueue): Tensor {
     const c = this.config, eps = c.layerNormEps;
-    const [rows, width] = x.shape, texts = starts.length - 1;
-    const a = ws.tensor('attn', [firstRowOnly ? texts : rows, width]);
-    const heads = c.numAttentionHeads;
-    if (firstRowOnly) {
-      // [CLS] rows only from here on: [B, W].
-      const { qkv, query, picked } = lastLayerQkv(x, l.qkv, starts.subarray(0, texts), ws, q);
-      q.add(() => attentionRagged(qkv, { heads, seqStarts: starts, keyMask, firstRowOnly, query, out: a }));
-      x = picked;
-    } else {
-      const qkv = ws.tensor('qkv', [rows, l.qkv.weight.n]);
-      q.add(() => linear(x, l.qkv.weight, { bias: l.qkv.bias, out: qkv }));
-      q.add(() => attentionRagged(qkv, { heads, seqStarts: starts, keyMask, out: a }));
-    }
-    // The last layer's rows leave the tower: they get buffers of their own.
-    const stream = (t: Tensor) => (firstRowOnly ? fresh(t.shape[0], t.shape[1]) : ws.tensor(ws.holds('x', t) ? 'x2' : 'x', t.shape));
     q.add(() => linear(a, l.attentionOutput.weight, { bias: l.attentionOutput.bias, residual: x, out: x }));
     const h = stream(x);
     q.add(() => layerNorm(x, l.attentionLayerNorm.weight, l.attentionLayerNorm.bias, { eps, out: h }));
@@ -187,11 +191,11 @@ export class BertTower {
 
   /** One ragged batch: each text at its own length (keys past its true length, if any, masked). */
   private async encodeBatch(batch: RaggedBatch, ws: Workspace): Promise<TextOutput> {
-    const texts = batch.keys.length, keyMask = keyMaskOf(batch), q = new OpQueue();
+    const texts = batch.keys.length, keyMask = keyMaskOf(batch, (length) => length), q = new OpQueue();
     let x = this.embed(batch, ws, q);
     const last = this.layers.length - 1;
-    for (let i = 0; i <= last; i++) x = this.block(x, this.layers[i], batch.starts, keyMask, i === last, ws, q);
-    let pooled = last >= 0 ? x : pickRows(x, batch.starts.subarray(0, texts), q);
+    for (let i = 0; i < last; i++) x = this.block(x, this.layers[i], batch.starts, keyMask, ws, q);
+    let pooled = last >= 0 ? this.lastBlock(x, this.layers[last], batch.starts, keyMask, ws, q) : pickRows(x, batch.starts.subarray(0, texts), q);
     const head = this.head;
     if (head) {
       const h = fresh(texts, pooled.shape[1]);
@@ -219,11 +223,3 @@ function tanhInPlace(x: Float32Array): void {
   for (let i = 0; i < x.length; i++) x[i] = Math.tanh(x[i]);
 }
 
-/** 1 on each text's first keys[b] rows (its true length), 0 on its padding; none when nothing is padded. */
-function keyMaskOf(batch: RaggedBatch): Int32Array | undefined {
-  const { starts, keys } = batch;
-  if (keys.every((len, b) => starts[b + 1] - starts[b] <= len)) return undefined;
-  const mask = new Int32Array(batch.ids.length);
-  keys.forEach((len, b) => mask.fill(1, starts[b], Math.min(starts[b] + len, starts[b + 1])));
-  return mask;
-}

@@ -1,10 +1,12 @@
 /**
  * The pieces of a forward pass the towers share: the pre-LN transformer block of the ViT and the
- * CLIP text tower, the last layer's q for picked rows, row picking, and hidden-state collection.
+ * CLIP text tower, the last layer computed for the pooled rows alone (all three towers), row
+ * picking, and hidden-state collection.
  */
 import { gatherRows } from '../ops/embedding';
 import { linear, panelWidth } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
+import { rangeError } from '../errors';
 import { Tensor } from '../tensor';
 import { HiddenAct } from '../loading/config';
 import { OpQueue } from './op_queue';
@@ -71,24 +73,58 @@ export function preNormQkv(x: Tensor, l: PackedPreNormLayer, s: BlockSettings, w
 
 /**
  * The attention input of a last layer that needs the output of some rows only (the class token,
- * [CLS]), queued: k and v of every row of h [..., W] into qkv [..., 3W], whose q part is left unset,
- * and q of rows `index` alone → query [n, W] (a third of the projection for the other rows saved);
- * `picked` holds those rows of h. When W is not a multiple of panelWidth() (the packed weight's panels) the
- * projection runs whole and query is undefined: attention then reads qkv's q part.
+ * [CLS], the end of text), queued: k and v of every row of h [..., W] into qkv [..., 3W], and q of
+ * rows `index` alone → query [n, W] (a third of the projection for the other rows saved); `picked`
+ * holds those rows of h. Every value is the one the whole projection gives, bit for bit. When W is
+ * not a multiple of panelWidth() (the packed weight's panels) the k | v columns cannot be split off:
+ * the projection runs whole, and query is the q part of the picked rows' own projection.
  */
-export function lastLayerQkv(h: Tensor, l: PackedLinear, index: ArrayLike<number>, ws: Workspace, q: OpQueue): { qkv: Tensor; query?: Tensor; picked: Tensor } {
-  const width = h.shape[h.shape.length - 1], n = l.weight.n;
+export function lastLayerQkv(h: Tensor, l: PackedLinear, index: ArrayLike<number>, ws: Workspace, q: OpQueue): { qkv: Tensor; query: Tensor; picked: Tensor } {
+  const width = h.shape[h.shape.length - 1], n = l.weight.n, picks = index.length;
   const qkv = ws.tensor('qkv', [...h.shape.slice(0, -1), n]);
-  const picked = pickRows(h, index, q);
-  if (width % panelWidth() !== 0 || n !== 3 * width) {
+  if (n !== 3 * width) throw rangeError('E_SHAPE', `Expected a q | k | v weight of ${3 * width} rows for width ${width} but received ${n}`);
+  const picked = pickRows(h, index, q), query = ws.tensor('query', [picks, width]);
+  if (width % panelWidth() !== 0) {
     q.add(() => linear(h, l.weight, { bias: l.bias, out: qkv }));
-    return { qkv, picked };
+    // The picked rows' q | k | v, read as 3·picks rows of W: row 3i is q of pick i.
+    const full = ws.tensor('pickedQkv', [picks, n]), qRows = Array.from({ length: picks }, (_, i) => 3 * i);
+    q.add(() => linear(picked, l.weight, { bias: l.bias, out: full }));
+    q.add(() => gatherRows(full.reshape([(picks * n) / width, width]), qRows, { out: query }));
+    return { qkv, query, picked };
   }
   const part = (t: Tensor | undefined, start: number, end: number) => t && new Tensor((t.data as Float32Array).subarray(start, end), [end - start]);
-  const query = ws.tensor('query', [index.length, width]);
   q.add(() => linear(h, l.weight.rows(width, n), { bias: part(l.bias, width, n), out: qkv, outColumn: width }));
   q.add(() => linear(picked, l.weight.rows(0, width), { bias: part(l.bias, 0, width), out: query }));
   return { qkv, query, picked };
+}
+
+/** A tower's attention for one query per picked row: qkv [rows, 3W] and query [n, W] → out [n, W]. */
+export type PickedAttention = (qkv: Tensor, query: Tensor, out: Tensor) => Promise<Tensor>;
+
+/**
+ * The attention of a last layer computed for rows `index` alone, queued: lastLayerQkv, then
+ * `attend` (the tower's attention op) → attn [n, W], in `ws`. `picked`: those rows of h.
+ */
+export function lastLayerAttention(h: Tensor, l: PackedLinear, index: ArrayLike<number>, attend: PickedAttention, ws: Workspace, q: OpQueue): { attn: Tensor; picked: Tensor } {
+  const { qkv, query, picked } = lastLayerQkv(h, l, index, ws, q);
+  const attn = ws.tensor('attn', query.shape);
+  q.add(() => attend(qkv, query, attn));
+  return { attn, picked };
+}
+
+/**
+ * A pre-LN layer (ViT, CLIP text) for rows `index` of x [..., W] alone, queued → a new [n, W]: the
+ * rows the tower pools, after the layer (with no layer, the rows themselves).
+ */
+export function preNormLastLayer(x: Tensor, l: PackedPreNormLayer | undefined, s: BlockSettings, index: ArrayLike<number>, attend: PickedAttention, ws: Workspace, q: OpQueue): Tensor {
+  const rows = pickRows(x, index, q);
+  if (!l) return rows;
+  const h = ws.tensor('norm', x.shape);
+  q.add(() => layerNorm(x, l.layerNorm1.weight, l.layerNorm1.bias, { eps: s.eps, out: h }));
+  const { attn } = lastLayerAttention(h, l.qkv, index, attend, ws, q);
+  q.add(() => linear(attn, l.out.weight, { bias: l.out.bias, residual: rows, out: rows }));
+  preNormMlp(rows, l, s, ws, q);
+  return rows;
 }
 
 /** Rows `index` of x [R, W] (or [B, S, W], rows counted across the batch), queued → a new [n, W]. */

@@ -6,18 +6,19 @@
  *   pooled = final_layer_norm(x[:, eot]);  text_embeds = pooled · text_projectionᵀ
  *
  * Attention is causal, so nothing after the end-of-text position influences its row: each text runs
- * only up to it, without padding (a ragged batch, blocks.ts). The last layer's out_proj, MLP and
- * final norm run on the end-of-text rows alone.
+ * only up to it, without padding (a ragged batch, ragged.ts). The last layer computes only the
+ * end-of-text rows: q and attention for those rows alone (k and v for every row), then its out_proj,
+ * MLP and the final norm.
  */
 import { attentionRagged } from '../ops/attention';
 import { embedding } from '../ops/embedding';
 import { linear, PackedWeight, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
-import { BlockSettings, collectStates, HiddenStates, pickRows, preNormMlp, preNormQkv, TextOutput } from './blocks';
+import { BlockSettings, collectStates, HiddenStates, preNormLastLayer, preNormMlp, preNormQkv, TextOutput } from './blocks';
 import { OpQueue } from './op_queue';
 import { keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings } from './packing';
-import { encodeInGroups, RaggedBatch, raggedBatch } from './ragged';
+import { encodeInGroups, keyMaskOf, RaggedBatch, raggedBatch } from './ragged';
 import { fresh, Workspace, WorkspacePool } from './workspace';
 import { ClipTextConfig } from '../loading/config';
 import { ClipTextWeights } from '../loading/weights';
@@ -118,32 +119,27 @@ export class ClipTextTower {
     return x;
   }
 
-  /** One causal pre-LN layer, queued, in place on x [rows, W]; returns its attention output [rows, W]. */
-  private block(x: Tensor, l: PackedPreNormLayer, starts: Int32Array, ws: Workspace, q: OpQueue, mlp = true): Tensor {
+  /** One causal pre-LN layer, queued, in place on x [rows, W]. */
+  private block(x: Tensor, l: PackedPreNormLayer, starts: Int32Array, ws: Workspace, q: OpQueue): void {
     const s = this.settings, a = ws.tensor('attn', x.shape);
     q.add(() => attentionRagged(preNormQkv(x, l, s, ws, q), { heads: s.heads, causal: true, seqStarts: starts, out: a }));
-    if (!mlp) return a;
     q.add(() => linear(a, l.out.weight, { bias: l.out.bias, residual: x, out: x }));
     preNormMlp(x, l, s, ws, q);
-    return a;
   }
 
   /** One ragged batch, pooled at each text's end-of-text row. */
   private async encodeBatch(batch: RaggedBatch, ws: Workspace): Promise<TextOutput> {
     const s = this.settings, w = this.w, texts = batch.keys.length, q = new OpQueue();
     const eotRows = batch.keys.map((eot, b) => batch.starts[b] + eot);
-    let x = this.embed(batch, ws, q);
+    const x0 = this.embed(batch, ws, q);
     const last = this.layers.length - 1;
-    for (let i = 0; i < last; i++) this.block(x, this.layers[i], batch.starts, ws, q);
-    if (last >= 0) {
-      const l = this.layers[last];
-      const a = this.block(x, l, batch.starts, ws, q, false);
-      x = pickRows(x, eotRows, q); // end-of-text rows only: [B, W]
-      q.add(() => linear(pickRows(a, eotRows, q), l.out.weight, { bias: l.out.bias, residual: x, out: x }));
-      preNormMlp(x, l, s, ws, q);
-    } else {
-      x = pickRows(x, eotRows, q);
-    }
+    for (let i = 0; i < last; i++) this.block(x0, this.layers[i], batch.starts, ws, q);
+    // The end-of-text rows only, from here on: [B, W]. Causal attention lets such a row see the
+    // keys up to it and no further, so it attends as one query over its text's keys with those
+    // after it masked (there are none unless the text runs padded).
+    const keyMask = keyMaskOf(batch, (eot) => eot + 1);
+    const x = preNormLastLayer(x0, this.layers[last], s, eotRows, (qkv, query, out) =>
+      attentionRagged(qkv, { heads: s.heads, seqStarts: batch.starts, keyMask, firstRowOnly: true, query, out }), ws, q);
     const pooled = fresh(texts, x.shape[1]), embeds = fresh(texts, this.projection.n);
     q.add(() => layerNorm(x, w.finalLayerNorm.weight, w.finalLayerNorm.bias, { eps: s.eps, out: pooled }));
     q.add(() => linear(pooled, this.projection, { out: embeds }));
@@ -151,3 +147,4 @@ export class ClipTextTower {
     return { pooled, embeds };
   }
 }
+

@@ -41,6 +41,18 @@ export function raggedBatch(ids: Int32Array, context: number, group: readonly nu
 }
 
 /**
+ * The key mask of a batch whose texts may run longer than the keys that count (padded runs): 1 on
+ * the first kept(keys[b]) rows of text b, 0 after them; undefined when every text keeps all its rows.
+ */
+export function keyMaskOf(batch: RaggedBatch, kept: (key: number) => number): Int32Array | undefined {
+  const { starts, keys } = batch;
+  if (keys.every((key, b) => starts[b + 1] - starts[b] <= kept(key))) return undefined;
+  const mask = new Int32Array(batch.ids.length);
+  keys.forEach((key, b) => mask.fill(1, starts[b], Math.min(starts[b] + kept(key), starts[b + 1])));
+  return mask;
+}
+
+/**
  * Runs a text tower over ids [n, context] in ragged batches of at most `batchSize` texts of similar
  * `keys[i]` (true length, or end-of-text position), each text cut to `lengthOf(its key)` rows (or
  * to `padTo` when given: tests compare against padded runs), and puts every text's pooled output

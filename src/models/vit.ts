@@ -14,7 +14,7 @@ import { linear, PackedWeight, packWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
 import { Tensor } from '../tensor';
-import { BlockSettings, collectStates, HiddenStates, lastLayerQkv, pickRows, preNormMlp, preNormQkv } from './blocks';
+import { BlockSettings, collectStates, HiddenStates, preNormLastLayer, preNormMlp, preNormQkv } from './blocks';
 import { OpQueue } from './op_queue';
 import { keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings } from './packing';
 import { fresh, Workspace, WorkspacePool } from './workspace';
@@ -76,19 +76,8 @@ export class VisionTower {
 
     // The class row only, from here on: [B, W].
     const classRows = Array.from({ length: batch }, (_, b) => b * x.shape[1]);
-    let cls: Tensor;
-    if (last >= 0) {
-      const l = this.layers[last];
-      const a = ws.tensor('attn', [batch, 1, width]), h = ws.tensor('norm', x.shape);
-      q.add(() => layerNorm(x, l.layerNorm1.weight, l.layerNorm1.bias, { eps: s.eps, out: h }));
-      const { qkv, query } = lastLayerQkv(h, l.qkv, classRows, ws, q);
-      q.add(() => attentionPacked(qkv, { heads: s.heads, qRows: 1, query: query?.reshape([batch, 1, width]), out: a }));
-      cls = pickRows(x, classRows, q);
-      q.add(() => linear(a.reshape(cls.shape), l.out.weight, { bias: l.out.bias, residual: cls, out: cls }));
-      preNormMlp(cls, l, s, ws, q);
-    } else {
-      cls = pickRows(x, classRows, q);
-    }
+    const cls = preNormLastLayer(x, this.layers[last], s, classRows, (qkv, query, out) =>
+      attentionPacked(qkv, { heads: s.heads, qRows: 1, query: query.reshape([batch, 1, width]), out: out.reshape([batch, 1, width]) }), ws, q);
 
     const pooled = fresh(batch, width), embeds = fresh(batch, this.projection.n);
     q.add(() => layerNorm(cls, this.postLayerNorm.weight, this.postLayerNorm.bias, { eps: s.eps, out: pooled }));

@@ -6,10 +6,11 @@ import { Tensor } from '../tensor';
  * same time must be in two buffers; one name is reused from layer to layer.
  * - x, x2: the residual stream (BERT's post-LN layers write it to the other of the two);
  * - emb, tokens: the embeddings before their LayerNorm (text) / the patch embeddings (ViT);
- * - norm: a LayerNorm's output; qkv: q | k | v per row; query: the last layer's picked q rows;
+ * - norm: a LayerNorm's output; qkv: q | k | v per row; query: the last layer's picked q rows
+ *   (pickedQkv: their whole q | k | v, where the q columns cannot be projected alone);
  * - attn: attention's output; mlp: the MLP's intermediate activations.
  */
-export type WorkspaceBuffer = 'x' | 'x2' | 'emb' | 'tokens' | 'norm' | 'qkv' | 'query' | 'attn' | 'mlp';
+export type WorkspaceBuffer = 'x' | 'x2' | 'emb' | 'tokens' | 'norm' | 'qkv' | 'query' | 'pickedQkv' | 'attn' | 'mlp';
 
 /** A new [rows, width] tensor (results that leave a tower, which a workspace would overwrite). */
 export function fresh(rows: number, width: number): Tensor {
