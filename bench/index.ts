@@ -9,11 +9,19 @@
  * bandwidth — a copy over 2 × 64 MiB — and the copy bandwidth at the case's own working-set size),
  * and `ratio` is the median of the per-sample ratios: on a shared machine whose speed drifts by
  * 2× within seconds, a peak measured once would not describe the moment the case ran.
+ *
+ * `clipkit bench ... --markdown FILE` also writes the table as this machine's `bench:kernels` section
+ * of FILE (heading with the CPU and ISA, date, commit, node, threads, the command), replacing the
+ * section an earlier run on the same machine wrote and leaving the rest of FILE as it was
+ * (bench/markdown.ts).
  */
 import { cpuInfo, setIsa, setThreads, Isa } from '../src/runtime';
 import { BenchCase, BenchRow } from './case';
 import { elementwiseCases } from './elementwise.bench';
+import { machineId, percent, pipeTable, runFacts, sig3, writeSection } from './markdown';
 import { probeOnce } from './peak';
+
+export { checkSectionFile } from './markdown';
 
 export interface BenchOptions {
   op?: string; // run only cases whose op equals this (or starts with it followed by "_")
@@ -24,7 +32,14 @@ export interface BenchOptions {
   onRow?: (row: BenchRow) => void;
 }
 
-async function allCases(): Promise<BenchCase[]> {
+// The cases hold their inputs, so they are built once per process: listing the ops, checking --op
+// and running share them.
+let casesOnce: Promise<BenchCase[]> | undefined;
+function allCases(): Promise<BenchCase[]> {
+  return (casesOnce ??= buildCases());
+}
+
+async function buildCases(): Promise<BenchCase[]> {
   const cases = [...elementwiseCases()];
   // Kernels whose bench files exist in this build (each exports a function returning BenchCase[]).
   for (const [file, fn] of [
@@ -126,12 +141,23 @@ export function formatTable(rows: BenchRow[]): string {
     r.isa,
     String(r.threads),
     r.median_ms.toFixed(4),
-    r.gflops !== undefined ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`,
-    `${r.peak} ${r.peak_kind === 'bandwidth' ? 'GB/s' : 'GFLOP/s'} (${r.peak_kind})`,
-    `${(r.ratio * 100).toFixed(1)} %`,
-    r.cache_ratio !== undefined ? `${(r.cache_ratio * 100).toFixed(1)} % of ${r.cache_peak} GB/s` : '',
+    r.gflops !== undefined ? `${sig3(r.gflops)} GFLOP/s` : `${sig3(r.gbps)} GB/s`,
+    `${sig3(r.peak)} ${r.peak_kind === 'bandwidth' ? 'GB/s' : 'GFLOP/s'} (${r.peak_kind})`,
+    percent(r.ratio),
+    r.cache_ratio !== undefined ? `${percent(r.cache_ratio)} of ${sig3(r.cache_peak)} GB/s` : '',
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i])).join(' | ') + ' |';
-  return [line(head), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...body.map(line)].join('\n');
+  return pipeTable(head, body);
+}
+
+/** Writes `rows` as this machine's bench:kernels section of `file` (see bench/markdown.ts). */
+export function writeMarkdown(file: string, rows: BenchRow[]): void {
+  const info = cpuInfo();
+  writeSection(file, {
+    kind: 'kernels',
+    machine: machineId(info),
+    what: 'Kernels',
+    facts: runFacts(rows[0]?.threads ?? info.threads),
+    table: formatTable(rows),
+    notes: ['Medians; ratio: rate / the peak probed right after each sample (median of the per-sample ratios).'],
+  });
 }

@@ -3,7 +3,7 @@
  * against onnxruntime-node (fp32, same tensors, same process, 2 intra-op threads) as the anchor.
  *
  *   npm ci --prefix bench     # once: the anchor, onnxruntime-node, into bench/node_modules
- *   node dist/bench/model.js [--quick] [--json] [--no-ort] [--model chinese|openai]
+ *   node dist/bench/model.js [--quick] [--json] [--no-ort] [--model chinese|openai] [--markdown FILE]
  *
  * The anchor is not a dependency of clipkit: bench/package.json pins it with a lockfile of its own,
  * so installing or testing clipkit never fetches it. Without it the benchmark runs clipkit alone and
@@ -17,6 +17,10 @@
  * clipkit runs each at its true length (batch 1: one per call; batch 8: all eight in one ragged
  * batch), ORT runs them zero-padded to the context as the reference tokenizers give them (and, as a
  * second anchor at batch 1, cut to their true length). Rates are medians; ratio = clipkit / ORT.
+ *
+ * --markdown FILE also writes the table as this machine's `bench:model` section of FILE (heading with
+ * the CPU and ISA, date, commit, node, threads, the command), replacing the section an earlier run on
+ * the same machine wrote and leaving the rest of FILE as it was (bench/markdown.ts).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -25,7 +29,9 @@ import * as path from 'node:path';
 import { ClipConfig, parseClipConfig } from '../src/loading/config';
 import { assetsDir } from '../src/loading/family_files';
 import { ClipModel, loadModel } from '../src/models/model';
+import { cpuInfo } from '../src/runtime';
 import { expectedParameters } from '../src/loading/weights';
+import { checkSectionFile, machineId, MarkerError, pipeTable, runFacts, sig3, times, writeSection } from './markdown';
 import { bertTextOnnx, clipTextOnnx, Tensors, visionOnnx } from './model_onnx';
 
 /**
@@ -385,6 +391,13 @@ async function main(): Promise<void> {
   if (argv[0] === '--child-load') return childLoad(argv[1], argv[2]);
   const quick = argv.includes('--quick'), json = argv.includes('--json');
   const only = argv.includes('--model') ? argv[argv.indexOf('--model') + 1] : undefined;
+  const markdown = argv.includes('--markdown') ? argv[argv.indexOf('--markdown') + 1] : undefined;
+  if (argv.includes('--markdown') && (!markdown || markdown.startsWith('--'))) {
+    console.error('bench/model: --markdown needs a file name');
+    process.exitCode = 2;
+    return;
+  }
+  if (markdown) checkSectionFile(markdown); // before the run, so bad markers do not cost one
   const ortMod = argv.includes('--no-ort') ? undefined : loadOrt();
   const reps = quick ? 3 : 5, loadReps = quick ? 1 : 3;
   const log = (s: string) => process.stderr.write(s + '\n');
@@ -510,33 +523,41 @@ async function main(): Promise<void> {
     fs.rmSync(root, { recursive: true, force: true });
   }
 
-  if (json) {
-    for (const r of rows) process.stdout.write(JSON.stringify({ ...r, threads: THREADS, cpu: os.cpus()[0]?.model }) + '\n');
-    return;
+  if (json) for (const r of rows) process.stdout.write(JSON.stringify({ ...r, threads: THREADS, cpu: os.cpus()[0]?.model }) + '\n');
+  else {
+    console.log(`${os.cpus()[0]?.model ?? 'cpu'}, ${THREADS} threads; ${LEGEND}`);
+    console.log(formatTable(rows));
   }
-  const head = ['model', 'case', 'unit', 'clipkit fp32', 'clipkit bf16', 'ORT fp32', 'fp32/ORT', 'bf16/ORT'];
-  const body = rows.map((r) => [r.model, r.case, r.unit, num(r.fp32), num(r.bf16), num(r.ort), ratio(r.ratio_fp32), ratio(r.ratio_bf16)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]) => '| ' + cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ') + ' |';
-  console.log(`${os.cpus()[0]?.model ?? 'cpu'}, ${THREADS} threads; medians; ratio > 1: clipkit better (rates: faster; ms and RSS: lower)`);
-  console.log(line(head));
-  console.log('|' + widths.map((w, i) => (i < 3 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|');
-  for (const b of body) console.log(line(b));
+  if (markdown) writeMarkdown(markdown, rows, !!ortMod);
 }
 
-function num(x: number | undefined): string {
-  if (x === undefined || Number.isNaN(x)) return '-';
-  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+const LEGEND = 'medians; ratio > 1: clipkit better (rates: faster; ms and RSS: lower)';
+
+/** The result table: text columns left-aligned, numbers right-aligned; "-" where ORT did not run. */
+function formatTable(rows: Row[]): string {
+  const head = ['model', 'case', 'unit', 'clipkit fp32', 'clipkit bf16', 'ORT fp32', 'fp32/ORT', 'bf16/ORT'];
+  const body = rows.map((r) => [r.model, r.case, r.unit, sig3(r.fp32), sig3(r.bf16), sig3(r.ort), times(r.ratio_fp32), times(r.ratio_bf16)]);
+  return pipeTable(head, body, (i) => i >= 3);
 }
-function ratio(x: number | undefined): string {
-  return x === undefined ? '-' : `${x.toFixed(2)}x`;
+
+/** Writes `rows` as this machine's bench:model section of `file` (see bench/markdown.ts). */
+function writeMarkdown(file: string, rows: Row[], withOrt: boolean): void {
+  writeSection(file, {
+    kind: 'model',
+    machine: machineId(cpuInfo()),
+    what: 'Towers',
+    facts: runFacts(THREADS),
+    table: formatTable(rows),
+    notes: [withOrt ? `Random weights, onnxruntime-node fp32 as the anchor; ${LEGEND}.` : 'Random weights, clipkit alone (ORT did not run, so no ratios); medians.'],
+  });
 }
+
 function fmtRow(r: Row): string {
-  return `fp32 ${num(r.fp32)}, bf16 ${num(r.bf16)}` + (r.ort !== undefined ? `, ORT ${num(r.ort)} (${ratio(r.ratio_fp32)}, ${ratio(r.ratio_bf16)})` : '') + ` ${r.unit}`;
+  return `fp32 ${sig3(r.fp32)}, bf16 ${sig3(r.bf16)}` + (r.ort !== undefined ? `, ORT ${sig3(r.ort)} (${times(r.ratio_fp32)}, ${times(r.ratio_bf16)})` : '') + ` ${r.unit}`;
 }
 
 if (require.main === module)
   main().catch((err) => {
-    console.error(err);
+    console.error(err instanceof MarkerError ? err.message : err); // a file to fix, not a bug: no stack
     process.exit(1);
   });

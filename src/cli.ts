@@ -37,7 +37,13 @@ function registerBench(program: Command): void {
     .option('--model <id|dir>', 'instead of the kernels: whole-tower throughput of this model (images/s, texts/s at batch 1 and --batch-size)')
     .option('--batch-size <n>', 'with --model: the larger batch', positiveInt('--batch-size'), 8)
     .addOption(new Option('--dtype <dtype>', 'with --model: weights in the GEMMs').choices(['fp32', 'bf16']).default('fp32'))
-    .action(async (o: { op?: string; listOps?: boolean; json?: boolean; threads: number; isa?: (typeof ISAS)[number]; samples: number; model?: string; batchSize: number; dtype: 'fp32' | 'bf16' }) => {
+    .option('--markdown <file>', "also write the table as this machine's section of a markdown file, replacing the one an earlier run on this machine wrote there")
+    .action(async (o: { op?: string; listOps?: boolean; json?: boolean; threads: number; isa?: (typeof ISAS)[number]; samples: number; model?: string; batchSize: number; dtype: 'fp32' | 'bf16'; markdown?: string }) => {
+      if (o.model !== undefined && o.markdown !== undefined) {
+        console.error('clipkit bench: --markdown writes the kernel table; it does not apply to --model');
+        process.exitCode = 2;
+        return;
+      }
       if (o.model !== undefined) return benchModel(o.model, o);
       // The bench harness is compiled next to src/ (dist/bench); loaded lazily so other commands stay light.
       const bench = require('../bench/index') as typeof import('../bench/index');
@@ -51,6 +57,7 @@ function registerBench(program: Command): void {
         process.exitCode = 2;
         return;
       }
+      if (o.markdown !== undefined) bench.checkSectionFile(o.markdown);
       const rows = await bench.runBench({
         op: o.op,
         threads: o.threads,
@@ -59,6 +66,7 @@ function registerBench(program: Command): void {
         onRow: o.json ? (r) => console.log(JSON.stringify(r)) : (r) => process.stderr.write(`  ${r.op} ${r.shape}: ${r.median_ms} ms\n`),
       });
       if (!o.json) console.log(bench.formatTable(rows));
+      if (o.markdown !== undefined) bench.writeMarkdown(o.markdown, rows);
     });
 }
 

@@ -1,5 +1,6 @@
-/** `clipkit bench`: JSON lines with the documented fields, --op filtering, and a clear error for an unknown op. */
+/** `clipkit bench`: JSON lines with the documented fields, --op filtering, a clear error for an unknown op, and the --markdown section. */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -37,10 +38,31 @@ Bench('--list-ops names the kernels; an unknown --op is refused', () => {
 Bench('--help describes the options', () => {
   const r = cli('bench', '--help');
   assert.is(r.status, 0);
-  for (const flag of ['--op', '--json', '--threads', '--isa']) assert.match(r.stdout, new RegExp(flag));
+  for (const flag of ['--op', '--json', '--threads', '--isa', '--markdown']) assert.match(r.stdout, new RegExp(flag));
 });
 
-
+Bench("--markdown writes this machine's bench:kernels section into the file, keeping the text around it", () => {
+  const { tempDir } = require('../helpers') as typeof import('../helpers');
+  const file = path.join(tempDir('clipkit-bench-md-'), 'BENCH.md');
+  fs.writeFileSync(file, '# Benchmarks\n\nintro\n\n## Running the benches\n');
+  const r = cli('bench', '--op', 'softmax', '--samples', '1', '--markdown', file);
+  assert.is(r.status, 0, r.stderr);
+  const text = fs.readFileSync(file, 'utf8');
+  assert.ok(text.startsWith('# Benchmarks\n\nintro\n\n## Running the benches\n\n<!-- bench:kernels machine="'), text);
+  const section = text.slice(text.indexOf('<!-- bench:kernels'));
+  const lines = section.trimEnd().split('\n');
+  assert.match(lines[0], /^<!-- bench:kernels machine="[a-z0-9-]+" -->$/);
+  assert.match(lines[1], /^## .+: (scalar|avx2|avx512|amx|neon)\b/);
+  assert.match(section, /^Kernels: \d{4}-\d{2}-\d{2}, commit `([0-9a-f]{4,}(\+dirty)?|unknown)`, node v\d+\.\d+\.\d+, \d+ threads?$/m);
+  // The same table as the terminal's, with the softmax row's ratio to the peak.
+  assert.ok(section.includes(`\n\n${r.stdout.trim()}\n\n`), section);
+  assert.match(section, /^\| softmax .* \d+\.\d % /m);
+  assert.match(section, /^```sh\n.*src\/cli\.ts bench --op softmax --samples 1 --markdown \S+\n```$/m);
+  assert.is(lines[lines.length - 1], '<!-- /bench:kernels -->');
+  const withModel = cli('bench', '--model', 'x', '--markdown', file);
+  assert.is(withModel.status, 2);
+  assert.match(withModel.stderr, /--markdown writes the kernel table; it does not apply to --model/);
+});
 
 Bench('--model: tower throughput rows for images and texts at batch 1 and --batch-size', () => {
   const { modelFolder } = require('./fixture_model') as typeof import('./fixture_model');
