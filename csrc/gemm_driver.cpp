@@ -224,6 +224,12 @@ class GemmRun {
           run_unit(ph, u, then);
           continue;
         }
+        if (ph.queue.left_for_thieves()) {  // the next one waits for the owner to claim the one it follows
+          spin_until([&] {
+            return ph.queue.stealable() || !ph.queue.left_for_thieves() || other.finished.load(std::memory_order_acquire);
+          });
+          continue;
+        }
         if (f == other.count) return;  // its last phase: nothing more will open
       }
       spin_until([&] {

@@ -94,13 +94,13 @@ class UnitQueue {
     }
   }
 
-  // A thief's unit from the back; *next: the one before it (what this thief would take next), or kNone.
+  // A thief's unit from the back; *next: the one before it (what this thief would take next), or
+  // kNone. False when none is left for thieves (left_for_thieves() then says whether one may come
+  // once the owner has claimed further).
   bool take_back(size_t* unit, size_t* next) {
     for (uint64_t v = front_back_.load(std::memory_order_relaxed);;) {
-      const size_t front = v >> 32, back = v & 0xFFFFFFFFu;
-      if (front + keep_ >= back) return false;
-      const size_t u = back - 1;
-      if (lag_ && u >= lag_ && u - lag_ >= front) return false;  // the unit it waits for is not claimed yet
+      if (!stealable(v)) return false;
+      const size_t front = v >> 32, u = (v & 0xFFFFFFFFu) - 1;
       if (front_back_.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
         *unit = u;
         *next = u > front ? u - 1 : kNone;
@@ -109,11 +109,26 @@ class UnitQueue {
     }
   }
 
+  // Units remain that a thief may take now, or once the owner has claimed the ones they wait for.
+  bool left_for_thieves() const {
+    const uint64_t v = front_back_.load(std::memory_order_relaxed);
+    return (v >> 32) + keep_ < (v & 0xFFFFFFFFu);
+  }
+  // A thief may take the last unclaimed unit now.
+  bool stealable() const { return stealable(front_back_.load(std::memory_order_relaxed)); }
+
   // Called once a claimed unit's work is done; drained(): every unit's is.
   void finished() { done_.fetch_add(1, std::memory_order_release); }
   bool drained() const { return done_.load(std::memory_order_acquire) == count_; }
 
  private:
+  bool stealable(uint64_t v) const {
+    const size_t front = v >> 32, back = v & 0xFFFFFFFFu;
+    if (front + keep_ >= back) return false;
+    const size_t u = back - 1;
+    return !lag_ || u < lag_ || u - lag_ < front;  // else the unit it waits for is not claimed yet
+  }
+
   std::atomic<uint64_t> front_back_{0};  // next unit from the front (high half), end of the unclaimed ones (low)
   std::atomic<size_t> done_{0};
   size_t count_ = 0, lag_ = 0, keep_ = 0;
