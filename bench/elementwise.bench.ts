@@ -9,21 +9,27 @@ function filled(n: number, seed: number): Float32Array {
   return a;
 }
 
+/** layer_norm, layer_norm_residual and add on a [tokens, dim] residual stream; returns its x and y for more cases. */
+function residualCases(cases: BenchCase[], tokens: number, dim: number, shape: string, seed: number): { x: Float32Array; y: Float32Array } {
+  const n = tokens * dim;
+  const x = filled(n, seed), r = filled(n, seed + 1), g = filled(dim, seed + 2), b = filled(dim, seed + 3), y = new Float32Array(n), s = new Float32Array(n);
+  cases.push({ op: 'layer_norm', shape, bytes: 8 * n, run: (repeat) => native().layerNorm({ x, gamma: g, beta: b, y, rows: tokens, dim, eps: 1e-5, repeat }) as Promise<void> });
+  cases.push({
+    op: 'layer_norm_residual',
+    shape,
+    bytes: 16 * n,
+    run: (repeat) => native().layerNorm({ x, residual: r, gamma: g, beta: b, y, sum: s, rows: tokens, dim, eps: 1e-5, repeat }) as Promise<void>,
+  });
+  cases.push({ op: 'add', shape, bytes: 12 * n, run: (repeat) => native().add({ a: x, b: r, y, repeat }) as Promise<void> });
+  return { x, y };
+}
+
 export function elementwiseCases(): BenchCase[] {
   const cases: BenchCase[] = [];
   for (const [tokens, dim, label] of [[197, 768, 'vit-b/16 b1'], [197 * 8, 768, 'vit-b/16 b8'], [52 * 8, 512, 'text b8']] as const) {
     const n = tokens * dim;
-    const x = filled(n, 1), r = filled(n, 2), g = filled(dim, 3), b = filled(dim, 4), y = new Float32Array(n), s = new Float32Array(n);
-    const shape = `${tokens}x${dim} (${label})`;
-    cases.push({ op: 'layer_norm', shape, bytes: 8 * n, run: (repeat) => native().layerNorm({ x, gamma: g, beta: b, y, rows: tokens, dim, eps: 1e-5, repeat }) as Promise<void> });
-    cases.push({
-      op: 'layer_norm_residual',
-      shape,
-      bytes: 16 * n,
-      run: (repeat) => native().layerNorm({ x, residual: r, gamma: g, beta: b, y, sum: s, rows: tokens, dim, eps: 1e-5, repeat }) as Promise<void>,
-    });
-    cases.push({ op: 'add', shape, bytes: 12 * n, run: (repeat) => native().add({ a: x, b: r, y, repeat }) as Promise<void> });
-    cases.push({ op: 'l2_normalize', shape, bytes: 8 * n, run: (repeat) => native().l2Normalize({ x, y, rows: tokens, dim, repeat }) as Promise<void> });
+    const { x, y } = residualCases(cases, tokens, dim, `${tokens}x${dim} (${label})`, 1);
+    cases.push({ op: 'l2_normalize', shape: `${tokens}x${dim} (${label})`, bytes: 8 * n, run: (repeat) => native().l2Normalize({ x, y, rows: tokens, dim, repeat }) as Promise<void> });
     // The MLP's hidden activation is 4× wider.
     const h = filled(4 * n, 5), hy = new Float32Array(4 * n);
     cases.push({ op: 'gelu', shape: `${tokens}x${4 * dim} (${label})`, bytes: 32 * n, run: (repeat) => native().unary({ op: 'gelu', x: h, y: hy, repeat }) as Promise<void> });
@@ -32,16 +38,8 @@ export function elementwiseCases(): BenchCase[] {
   // Past every cache: 64 images' residual stream (39 MB per tensor), where memory bandwidth is the bar.
   {
     const tokens = 197 * 64, dim = 768, n = tokens * dim;
-    const x = filled(n, 11), r = filled(n, 12), g = filled(dim, 13), b = filled(dim, 14), y = new Float32Array(n), s = new Float32Array(n);
     const shape = `${tokens}x${dim} (vit-b/16 b64)`;
-    cases.push({ op: 'layer_norm', shape, bytes: 8 * n, run: (repeat) => native().layerNorm({ x, gamma: g, beta: b, y, rows: tokens, dim, eps: 1e-5, repeat }) as Promise<void> });
-    cases.push({
-      op: 'layer_norm_residual',
-      shape,
-      bytes: 16 * n,
-      run: (repeat) => native().layerNorm({ x, residual: r, gamma: g, beta: b, y, sum: s, rows: tokens, dim, eps: 1e-5, repeat }) as Promise<void>,
-    });
-    cases.push({ op: 'add', shape, bytes: 12 * n, run: (repeat) => native().add({ a: x, b: r, y, repeat }) as Promise<void> });
+    const { x, y } = residualCases(cases, tokens, dim, shape, 11);
     cases.push({ op: 'quick_gelu', shape, bytes: 8 * n, run: (repeat) => native().unary({ op: 'quick_gelu', x, y, repeat }) as Promise<void> });
     cases.push({ op: 'gelu', shape, bytes: 8 * n, run: (repeat) => native().unary({ op: 'gelu', x, y, repeat }) as Promise<void> });
   }

@@ -1,6 +1,6 @@
 /**
  * loadModel(nameOrDir): a CLIP-family model (Chinese-CLIP, OpenAI CLIP, AltCLIP, EasyNLP) from a
- * hub id, a Hugging Face folder or an original checkpoint (source.ts), ready to embed texts and images.
+ * hub id, a Hugging Face folder or an original checkpoint (src/loading/source.ts), ready to embed texts and images.
  *
  *   const model = await loadModel('models/openai_clip_tiny');
  *   const [t] = await model.encodeText('a photo of a cat');           // unit length by default

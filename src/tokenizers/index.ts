@@ -12,7 +12,7 @@ import { readFileBounded } from '../io/read_file';
 import { readJson } from '../io/read_json';
 import { join } from 'node:path';
 import { describe, expectOptions, expectPath, OptionKeys } from '../check';
-import { ClipkitError, typeError } from '../errors';
+import { ClipkitError } from '../errors';
 import { BertWordPieceTokenizer } from './bert_wordpiece';
 import { ClipBpeTokenizer } from './clip_bpe';
 import { Tokenizer } from './types';

@@ -44,3 +44,30 @@ export async function survivesCorruption(files: ReadonlyMap<string, Uint8Array>,
   }
   assert.ok(refused > 0 && decoded > 0, `refused ${refused}, decoded ${decoded}`);
 }
+
+/**
+ * Every prefix of `bytes` shorter than `length`: where Pillow decodes it (`decodes`), clipkit
+ * decodes it to the whole file's pixels; elsewhere it refuses it with E_FORMAT. With
+ * `mayRefuseDecodable`, clipkit may also refuse (E_FORMAT) a prefix Pillow decodes: a PNG frame
+ * goes through libvips, which refuses a PNG cut inside its last IDAT chunk.
+ */
+export async function matchesPillowPrefixes(
+  name: string,
+  bytes: Uint8Array,
+  t: { length: number; decodes: number[] },
+  mayRefuseDecodable = false,
+): Promise<void> {
+  const whole = await decodeImage(bytes);
+  const decodes = new Set(t.decodes);
+  for (let n = 0; n < t.length; n++) {
+    const got = await outcome(bytes.subarray(0, n));
+    if (decodes.has(n) && mayRefuseDecodable && got instanceof ClipkitError) assert.is(got.code, 'E_FORMAT', got.message);
+    else if (decodes.has(n)) {
+      assert.not.instance(got, ClipkitError, `${name}[:${n}]: Pillow decodes it, clipkit says ${(got as Error).message}`);
+      assert.equal(Array.from((got as DecodedImage).data), Array.from(whole.data), `${name}[:${n}] pixels`);
+    } else {
+      assert.instance(got, ClipkitError, `${name}[:${n}]: Pillow refuses it, clipkit decodes it`);
+      assert.is((got as ClipkitError).code, 'E_FORMAT', `${name}[:${n}]: ${(got as Error).message}`);
+    }
+  }
+}

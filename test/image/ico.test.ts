@@ -11,10 +11,9 @@ import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipkitError, decodeImage } from '../../src';
-import type { DecodedImage } from '../../src';
 import { tempDir } from '../helpers';
 import { OWN_FIXTURES } from '../reference_fixtures';
-import { outcome, rejectsWith, survivesCorruption } from './decode_outcome';
+import { matchesPillowPrefixes, outcome, rejectsWith, survivesCorruption } from './decode_outcome';
 
 const Ico = suite('image/ico');
 const DIR = join(OWN_FIXTURES, 'images', 'ico');
@@ -94,20 +93,7 @@ const PNG_FRAME = new Set(['ico_png_largest_16x12.ico']);
 const truncations = json('truncations.json').files as Record<string, { length: number; decodes: number[] }>;
 for (const [name, t] of Object.entries(truncations))
   Ico(`${name}: each of its ${t.length} prefixes decodes where Pillow decodes it, to the same pixels, and is E_FORMAT elsewhere`, async () => {
-    const bytes = fixture(name);
-    const whole = await decodeImage(bytes);
-    const decodes = new Set(t.decodes);
-    for (let n = 0; n < t.length; n++) {
-      const got = await outcome(bytes.subarray(0, n));
-      if (decodes.has(n) && PNG_FRAME.has(name) && got instanceof ClipkitError) assert.is(got.code, 'E_FORMAT', got.message);
-      else if (decodes.has(n)) {
-        assert.not.instance(got, ClipkitError, `${name}[:${n}]: Pillow decodes it, clipkit says ${(got as Error).message}`);
-        assert.equal(Array.from((got as DecodedImage).data), Array.from(whole.data), `${name}[:${n}] pixels`);
-      } else {
-        assert.instance(got, ClipkitError, `${name}[:${n}]: Pillow refuses it, clipkit decodes it`);
-        assert.is((got as ClipkitError).code, 'E_FORMAT', `${name}[:${n}]: ${(got as Error).message}`);
-      }
-    }
+    await matchesPillowPrefixes(name, fixture(name), t, PNG_FRAME.has(name));
   });
 
 const alpha = json('alpha.json').files as Record<string, number[]>;

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { layerNorm, Tensor } from '../../src';
-import { assertClose, AWKWARD, isas, normal, onIsa, rejects, uniform } from '../helpers';
+import { assertClose, isas, normal, onIsa, rejects, uniform } from '../helpers';
 import { layerNormRefF64 } from '../ref/layer_norm';
 
 const LayerNorm = suite('layer_norm');
