@@ -22,7 +22,9 @@ if (process.env.CLIPKIT_BUILD_FROM_SOURCE !== '1' && prebuildLoads()) {
 }
 console.log('clipkit: no prebuilt addon for this platform; building from source with cmake-js');
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
-const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--log-level', 'warn'], { cwd: root, stdio: 'inherit' });
+// CLIPKIT_CUDA=ON|OFF|AUTO: whether the CUDA library is built too (AUTO, the default: when nvcc is found).
+const cuda = process.env.CLIPKIT_CUDA ? [`--CDCLIPKIT_CUDA=${process.env.CLIPKIT_CUDA}`] : [];
+const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--log-level', 'warn', ...cuda], { cwd: root, stdio: 'inherit' });
 if (build.status !== 0) {
   console.error(
     'clipkit: the source build failed. It needs cmake >= 3.15 and a C++17 compiler ' +

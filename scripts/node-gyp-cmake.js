@@ -9,5 +9,7 @@ const debug = process.argv.includes('--debug');
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
 const args = [cmakeJs, 'rebuild', '--log-level', 'warn'];
 if (debug) args.push('--debug');
+// CLIPKIT_CUDA=ON|OFF|AUTO reaches CMake (kernels/: the CUDA library); unset, CMake's default (AUTO).
+if (process.env.CLIPKIT_CUDA) args.push(`--CDCLIPKIT_CUDA=${process.env.CLIPKIT_CUDA}`);
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 process.exit(r.status === null ? 1 : r.status);

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'E_UNSUPPORTED' // a well-formed file asks for something clipkit does not implement (model type, activation)
   | 'E_WEIGHTS' // a checkpoint lacks a parameter the model needs
   | 'E_LIMIT' // an input larger than the configured limit (an image's pixel count)
+  | 'E_CUDA' // the CUDA backend cannot run: no library, driver or GPU, or the GPU reported an error
   | 'E_BUSY'; // another process is writing the same output (an embed journal, an image index)
 
 export class ClipkitError extends Error {

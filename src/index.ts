@@ -7,7 +7,9 @@
  * - search: ImageStore (LanceDB), indexFolder and the HTML results page;
  * - files: readSafetensors / readSafetensorsIndex, readClipConfig / readPreprocessConfig, loadClipWeights;
  * - the native core: Tensor, every op (linear, attention, layerNorm, ...) and the runtime settings
- *   (cpuInfo, setIsa, setThreads); and ClipkitError with its codes.
+ *   (cpuInfo, setIsa, setThreads); and ClipkitError with its codes;
+ * - the GPU: CudaDevice (opens the CUDA library and a GPU, tensors in its memory, gemm / layerNorm /
+ *   attention on them) and CudaTensor.
  */
 export { Tensor, zeros, fromArray } from './tensor';
 export type { DType } from './tensor';
@@ -30,3 +32,5 @@ export { convertCheckpoint, CONVERT_DTYPES } from './loading/convert';
 export type { ConvertOptions, ConvertResult, ConvertedFile, ConvertDType } from './loading/convert';
 export * from './image';
 export * from './search';
+export { CudaDevice, CudaTensor } from './cuda';
+export type { CudaDtype, CudaInfo, CudaOpenOptions, CudaGemmOptions, CudaAttentionOptions } from './cuda';

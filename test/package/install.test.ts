@@ -83,7 +83,8 @@ Install('npm pack carries the prebuild; installing the tarball compiles nothing;
     fs.mkdirSync(pkg);
     copyPackage(pkg);
 
-    const prebuild = run('npm', ['run', 'prebuild'], { cwd: pkg });
+    // CPU-only: the story under test is the CPU install, and the CUDA library would add minutes of nvcc.
+    const prebuild = run('npm', ['run', 'prebuild'], { cwd: pkg, env: { ...process.env, CLIPKIT_CUDA: 'OFF' } });
     assert.is(prebuild.status, 0, `npm run prebuild failed:\n${prebuild.out.slice(-3000)}`);
     const built = fs.readdirSync(path.join(pkg, 'prebuilds', `${process.platform}-${process.arch}`));
     assert.ok(built.some((f) => f.endsWith('.node')), `no .node in prebuilds: ${built}`);
