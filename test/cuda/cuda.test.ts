@@ -89,6 +89,16 @@ withLibrary('the built library opens a GPU, or says which of driver, GPU or vers
   assert.match(e.message, /no NVIDIA driver|sees no GPU|driver supports CUDA|driver is older|compute capability|was asked for/);
   assert.is(probe?.stdout.trim(), e.message, 'the child process saw the same');
 });
+const testProgram = path.join(root, 'build', 'Release', 'clipkit_cuda_test');
+(fs.existsSync(testProgram) ? Missing : Missing.skip)('the kernels\' C++ test program passes on a GPU, or skips (77) saying why', () => {
+  const r = spawnSync(testProgram, hasGpu ? [] : ['--quick'], { encoding: 'utf8', timeout: 600_000 });
+  if (hasGpu) {
+    assert.is(r.status, 0, r.stdout.split('\n').filter((l) => l.includes('"pass":false')).slice(0, 5).join('\n') + r.stderr);
+    return;
+  }
+  assert.is(r.status, 77, r.stdout + r.stderr);
+  assert.match(r.stdout, /^skip: (no NVIDIA driver|no GPU|NVIDIA driver too old|GPU too old): /m);
+});
 Missing.run();
 
 // ---- on a GPU ----
