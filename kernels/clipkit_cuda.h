@@ -98,14 +98,16 @@ CKC_API ckc_status ckc_free(ckc_stream* s, void* p);
 CKC_API ckc_status ckc_copy_to_device(ckc_stream* s, void* dst, const void* src, size_t bytes);
 CKC_API ckc_status ckc_copy_to_host(ckc_stream* s, void* dst, const void* src, size_t bytes);
 CKC_API ckc_status ckc_copy_device(ckc_stream* s, void* dst, const void* src, size_t bytes);
-/* dst[i] = (dst_type) src[i] for n elements (round to nearest even); e.g. fp32 weights to bf16. */
+/* dst[i] = (dst_type) src[i] for n elements (round to nearest even); e.g. fp32 weights to bf16.
+ * src and dst may be the same buffer only when the types match; any other overlap is CKC_ERR_ARG. */
 CKC_API ckc_status ckc_convert(ckc_stream* s, const void* src, ckc_dtype src_type, void* dst, ckc_dtype dst_type, size_t n);
 
 /* ---- GEMM: y[m, n] = epilogue(alpha · act(x)[m, k] · w[n, k]ᵀ + bias[n]) ----
  * w is nn.Linear's [out, in] layout, row-major with row stride ldw. x and w share a dtype: bf16 or
  * f16 run on tensor cores, f32 on FFMA. y and residual (which may alias y) have y_type. Tensor-core
  * paths need k, ldx and ldw to be multiples of 8 and x, w 16-byte aligned (TMA's rules); else
- * CKC_ERR_ARG. bias is fp32. Accumulation is fp32 on every path. */
+ * CKC_ERR_ARG. bias is fp32. Accumulation is fp32 on every path. A residual without the RESIDUAL
+ * epilogue, a residual aliasing y with ldr != ldy, and EXACT_F32 with bf16/f16 inputs are CKC_ERR_ARG. */
 typedef struct ckc_gemm_args {
   const void* x; size_t ldx;
   const void* w; size_t ldw;
@@ -131,7 +133,9 @@ CKC_API ckc_status ckc_gemm(ckc_stream* s, const ckc_gemm_args* a);
  * device, increasing from 0): sequence b is rows [seq_starts[b], seq_starts[b+1]) and seq is the
  * longest; the key mask then has one entry per row; with q_rows == 1 sequence b's first row goes to
  * out row b (and a nonzero q_batch_stride means q holds only those rows, sequence b's at
- * q + b·q_batch_stride); otherwise every row to the out row of its index. head_dim 64, 80 or 128. */
+ * q + b·q_batch_stride); otherwise every row to the out row of its index. head_dim 64, 80 or 128.
+ * bf16/f16 with q_rows > 1 (the tensor-core kernel) needs q, k, v, out 16-byte aligned and their row
+ * (and, for batch > 1 without seq_starts, batch) strides multiples of 8 elements. */
 typedef struct ckc_attention_args {
   const void* q; const void* k; const void* v;
   size_t q_batch_stride, q_row_stride;
@@ -220,7 +224,7 @@ CKC_API ckc_status ckc_gather_rows(ckc_stream* s, const void* x, size_t rows, si
 /* ---- Elementwise (csrc/elementwise.h, l2_normalize.h, softmax.h); y may alias x ---- */
 typedef enum ckc_unary { CKC_UNARY_GELU = 0, CKC_UNARY_QUICK_GELU = 1 } ckc_unary;
 CKC_API ckc_status ckc_unary_op(ckc_stream* s, ckc_unary op, const void* x, void* y, size_t n, ckc_dtype dtype);
-/* y = a + b, b of n elements or b_period elements repeated along a. */
+/* y = a + b, b of n elements or b_period elements repeated along a; y may alias a, not a repeated b. */
 CKC_API ckc_status ckc_add(ckc_stream* s, const void* a, const void* b, size_t b_period, void* y, size_t n, ckc_dtype dtype);
 /* Rows of x [rows, dim] divided by their L2 norm (a zero row stays zero). */
 CKC_API ckc_status ckc_l2_normalize(ckc_stream* s, const void* x, void* y, size_t rows, size_t dim, ckc_dtype dtype);
