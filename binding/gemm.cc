@@ -20,7 +20,6 @@ static int pick_name(Napi::Env env, const char* what, const std::string& name, c
   throw_range(env, "E_ARG", std::string("gemm: expected ") + known + " for " + what + " but received " + name);
 }
 
-static const napi_type_tag kPackedWeightTag = {0x636c69706b697447ull, 0x656d6d5061636b31ull};
 
 const ck::PackedWeight* packed_weight_arg(Args& a, const char* name) {
   Napi::Value v = a.value(name);

@@ -43,6 +43,37 @@ ck_status pack_weight_parts_in_place(float* const* parts, const size_t* ns, size
 // exports it (gemmPanelWidth) so that TypeScript never writes the number itself.
 constexpr size_t kPanelCols = 16;
 
+// The version of the packed layout: bump it whenever packing changes a single byte of what it
+// writes for a given n, k and type (panel order or width, padding, the bf16 rounding). Packed bytes
+// kept in files are keyed by packed_layout_id(), which includes it, so that bytes packed by an older
+// layout are never read as the new one.
+constexpr int kPackedLayoutVersion = 1;
+
+// The bytes of W [n, k] of `type` packed with its panels one after another: what pack_weight
+// allocates, and what a weight packed in place or in parts holds in all. SIZE_MAX when that does not
+// fit in a size_t.
+size_t packed_weight_bytes(size_t n, size_t k, WeightType type);
+
+// Copies w's panels one after another into dst (bytes == packed_weight_bytes(w.n, w.k, w.type), dst
+// not overlapping them): the bytes pack_weight would have written for w's n, k and type, whether w
+// was packed so, in place or in parts. Multi-threaded on the pool. CK_ERR_ARG otherwise.
+ck_status packed_weight_copy(const PackedWeight& w, void* dst, size_t bytes);
+
+// Whether [p, p + bytes) shares a byte with w's panels.
+bool packed_weight_overlaps(const PackedWeight& w, const void* p, size_t bytes);
+
+// A packed weight over panels already in memory (packed_weight_copy's bytes, e.g. mapped from a
+// file): nothing is copied and `out` does not own them; the caller keeps them alive and unchanged
+// while out is used. data 64-byte aligned (so every panel starts on a cache line, as packed ones do;
+// any address when bytes is 0) and bytes == packed_weight_bytes(n, k, type), else CK_ERR_ARG.
+ck_status pack_weight_adopt(void* data, size_t bytes, size_t n, size_t k, WeightType type, PackedWeight* out);
+
+// A short name for everything that decides the packed bytes on this machine (the layout version,
+// the panel width, the fp32 and bf16 panel layouts, the byte order): equal ids, equal bytes. The
+// bytes do not depend on the ISA active when packing (every kernel reads the same panels), so the id
+// does not name one.
+const char* packed_layout_id();
+
 // Set by name (GemmArgs g; g.x = ...;): every field has its default.
 struct GemmArgs {
   const float* x = nullptr;            // [m, k], row stride ldx

@@ -1,7 +1,11 @@
 // Weight packing: W [n, k] into the 16-column panels every micro-kernel reads (gemm_kernel.h),
-// fp32 or rounded to bf16, into new memory or over W's own storage.
+// fp32 or rounded to bf16, into new memory or over W's own storage; and the packed bytes as one
+// block (copied out of a weight, or adopted where they lie) for weights kept in files.
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "gemm_kernel.h"
 #include "gemm_plan.h"
@@ -121,6 +125,84 @@ ck_status pack_weight(const float* w, size_t n, size_t k, size_t ldw, WeightType
   out->owned = true;
   out->panels.clear();
   return CK_OK;
+}
+
+size_t packed_weight_bytes(size_t n, size_t k, WeightType type) {
+  const size_t panels = n / kPanelCols + (n % kPanelCols != 0);
+  const size_t elem = type == WeightType::BF16 ? 2 : 4;
+  const size_t kpad = type == WeightType::BF16 ? k + (k & 1) : k;
+  size_t bytes;
+  if (kpad < k || !mul_ok(panels, kPanelCols * elem, &bytes) || !mul_ok(bytes, kpad, &bytes)) return SIZE_MAX;
+  return bytes;
+}
+
+namespace {
+
+// The bytes of one panel of w, and where panel p starts.
+size_t panel_bytes(const PackedWeight& w) { return packed_weight_bytes(kPanelCols, w.k, w.type); }
+const char* panel_at(const PackedWeight& w, size_t p) {
+  return w.panels.empty() ? static_cast<const char*>(w.data) + p * panel_bytes(w) : w.panels[p];
+}
+
+// Whether w's panels are where it says: one block of the contiguous size, or one pointer per panel.
+bool panels_ok(const PackedWeight& w, size_t bytes) {
+  const size_t count = w.n / kPanelCols + (w.n % kPanelCols != 0);
+  if (bytes != packed_weight_bytes(w.n, w.k, w.type) || w.bytes < bytes) return false;
+  return w.panels.empty() ? (w.data || !bytes) : w.panels.size() == count;
+}
+
+}  // namespace
+
+bool packed_weight_overlaps(const PackedWeight& w, const void* p, size_t bytes) {
+  const size_t count = w.n / kPanelCols + (w.n % kPanelCols != 0), pb = panel_bytes(w);
+  const char* lo = static_cast<const char*>(p);
+  auto hits = [&](const char* a, size_t len) { return len && bytes && a < lo + bytes && lo < a + len; };
+  if (w.panels.empty()) return hits(static_cast<const char*>(w.data), count * pb);
+  for (size_t i = 0; i < count; ++i)
+    if (hits(w.panels[i], pb)) return true;
+  return false;
+}
+
+ck_status packed_weight_copy(const PackedWeight& w, void* dst, size_t bytes) {
+  if (!panels_ok(w, bytes) || (!dst && bytes) || packed_weight_overlaps(w, dst, bytes)) return CK_ERR_ARG;
+  const size_t count = w.n / kPanelCols + (w.n % kPanelCols != 0), pb = panel_bytes(w);
+  if (!pb) return CK_OK;
+  // Tasks of about 1 MiB of whole panels: a fresh dst takes a page fault per 4 KiB on first touch,
+  // and the threads take those side by side.
+  const size_t per_task = std::max<size_t>(1, (size_t(1) << 20) / pb), tasks = (count + per_task - 1) / per_task;
+  char* out = static_cast<char*>(dst);
+  pool().parallel_for(tasks, [&](size_t t, int) {
+    for (size_t p = t * per_task, end = std::min(count, p + per_task); p < end; ++p) std::memcpy(out + p * pb, panel_at(w, p), pb);
+  });
+  return CK_OK;
+}
+
+ck_status pack_weight_adopt(void* data, size_t bytes, size_t n, size_t k, WeightType type, PackedWeight* out) {
+  if (!out || bytes != packed_weight_bytes(n, k, type) || (bytes && (!data || reinterpret_cast<uintptr_t>(data) % 64)))
+    return CK_ERR_ARG;
+  if (out->owned) std::free(out->data);
+  out->n = n;
+  out->k = k;
+  out->type = type;
+  out->data = data;
+  out->bytes = bytes;
+  out->owned = false;
+  out->panels.clear();
+  return CK_OK;
+}
+
+// v: kPackedLayoutVersion; p: kPanelCols; f32-kp: fp32 panels [panel][k][16]; bf16-kp2: bf16
+// panels [panel][k/2][16][2] rounded to nearest even; both zero past n (and at bf16's odd-k pad);
+// le / be: the byte order every element is stored in.
+const char* packed_layout_id() {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  constexpr const char* order = "be";
+#else
+  constexpr const char* order = "le";
+#endif
+  static const std::string id =
+      "v" + std::to_string(kPackedLayoutVersion) + ".p" + std::to_string(kPanelCols) + ".f32-kp.bf16-kp2." + order;
+  return id.c_str();
 }
 
 }  // namespace ck

@@ -40,6 +40,18 @@ export interface NativeAddon {
   trimHeap(args: Record<string, never>): Promise<boolean>;
   /** The columns of a packed weight's panel (ck::kPanelCols). */
   gemmPanelWidth(): number;
+  /** A whole file mapped copy-on-write (pages shared with the page cache until written), as long as the ArrayBuffer or a weight adopted from it lives. */
+  mapFile(args: { path: string; populate?: boolean }): Promise<ArrayBuffer>;
+  /** The bytes of a packed weight's panels one after another, for a weight or for a shape. */
+  packedWeightBytes(w: PackedHandle | { n: number; k: number; dtype?: string }): number;
+  /** A packed weight's panels one after another into dst (of exactly packedWeightBytes(w) bytes). */
+  copyPackedWeight(args: { w: PackedHandle; dst: Uint8Array }): Promise<void>;
+  /** A packed weight over data (64-byte aligned, the packed size of [n, k]) without copying; it holds data's buffer. */
+  adoptPackedWeight(args: { data: Uint8Array; n: number; k: number; dtype?: string }): PackedHandle;
+  /** What the packed bytes depend on (layout version, panel width, element layouts, byte order). */
+  packedLayoutId(): string;
+  /** A 64-bit hash of the bytes as 16 hex digits, the same whatever the thread count or ISA. */
+  hashBytes(args: { data: Uint8Array }): Promise<string>;
   [op: string]: ((args: Buffers) => Promise<unknown>) | ((...a: any[]) => unknown);
 }
 

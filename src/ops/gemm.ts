@@ -180,3 +180,62 @@ export function checkPacked(name: string, w: unknown): PackedWeight {
   expectPacked(name, w);
   return w;
 }
+
+// ---- packed bytes: a weight's panels as one block, for weights kept in files ----
+
+/**
+ * What the packed bytes depend on on this machine: the layout version (raised whenever packing
+ * changes), the panel width, the fp32 and bf16 panel layouts and the byte order. Equal ids, equal
+ * bytes for equal weights. Not the ISA: the panels are the same whatever ISA packed them.
+ */
+export function packedLayoutId(): string {
+  return (cachedLayoutId ??= native().packedLayoutId());
+}
+let cachedLayoutId: string | undefined;
+
+/** The bytes packedBytes gives for a weight [n, k] of dtype (what adoptPacked expects). */
+export function packedBytesFor(n: number, k: number, dtype: WeightDType = 'float32'): number {
+  expectInt('n', n, 0);
+  expectInt('k', k, 0);
+  return native().packedWeightBytes({ n, k, dtype: expectOneOf('dtype', dtype, ['float32', 'bfloat16'] as const) });
+}
+
+/**
+ * The bytes of w's panels laid out one after another: what copyPacked writes. The same for a weight
+ * packed as a copy, in place or in parts. A whole weight only (not a rows() view): E_ARG.
+ */
+export function packedBytes(w: PackedWeight): number {
+  return expectWhole('w', w);
+}
+
+/** w's panels one after another into dst (of exactly packedBytes(w) bytes, any alignment), off the JavaScript thread. */
+export async function copyPacked(w: PackedWeight, dst: Uint8Array): Promise<void> {
+  const bytes = expectWhole('w', w);
+  if (!(dst instanceof Uint8Array)) throw typeError('E_ARG', `Expected a Uint8Array for dst but received ${describe(dst)}`);
+  if (dst.length !== bytes) throw rangeError('E_SHAPE', `Expected dst of ${bytes} bytes (the packed weight's) but received ${dst.length}`);
+  await native().copyPackedWeight({ w: w.handle, dst });
+}
+
+/**
+ * A packed weight [n, k] over bytes copyPacked wrote (on a machine of the same packedLayoutId()),
+ * without copying them: linear() on it gives bit for bit what it gave on the weight they came from.
+ * data must be 64-byte aligned in memory (E_ARG; a mapped file's bytes at an offset that is a
+ * multiple of 64 are) and exactly packedBytesFor(n, k, dtype) long (E_SHAPE). The weight keeps data's
+ * buffer (and a mapFile mapping it lies in) alive; data must not be written while the weight is used.
+ */
+export function adoptPacked(data: Uint8Array, n: number, k: number, dtype: WeightDType = 'float32'): PackedWeight {
+  if (!(data instanceof Uint8Array)) throw typeError('E_ARG', `Expected a Uint8Array for data but received ${describe(data)}`);
+  const bytes = packedBytesFor(n, k, dtype);
+  if (data.length !== bytes)
+    throw rangeError('E_SHAPE', `Expected data of ${bytes} bytes (the packed size of [${n}, ${k}] ${dtype}) but received ${data.length}`);
+  return new PackedWeight(native().adoptPackedWeight({ data, n, k, dtype }), n, k, dtype);
+}
+
+/** The packed bytes of w, which must be a whole weight, not a rows() view. */
+function expectWhole(name: string, w: unknown): number {
+  expectPacked(name, w);
+  const bytes = native().packedWeightBytes(w.handle);
+  if (w.row0 !== 0 || bytes !== packedBytesFor(w.n, w.k, w.dtype))
+    throw rangeError('E_ARG', `Expected a whole packed weight for ${name} but received rows [${w.row0}, ${w.row0 + w.n}) of one`);
+  return bytes;
+}
