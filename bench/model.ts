@@ -12,7 +12,9 @@
  * Writes each model folder (config.json, preprocessor_config.json, model.safetensors with every
  * Hugging Face parameter the loader expects, tokenizer files) into a temp dir, checks that both
  * engines give the same embeddings (max relative error <= 1e-4, see MAX_REL_ERROR), then times, interleaving the engines:
- * load (in a fresh child process, with the RSS it leaves over the fp32 weight bytes), images/s at
+ * load (in a fresh child process, with the RSS it leaves over the fp32 weight bytes; clipkit also
+ * writing its weight cache into a fresh folder and then mapping it, with the private memory that
+ * costs and the PSS two processes holding the same mapping sum to), images/s at
  * batch 1 and 8, texts/s at the full context (batch 1 and 8) and on real captions (10-30 tokens):
  * clipkit runs each at its true length (batch 1: one per call; batch 8: all eight in one ragged
  * batch), ORT runs them zero-padded to the context as the reference tokenizers give them (and, as a
@@ -22,7 +24,7 @@
  * the CPU and ISA, date, commit, node, threads, the command), replacing the section an earlier run on
  * the same machine wrote and leaving the rest of FILE as it was (bench/markdown.ts).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -342,15 +344,33 @@ interface LoadResult {
   ms: number;
   rssMiB: number;
   deltaMiB: number;
+  /** Anonymous (private, not file-backed) memory the load added: what a mapped cache must not cost. */
+  anonDeltaMiB: number;
+  /** Proportional set size after the load (with a second holder of the same mapping, half its pages each). */
+  pssMiB: number;
 }
 
-async function childLoad(dir: string, engine: string): Promise<void> {
+/** Fields of /proc/self/smaps_rollup in MiB (Linux); NaN elsewhere. */
+function rollup(field: 'Anonymous' | 'Pss'): number {
+  try {
+    const m = fs.readFileSync('/proc/self/smaps_rollup', 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * cache: 'off' (weightCache: false, packing in memory) or the cache folder to use. With `hold`, the
+ * child prints its result, then waits for a line on stdin before it exits (two holders of one mapping).
+ */
+async function childLoad(dir: string, engine: string, cache: string, hold: boolean): Promise<void> {
   const ort = engine === 'ort' ? loadOrt()! : undefined;
-  const before = process.memoryUsage().rss;
+  const before = process.memoryUsage().rss, anonBefore = rollup('Anonymous');
   const t0 = performance.now();
   let keep: unknown;
   if (ort) keep = await Promise.all([ortSession(ort, path.join(dir, 'vision.onnx')), ortSession(ort, path.join(dir, 'text.onnx'))]);
-  else keep = await loadModel(dir, { dtype: engine === 'bf16' ? 'bf16' : 'fp32', threads: THREADS });
+  else keep = await loadModel(dir, { dtype: engine === 'bf16' ? 'bf16' : 'fp32', threads: THREADS, weightCache: cache === 'off' ? false : cache });
   const ms = performance.now() - t0;
   // Settled memory: V8 frees dead ArrayBuffers' storage on a background thread after a GC, so collect,
   // give it time, and collect again (the same for both engines).
@@ -359,14 +379,46 @@ async function childLoad(dir: string, engine: string): Promise<void> {
   if (global.gc) global.gc();
   await new Promise((r) => setTimeout(r, 300));
   const rss = process.memoryUsage().rss;
+  const out: LoadResult = { ms, rssMiB: rss / 2 ** 20, deltaMiB: (rss - before) / 2 ** 20, anonDeltaMiB: rollup('Anonymous') - anonBefore, pssMiB: rollup('Pss') };
+  process.stdout.write(JSON.stringify(out) + '\n');
+  if (hold) await new Promise((r) => process.stdin.once('data', r));
   void keep;
-  process.stdout.write(JSON.stringify({ ms, rssMiB: rss / 2 ** 20, deltaMiB: (rss - before) / 2 ** 20 }) + '\n');
 }
 
-function timeLoad(dir: string, engine: string): LoadResult {
-  const r = spawnSync(process.execPath, [...process.execArgv, '--expose-gc', __filename, '--child-load', dir, engine], { encoding: 'utf8' });
+function childArgs(dir: string, engine: string, cache: string, hold = false): string[] {
+  return [...process.execArgv, '--expose-gc', __filename, '--child-load', dir, engine, cache, hold ? 'hold' : 'exit'];
+}
+
+function timeLoad(dir: string, engine: string, cache = 'off'): LoadResult {
+  const r = spawnSync(process.execPath, childArgs(dir, engine, cache), { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`load child (${engine}) failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as LoadResult;
+}
+
+/** Two processes holding the same model from one mapped cache at once: their summed PSS over one alone's. */
+async function pssOfTwo(dir: string, engine: string, cache: string): Promise<number> {
+  const one = timeLoad(dir, engine, cache).pssMiB;
+  const start = () => {
+    const child = spawn(process.execPath, childArgs(dir, engine, cache, true), { stdio: ['pipe', 'pipe', 'inherit'] });
+    const result = new Promise<LoadResult>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d;
+        if (out.includes('\n')) resolve(JSON.parse(out.trim().split('\n').pop()!) as LoadResult);
+      });
+      child.on('exit', (code) => reject(new Error(`holder (${engine}) exited with ${code}`)));
+    });
+    return { child, result };
+  };
+  const a = start();
+  await a.result;
+  const b = start();
+  const rb = await b.result;
+  // a's PSS now that b shares its pages: ask a fresh reading by loading nothing more; b's own reading
+  // was taken with a alive, so b's PSS is already the shared one, and a's equals it by symmetry.
+  const both = 2 * rb.pssMiB;
+  for (const h of [a, b]) h.child.stdin.end('\n');
+  return both / one;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -388,7 +440,7 @@ type Engine = 'fp32' | 'bf16' | 'ort';
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  if (argv[0] === '--child-load') return childLoad(argv[1], argv[2]);
+  if (argv[0] === '--child-load') return childLoad(argv[1], argv[2], argv[3] ?? 'off', argv[4] === 'hold');
   const quick = argv.includes('--quick'), json = argv.includes('--json');
   const only = argv.includes('--model') ? argv[argv.indexOf('--model') + 1] : undefined;
   const markdown = argv.includes('--markdown') ? argv[argv.indexOf('--markdown') + 1] : undefined;
@@ -412,20 +464,26 @@ async function main(): Promise<void> {
       log(`${spec.name}: ${(folder.weightBytes / 2 ** 20).toFixed(0)} MiB fp32 weights written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       folder.tensors.clear(); // the engines load from disk
 
-      // Load time and RSS, each in a fresh process, interleaved.
+      // Load time and RSS, each in a fresh process, interleaved: without the weight cache (packing in
+      // memory), writing it (a fresh cache folder each time), and mapping it.
       const engines: Engine[] = ortMod ? ['fp32', 'bf16', 'ort'] : ['fp32', 'bf16'];
-      const loads: Record<string, LoadResult[]> = {};
+      const loads: Record<string, LoadResult[]> = {}, built: Record<string, LoadResult[]> = {}, mapped: Record<string, LoadResult[]> = {};
+      const cacheRoot = path.join(root, `${spec.key}-weights`);
       timeLoad(folder.dir, 'fp32'); // warms the page cache: every timed load reads the files from memory
       for (let r = 0; r < loadReps; r++)
         for (let i = 0; i < engines.length; i++) {
           const e = engines[(i + r) % engines.length];
           (loads[e] ??= []).push(timeLoad(folder.dir, e));
+          if (e === 'ort') continue;
+          const cache = path.join(cacheRoot, `${e}-${r}`);
+          (built[e] ??= []).push(timeLoad(folder.dir, e, cache));
+          (mapped[e] ??= []).push(timeLoad(folder.dir, e, cache));
         }
-      const med = (e: Engine, k: keyof LoadResult) => (loads[e] ? median(loads[e].map((x) => x[k])) : NaN);
+      const med = (e: Engine, k: keyof LoadResult, from = loads) => (from[e] ? median(from[e].map((x) => x[k])) : NaN);
       const wMiB = folder.weightBytes / 2 ** 20;
       const row = (c: string, unit: string, v: (e: Engine) => number, higherIsBetter: boolean): Row => {
         const out: Row = { model: spec.key, case: c, unit, fp32: v('fp32'), bf16: v('bf16') };
-        if (ortMod) {
+        if (ortMod && !Number.isNaN(v('ort'))) {
           out.ort = v('ort');
           const ratio = (x: number) => (higherIsBetter ? x / out.ort! : out.ort! / x);
           out.ratio_fp32 = ratio(out.fp32);
@@ -433,15 +491,22 @@ async function main(): Promise<void> {
         }
         return out;
       };
-      rows.push(row('load (both towers)', 'ms', (e) => med(e, 'ms'), false));
-      rows.push(row('RSS after load', 'MiB', (e) => med(e, 'rssMiB'), false));
-      rows.push(row('RSS growth / fp32 weights', 'x', (e) => med(e, 'deltaMiB') / wMiB, false));
+      rows.push(row('load (both towers), no cache', 'ms', (e) => med(e, 'ms'), false));
+      rows.push(row('load, writing the weight cache', 'ms', (e) => med(e, 'ms', built), false));
+      rows.push(row('load, weight cache mapped', 'ms', (e) => med(e, 'ms', mapped), false));
+      rows.push(row('RSS after load, no cache', 'MiB', (e) => med(e, 'rssMiB'), false));
+      rows.push(row('RSS growth / fp32 weights, no cache', 'x', (e) => med(e, 'deltaMiB') / wMiB, false));
+      rows.push(row('private memory growth / fp32 weights, mapped', 'x', (e) => med(e, 'anonDeltaMiB', mapped) / wMiB, false));
+      const pss: Partial<Record<Engine, number>> = {};
+      for (const e of ['fp32', 'bf16'] as const) pss[e] = await pssOfTwo(folder.dir, e, path.join(cacheRoot, `${e}-0`));
+      rows.push(row('PSS of 2 processes / 1, mapped', 'x', (e) => pss[e] ?? NaN, false));
 
       // Throughput, in this process.
       t0 = performance.now();
       const models: Record<'fp32' | 'bf16', ClipModel> = {
-        fp32: await loadModel(folder.dir, { dtype: 'fp32', batchSize: 8, threads: THREADS }),
-        bf16: await loadModel(folder.dir, { dtype: 'bf16', batchSize: 8, threads: THREADS }),
+        // Packed in memory: the same numbers as mapped, and nothing left in the user's weight cache.
+        fp32: await loadModel(folder.dir, { dtype: 'fp32', batchSize: 8, threads: THREADS, weightCache: false }),
+        bf16: await loadModel(folder.dir, { dtype: 'bf16', batchSize: 8, threads: THREADS, weightCache: false }),
       };
       const ort: Ort | undefined = ortMod && {
         ort: ortMod,

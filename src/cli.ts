@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
- * The clipkit command line: one file per command under src/cli/ (classify, embed, search, eval),
- * and `clipkit bench` for the kernel microbenchmarks.
+ * The clipkit command line: one file per command under src/cli/ (classify, embed, search, eval,
+ * convert, cache), and `clipkit bench` for the kernel microbenchmarks.
  */
 import { Command, Option } from 'commander';
+import { registerCache } from './cli/cache';
 import { registerClassify } from './cli/classify';
 import { positiveInt, table } from './cli/common';
 import { registerConvert } from './cli/convert';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerEmbed(program);
   registerEval(program);
   registerSearch(program);
+  registerCache(program);
   registerBench(program);
   return program;
 }

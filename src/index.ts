@@ -26,7 +26,7 @@ export { readClipConfig, readPreprocessConfig, MODEL_TYPES } from './loading/con
 export type { ClipConfig, ModelType } from './loading/config';
 export { loadClipWeights } from './loading/weights';
 export { loadModel, ClipModel } from './models';
-export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore, TemplateSet, HiddenStates } from './models';
+export type { LoadModelOptions, EncodeOptions, ModelInfo, ImageSource, ClassifyOptions, LabelScore, TemplateSet, HiddenStates, WeightCacheInfo } from './models';
 export { TEMPLATES, EN_TEMPLATES, ZH_TEMPLATES } from './models';
 export { convertCheckpoint, CONVERT_DTYPES } from './loading/convert';
 export type { ConvertOptions, ConvertResult, ConvertedFile, ConvertDType } from './loading/convert';

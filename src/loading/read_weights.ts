@@ -102,6 +102,28 @@ function readFolderWeights(dir: string): StoredWeights {
   );
 }
 
+/**
+ * The weight files readStoredWeights(location) reads, without reading them: a file is itself; a
+ * folder's are found in readFolderWeights' order, an index's shards named by its weight_map (first
+ * listed first). For keying what was read from them (the weight cache), which checks the list
+ * against the files the read reports.
+ */
+export function weightFileList(location: string): string[] {
+  if (!isDirectory(location)) return [location];
+  const at = (f: string) => path.join(location, f);
+  const shards = (index: string) => {
+    const map = readJson(at(index), 'weights index').weight_map;
+    if (typeof map !== 'object' || map === null || Array.isArray(map))
+      throw new ClipkitError('E_FORMAT', `Invalid ${at(index)}: expected a weight_map object`);
+    return [...new Set(Object.values(map as Record<string, unknown>).map(String))].map(at);
+  };
+  if (fs.existsSync(at('model.safetensors'))) return [at('model.safetensors')];
+  if (fs.existsSync(at('model.safetensors.index.json'))) return shards('model.safetensors.index.json');
+  for (const name of ['pytorch_model.bin', 'model.bin']) if (fs.existsSync(at(name))) return [at(name)];
+  if (fs.existsSync(at('pytorch_model.bin.index.json'))) return shards('pytorch_model.bin.index.json');
+  throw new ClipkitError('E_IO', `No weights in ${location}`);
+}
+
 function sharded(tensors: ReadonlyMap<string, TensorEntry>, files: string[], format: WeightFormat, index: string): StoredWeights {
   return { tensors, files, format, source: files.length === 1 ? files[0] : `${index} (${files.length} shards)` };
 }

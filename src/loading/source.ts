@@ -61,13 +61,19 @@ export function readModelSource(location: string, layout: LayoutOptions = {}): M
   const config = hf.inferred
     ? parseClipConfig(hf.layout === 'easynlp' ? withEasyNlpConfig(hf.inferred, configJson) : hf.inferred, `the shapes of ${hf.source}`)
     : parseClipConfig(configJson, configPath);
+  return { config, tensors: hf.tensors, files: hf.files, layout: hf.layout, ...modelSideFiles(location, config) };
+}
+
+/**
+ * The tokenizer and preprocessing of the model at `location` (a folder, or a checkpoint file whose
+ * folder is looked in), as readModelSource gives them; for a model whose weights come from elsewhere
+ * (the weight cache). Nothing is read until they are called.
+ */
+export function modelSideFiles(location: string, config: ClipConfig): Pick<ModelSource, 'tokenizer' | 'preprocess'> {
+  const dir = fs.statSync(location, { throwIfNoEntry: false })?.isFile() ? path.dirname(location) : location;
   const hasTokenizer = TOKENIZER_FILES.some((f) => fs.existsSync(path.join(dir, f)));
   const preprocessorPath = path.join(dir, 'preprocessor_config.json');
   return {
-    config,
-    tensors: hf.tensors,
-    files: hf.files,
-    layout: hf.layout,
     tokenizer: (contextLength) => (hasTokenizer ? loadTokenizer(dir, { contextLength }) : bundledTokenizer(config, contextLength)),
     preprocess: () =>
       fs.existsSync(preprocessorPath)

@@ -25,7 +25,7 @@ import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import { collectStates, HiddenStates, lastLayerAttention, pickRows, TextOutput } from './blocks';
 import { OpQueue } from './op_queue';
-import { keep, keepNorm, PackedLinear, packLinear, packQkv, PackSettings } from './packing';
+import { expectLinearState, expectNormState, expectTensorState, keep, keepNorm, PackedLinear, packLinear, packQkv, PackSettings, stateError } from './packing';
 import { encodeInGroups, keyMaskOf, RaggedBatch, raggedBatch } from './ragged';
 import { fresh, Workspace, WorkspacePool } from './workspace';
 import { BertTextConfig } from '../loading/config';
@@ -34,7 +34,7 @@ import { BertTextWeights, Norm } from '../loading/weights';
 /** The input embedding tables and their LayerNorm. */
 type BertEmbeddings = Pick<BertTextWeights, 'wordEmbeddings' | 'positionEmbeddings' | 'tokenTypeEmbeddings' | 'embeddingsLayerNorm'>;
 
-interface PackedBertLayer {
+export interface PackedBertLayer {
   qkv: PackedLinear;
   attentionOutput: PackedLinear;
   attentionLayerNorm: Norm;
@@ -43,15 +43,42 @@ interface PackedBertLayer {
   outputLayerNorm: Norm;
 }
 
+/**
+ * Everything the BERT-family tower computes with: a tree whose leaves are float32 Tensors and whole
+ * PackedWeights, as packed at load or rebuilt from the weight cache (which stores exactly this tree).
+ */
+export interface BertState extends BertEmbeddings {
+  layers: PackedBertLayer[];
+  /** AltCLIP: pre_LN and transformation after the encoder. */
+  head?: { preLayerNorm: Norm; transformation: PackedLinear };
+  /** EasyNLP: BERT's pooler. */
+  pooler?: PackedLinear;
+  projection: PackedLinear;
+}
+
 export class BertTower {
+  private readonly w: BertEmbeddings;
+  private readonly layers: PackedBertLayer[];
+  private readonly head: { preLayerNorm: Norm; transformation: PackedLinear } | undefined;
+  private readonly pooler: PackedLinear | undefined;
+  private readonly projection: PackedLinear;
+
   private constructor(
     readonly config: BertTextConfig,
-    private readonly w: BertEmbeddings,
-    private readonly layers: PackedBertLayer[],
-    private readonly head: { preLayerNorm: Norm; transformation: PackedLinear } | undefined,
-    private readonly pooler: PackedLinear | undefined,
-    private readonly projection: PackedLinear,
-  ) {}
+    /** @internal What the tower was built from (the weight cache writes it). */
+    readonly state: BertState,
+  ) {
+    this.w = {
+      wordEmbeddings: state.wordEmbeddings,
+      positionEmbeddings: state.positionEmbeddings,
+      tokenTypeEmbeddings: state.tokenTypeEmbeddings,
+      embeddingsLayerNorm: state.embeddingsLayerNorm,
+    };
+    this.layers = state.layers;
+    this.head = state.head;
+    this.pooler = state.pooler;
+    this.projection = state.projection;
+  }
 
   private readonly workspaces = new WorkspacePool();
 
@@ -76,8 +103,39 @@ export class BertTower {
       ? { preLayerNorm: keepNorm(w.preLayerNorm, s), transformation: await packLinear(w.transformation, s) }
       : undefined;
     const pooler = w.pooler && (await packLinear(w.pooler, s));
-    const projection = { weight: await packWeight(w.projection, s), bias: w.projectionBias && keep(w.projectionBias, s) };
-    return new BertTower(config, kept, layers, head, pooler, projection);
+    const weight = await packWeight(w.projection, s);
+    const projection: PackedLinear = w.projectionBias ? { weight, bias: keep(w.projectionBias, s) } : { weight };
+    return new BertTower(config, { ...kept, layers, ...(head && { head }), ...(pooler && { pooler }), projection });
+  }
+
+  /** The tower over a state packed earlier (nothing is packed or copied); E_FORMAT when it does not fit the config. */
+  static fromState(state: BertState, config: BertTextConfig): BertTower {
+    const c = config, w = c.hiddenSize, inter = c.intermediateSize;
+    if (state === null || typeof state !== 'object') throw stateError('the text state is missing');
+    expectTensorState('text.wordEmbeddings', state.wordEmbeddings, [c.vocabSize, w]);
+    expectTensorState('text.positionEmbeddings', state.positionEmbeddings, [c.maxPositionEmbeddings, w]);
+    expectTensorState('text.tokenTypeEmbeddings', state.tokenTypeEmbeddings, [c.typeVocabSize, w]);
+    expectNormState('text.embeddingsLayerNorm', state.embeddingsLayerNorm, w);
+    if (!Array.isArray(state.layers) || state.layers.length !== c.numHiddenLayers)
+      throw stateError(`text.layers has ${Array.isArray(state.layers) ? state.layers.length : 'no'} layers, expected ${c.numHiddenLayers}`);
+    state.layers.forEach((l, i) => {
+      const p = `text.layers[${i}]`;
+      expectLinearState(`${p}.qkv`, l.qkv, 3 * w, w);
+      expectLinearState(`${p}.attentionOutput`, l.attentionOutput, w, w);
+      expectNormState(`${p}.attentionLayerNorm`, l.attentionLayerNorm, w);
+      expectLinearState(`${p}.intermediate`, l.intermediate, inter, w);
+      expectLinearState(`${p}.output`, l.output, w, inter);
+      expectNormState(`${p}.outputLayerNorm`, l.outputLayerNorm, w);
+    });
+    if ((c.pooling === 'transformation') !== (state.head !== undefined)) throw stateError(`text.head does not match pooling ${c.pooling}`);
+    if (state.head) {
+      expectNormState('text.head.preLayerNorm', state.head.preLayerNorm, w);
+      expectLinearState('text.head.transformation', state.head.transformation, c.pooledSize, w);
+    }
+    if ((c.pooling === 'tanh') !== (state.pooler !== undefined)) throw stateError(`text.pooler does not match pooling ${c.pooling}`);
+    if (state.pooler) expectLinearState('text.pooler', state.pooler, w, w);
+    expectLinearState('text.projection', state.projection, undefined, c.pooledSize, false);
+    return new BertTower(config, state);
   }
 
   /** Real tokens per row: up to the last id that is not [PAD] (cn_clip's mask is ids != pad). At least 1. */

@@ -17,34 +17,66 @@ import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import { BlockSettings, collectStates, HiddenStates, preNormLastLayer, preNormMlp, preNormQkv, TextOutput } from './blocks';
 import { OpQueue } from './op_queue';
-import { keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings } from './packing';
+import { expectNormState, expectPackedState, expectPreNormLayers, expectTensorState, keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings, stateError } from './packing';
 import { encodeInGroups, keyMaskOf, RaggedBatch, raggedBatch } from './ragged';
 import { fresh, Workspace, WorkspacePool } from './workspace';
 import { ClipTextConfig } from '../loading/config';
-import { ClipTextWeights } from '../loading/weights';
+import { ClipTextWeights, Norm } from '../loading/weights';
 
 /** The embedding tables and the final LayerNorm. */
 type ClipTextUnpacked = Pick<ClipTextWeights, 'tokenEmbedding' | 'positionEmbedding' | 'finalLayerNorm'>;
 
+/**
+ * Everything the CLIP text tower computes with: a tree whose leaves are float32 Tensors and whole
+ * PackedWeights, as packed at load or rebuilt from the weight cache (which stores exactly this tree).
+ */
+export interface ClipTextState {
+  tokenEmbedding: Tensor; // [V, W]
+  positionEmbedding: Tensor; // [maxPositions, W]
+  finalLayerNorm: Norm;
+  layers: PackedPreNormLayer[];
+  projection: PackedWeight; // [E, W]
+}
+
 export class ClipTextTower {
+  private readonly w: ClipTextUnpacked;
+  private readonly layers: PackedPreNormLayer[];
+  private readonly projection: PackedWeight;
+
   private constructor(
     readonly config: ClipTextConfig,
-    private readonly w: ClipTextUnpacked,
-    private readonly layers: PackedPreNormLayer[],
-    private readonly projection: PackedWeight,
-  ) {}
+    /** @internal What the tower was built from (the weight cache writes it). */
+    readonly state: ClipTextState,
+  ) {
+    this.w = { tokenEmbedding: state.tokenEmbedding, positionEmbedding: state.positionEmbedding, finalLayerNorm: state.finalLayerNorm };
+    this.layers = state.layers;
+    this.projection = state.projection;
+  }
 
   private readonly workspaces = new WorkspacePool();
 
   static async load(w: ClipTextWeights, config: ClipTextConfig, s: PackSettings): Promise<ClipTextTower> {
     const layers: PackedPreNormLayer[] = [];
     for (const l of w.layers) layers.push(await packPreNormLayer(l, s));
-    const kept: ClipTextUnpacked = {
+    return new ClipTextTower(config, {
       tokenEmbedding: keep(w.tokenEmbedding, s),
       positionEmbedding: keep(w.positionEmbedding, s),
       finalLayerNorm: keepNorm(w.finalLayerNorm, s),
-    };
-    return new ClipTextTower(config, kept, layers, await packWeight(w.projection, s));
+      layers,
+      projection: await packWeight(w.projection, s),
+    });
+  }
+
+  /** The tower over a state packed earlier (nothing is packed or copied); E_FORMAT when it does not fit the config. */
+  static fromState(state: ClipTextState, config: ClipTextConfig): ClipTextTower {
+    const c = config, w = c.hiddenSize;
+    if (state === null || typeof state !== 'object') throw stateError('the text state is missing');
+    expectTensorState('text.tokenEmbedding', state.tokenEmbedding, [c.vocabSize, w]);
+    expectTensorState('text.positionEmbedding', state.positionEmbedding, [c.maxPositionEmbeddings, w]);
+    expectNormState('text.finalLayerNorm', state.finalLayerNorm, w);
+    expectPreNormLayers('text.layers', state.layers, c.numHiddenLayers, w, c.intermediateSize);
+    expectPackedState('text.projection', state.projection, undefined, w);
+    return new ClipTextTower(config, state);
   }
 
   /**

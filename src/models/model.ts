@@ -10,10 +10,13 @@
  *   const top = await model.classify('cat.jpg', ['cat', 'dog']);      // [{ label, score }], best first
  *
  * Weights are packed once at load (fp32, or bf16 with `dtype: 'bf16'`: weights and activations
- * rounded to bf16 inside the GEMMs, fp32 accumulation). Inputs are run `batchSize` at a time; texts
- * are grouped by length and each runs at its true length.
+ * rounded to bf16 inside the GEMMs, fp32 accumulation) and written to the weight cache
+ * (loading/weight_cache.ts), which later loads of the same model map instead of reading and
+ * packing again. Inputs are run `batchSize` at a time; texts are grouped by length and each runs
+ * at its true length.
  */
-import { statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
+import * as path from 'node:path';
 import { describe, expectInt, expectOneOf, expectOptions, OptionKeys } from '../check';
 import { ClipkitError, rangeError, typeError } from '../errors';
 import { preprocess as preprocessImage } from '../image/preprocess';
@@ -21,6 +24,7 @@ import { encodeTexts } from '../tokenizers/off_thread';
 import { resolveModel } from '../io/hub';
 import { infonce, InfonceResult } from '../ops/infonce';
 import { l2Normalize } from '../ops/l2_normalize';
+import { WeightDType } from '../ops/gemm';
 import { logits } from '../ops/logits';
 import { setThreads } from '../runtime';
 import { Tensor } from '../tensor';
@@ -32,8 +36,12 @@ import { ClipTextTower } from './clip_text';
 import { ClipConfig, ModelType, PreprocessConfig } from '../loading/config';
 import { TEMPLATES, TemplateSet } from './templates';
 import { VisionOutput, VisionTower } from './vit';
-import { readModelSource } from '../loading/source';
+import { modelSideFiles, readModelSource } from '../loading/source';
+import { CacheKey, CacheMiss, keyFileName, modelKey, readCacheFile, StateTree, weightCacheFolder, writeCacheFile } from '../loading/weight_cache';
 import { checkClipWeights } from '../loading/weights';
+import { BertState } from './bert';
+import { ClipTextState } from './clip_text';
+import { VisionState } from './vit';
 
 export interface LoadModelOptions {
   /** Kernel threads (process-wide, as setThreads); default: leave the current setting. */
@@ -62,6 +70,26 @@ export interface LoadModelOptions {
    * 'gelu' for open_clip models trained with erf GELU (LAION's). Hugging Face folders ignore it.
    */
   checkpoint?: { model?: string; text?: string; hiddenAct?: 'quick_gelu' | 'gelu' };
+  /**
+   * The weight cache folder, where the packed weights are written on the first load and mapped on
+   * later ones; false: no cache. Default $CLIPKIT_CACHE (`off` disables it), else
+   * `<$XDG_CACHE_HOME or ~/.cache>/clipkit/weights`.
+   */
+  weightCache?: string | false;
+}
+
+/**
+ * How a load used the weight cache: 'mapped' (the towers compute on the cache file, mapped),
+ * 'built' (packed from the checkpoint and written to `file`), 'unwritable' (packed; the cache
+ * folder could not take the file, a warning said so), 'uncacheable' (packed; the weight files could
+ * not be keyed, or changed while they were read), 'off' (the cache is disabled).
+ */
+export interface WeightCacheInfo {
+  status: 'mapped' | 'built' | 'unwritable' | 'uncacheable' | 'off';
+  /** The cache file mapped or written. */
+  file?: string;
+  /** Why a cache file that was there was not used (damaged, another key), when one was. */
+  reason?: string;
 }
 
 export interface EncodeOptions {
@@ -120,6 +148,8 @@ export class ClipModel {
     private readonly sideFiles: { tokenizer: (contextLength: number) => Tokenizer; preprocess: () => PreprocessConfig },
     /** The folder the model was loaded from (a hub id's snapshot in the cache), or its checkpoint file. */
     readonly location: string,
+    /** How this load used the weight cache. */
+    readonly weightCache: WeightCacheInfo = { status: 'off' },
   ) {}
 
   /** The preprocessing: the folder's preprocessor_config.json, else the family's standard one (read on first use). */
@@ -393,7 +423,8 @@ export class ClipModel {
 
 /**
  * Loads a model — a folder, or a Hugging Face hub id (`org/name`, `org/name@revision`) fetched
- * into the shared hub cache on first use — reading config.json and the weights and packing them.
+ * into the shared hub cache on first use — reading config.json and the weights and packing them,
+ * or mapping the weight cache's file for them when an earlier load wrote one (`model.weightCache`).
  */
 export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}): Promise<ClipModel> {
   if (typeof nameOrDir !== 'string' || nameOrDir === '' || nameOrDir.includes('\0'))
@@ -413,18 +444,27 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
 
   if (opts.checkpoint !== undefined && (opts.checkpoint === null || typeof opts.checkpoint !== 'object'))
     throw typeError('E_ARG', `Expected an object { model?, text?, hiddenAct? } for checkpoint but received ${describe(opts.checkpoint)}`);
-  const source = readModelSource(dir, opts.checkpoint ?? {});
-  const config = source.config;
-  const weights = checkClipWeights(source.tensors, config, source.files.length === 1 ? source.files[0] : dir, source.files);
-  // Tensors read from safetensors files under Hugging Face names are this load's own, one per
-  // parameter, never shared (the reader refuses overlapping ranges): fp32 weights are packed over them.
-  const inPlace = source.layout === 'hf' && source.files.every((f) => f.toLowerCase().endsWith('.safetensors'));
-  const packing: PackSettings = { dtype: dtype === 'bf16' ? 'bfloat16' : 'float32', inPlace };
-  const vision = await VisionTower.load(weights.vision, config.vision, packing);
-  const text =
-    weights.modelType === 'clip'
-      ? await ClipTextTower.load(weights.text, weights.config.text, packing)
-      : await BertTower.load(weights.text, weights.config.text, packing);
+  const weightDType: WeightDType = dtype === 'bf16' ? 'bfloat16' : 'float32';
+  const weightCache = opts.weightCache;
+  if (weightCache !== undefined && weightCache !== false && (typeof weightCache !== 'string' || weightCache === '' || weightCache.includes('\0')))
+    throw typeError('E_ARG', `Expected a folder path string or false for weightCache but received ${weightCache === '' ? 'an empty string' : describe(weightCache)}`);
+  const cacheFolder = weightCacheFolder(weightCache);
+  const key = cacheFolder === undefined ? undefined : await cacheKeyOf(dir, weightDType, opts.checkpoint);
+  const cacheFile = cacheFolder !== undefined && key ? path.join(cacheFolder, keyFileName(key)) : undefined;
+  const mapped = cacheFile && key ? await fromWeightCache(dir, cacheFile, key) : undefined;
+  let loaded: LoadedTowers;
+  if (mapped && !(mapped instanceof CacheMiss)) loaded = mapped;
+  else {
+    const packed = await packModel(dir, weightDType, opts.checkpoint);
+    loaded = packed.towers;
+    if (cacheFolder !== undefined) {
+      const reason = mapped && mapped.message !== 'absent' ? { reason: mapped.message } : {};
+      loaded.cache = key
+        ? { ...(await storeInCache(cacheFolder, key, packed.files, packed.meta, { vision: loaded.vision.state, text: loaded.text.state })), ...reason }
+        : { status: 'uncacheable' };
+    }
+  }
+  const { config, vision, text, logitScale, sideFiles: source } = loaded;
   const positions = config.text.maxPositionEmbeddings - (config.text.kind === 'bert' ? config.text.positionOffset : 0);
   const contextLength = expectInt('contextLength', opts.contextLength ?? Math.min(CONTEXT_LENGTH[config.modelType], positions), 2, positions);
   const info: ModelInfo = {
@@ -432,14 +472,122 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
     projectionDim: config.projectionDim,
     imageSize: config.vision.imageSize,
     contextLength,
-    logitScale: weights.logitScale,
+    logitScale,
     clip: config,
   };
   const sideFiles = {
     tokenizer: tokenizerDir === undefined ? source.tokenizer : (n: number) => loadTokenizer(tokenizerDir, { contextLength: n }),
     preprocess: source.preprocess,
   };
-  return new ClipModel(info, batchSize, dtype, vision, text, sideFiles, dir);
+  return new ClipModel(info, batchSize, dtype, vision, text, sideFiles, dir, loaded.cache);
+}
+
+/** A model's towers and what ClipModel needs besides them, however they were made. */
+interface LoadedTowers {
+  config: ClipConfig;
+  vision: VisionTower;
+  text: BertTower | ClipTextTower;
+  logitScale: number;
+  sideFiles: { tokenizer: (contextLength: number) => Tokenizer; preprocess: () => PreprocessConfig };
+  cache: WeightCacheInfo;
+}
+
+/** What a cache file holds besides the towers' state. */
+interface CacheMeta {
+  modelType: ModelType;
+  config: ClipConfig;
+  logitScale: number;
+}
+
+/** The state tree the cache stores for a model: both towers'. */
+interface ModelState {
+  vision: VisionState;
+  text: BertState | ClipTextState;
+}
+
+/**
+ * The key of the cache file for the model at `dir`, or undefined when its weight files cannot be
+ * keyed (the load then packs, and the reader says what is wrong with them).
+ */
+async function cacheKeyOf(dir: string, dtype: WeightDType, checkpoint: LoadModelOptions['checkpoint']): Promise<CacheKey | undefined> {
+  try {
+    return await modelKey(dir, { dtype, checkpoint: checkpoint ?? {} });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The towers over the mapped cache file `file`, when it is valid for `key`: nothing is read from the
+ * checkpoint, packed or copied. Otherwise why not (packModel then packs, and rewrites the file).
+ */
+async function fromWeightCache(dir: string, file: string, key: CacheKey): Promise<LoadedTowers | CacheMiss> {
+  const hit = await readCacheFile(file, key);
+  if (hit instanceof CacheMiss) return hit;
+  try {
+    const meta = hit.meta as CacheMeta, state = hit.state as unknown as ModelState, config = meta.config;
+    if (typeof meta.logitScale !== 'number' || config?.modelType !== meta.modelType) throw new Error('the stored config does not match its model type');
+    const vision = VisionTower.fromState(state.vision, config.vision);
+    const text = config.text.kind === 'clip' ? ClipTextTower.fromState(state.text as ClipTextState, config.text) : BertTower.fromState(state.text as BertState, config.text);
+    return { config, vision, text, logitScale: meta.logitScale, sideFiles: modelSideFiles(dir, config), cache: { status: 'mapped', file } };
+  } catch (err) {
+    return new CacheMiss(`its state does not fit the model: ${(err as Error).message}`);
+  }
+}
+
+/** Reads the checkpoint and packs the towers (the load without a usable cache file). */
+async function packModel(dir: string, dtype: WeightDType, checkpoint: LoadModelOptions['checkpoint']): Promise<{ towers: LoadedTowers; files: string[]; meta: CacheMeta }> {
+  const source = readModelSource(dir, checkpoint ?? {});
+  const config = source.config;
+  const weights = checkClipWeights(source.tensors, config, source.files.length === 1 ? source.files[0] : dir, source.files);
+  // Tensors read from safetensors files under Hugging Face names are this load's own, one per
+  // parameter, never shared (the reader refuses overlapping ranges): fp32 weights are packed over them.
+  const inPlace = source.layout === 'hf' && source.files.every((f) => f.toLowerCase().endsWith('.safetensors'));
+  const packing: PackSettings = { dtype, inPlace };
+  const vision = await VisionTower.load(weights.vision, config.vision, packing);
+  const text =
+    weights.modelType === 'clip'
+      ? await ClipTextTower.load(weights.text, weights.config.text, packing)
+      : await BertTower.load(weights.text, weights.config.text, packing);
+  return {
+    towers: { config, vision, text, logitScale: weights.logitScale, sideFiles: source, cache: { status: 'off' } },
+    files: source.files,
+    meta: { modelType: config.modelType, config, logitScale: weights.logitScale },
+  };
+}
+
+/** Folders a write already failed in (and warned about), in this process. */
+const unwritable = new Set<string>();
+
+/**
+ * Writes the packed state under `key`, when the files read are the ones keyed and did not change
+ * while they were read. A write that fails is a warning (once per folder), never an error.
+ */
+async function storeInCache(folder: string, key: CacheKey, files: readonly string[], meta: CacheMeta, state: ModelState): Promise<WeightCacheInfo> {
+  const real = (f: string) => {
+    try {
+      return realpathSync(f);
+    } catch {
+      return f;
+    }
+  };
+  const read = files.map(real).sort(), keyed = key.files.map((f) => f.path).sort();
+  if (read.length !== keyed.length || read.some((f, i) => f !== keyed[i])) return { status: 'uncacheable' };
+  const after = await cacheKeyOf(key.location, key.dtype, key.checkpoint as LoadModelOptions['checkpoint']);
+  if (!after || JSON.stringify(after) !== JSON.stringify(key)) return { status: 'uncacheable' };
+  try {
+    return { status: 'built', file: await writeCacheFile(folder, key, meta, state as unknown as StateTree) };
+  } catch (err) {
+    if (!unwritable.has(folder)) {
+      unwritable.add(folder);
+      process.emitWarning(
+        `clipkit cannot write its weight cache in ${folder} (${(err as Error).message}); the model was packed in memory and will be packed again on every load. ` +
+          'Point CLIPKIT_CACHE (or the weightCache option) at a writable folder, or set CLIPKIT_CACHE=off (weightCache: false) to load without the cache.',
+        { type: 'ClipkitWarning', code: 'CLIPKIT_WEIGHT_CACHE' },
+      );
+    }
+    return { status: 'unwritable' };
+  }
 }
 
 function expectImage(x: unknown, name: string): void {
@@ -465,6 +613,7 @@ const ENCODE_OPTIONS: OptionKeys<EncodeOptions> = { normalize: true };
 const CLASSIFY_OPTIONS: OptionKeys<ClassifyOptions> = { templates: true };
 const LOAD_OPTIONS: OptionKeys<LoadModelOptions> = {
   threads: true, batchSize: true, dtype: true, tokenizerDir: true, contextLength: true, progress: true, revision: true, cacheDir: true, offline: true, checkpoint: true,
+  weightCache: true,
 };
 const CHECKPOINT_OPTIONS: OptionKeys<NonNullable<LoadModelOptions['checkpoint']>> = { model: true, text: true, hiddenAct: true };
 

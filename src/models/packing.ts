@@ -1,4 +1,8 @@
-/** How a tower packs its checkpoint's linear layers (q, k, v fused into one GEMM) and keeps the rest. */
+/**
+ * How a tower packs its checkpoint's linear layers (q, k, v fused into one GEMM) and keeps the rest,
+ * and the checks a tower's state passes when it is built from one (see the towers' fromState).
+ */
+import { ClipkitError } from '../errors';
 import { PackedWeight, packWeight, packWeightParts, WeightDType } from '../ops/gemm';
 import { Tensor } from '../tensor';
 import { Linear, Norm, PreNormLayer } from '../loading/weights';
@@ -72,4 +76,54 @@ export async function packPreNormLayer(l: PreNormLayer, s: PackSettings): Promis
     fc1: await packLinear(l.fc1, s),
     fc2: await packLinear(l.fc2, s),
   };
+}
+
+/**
+ * Checks of a tower's state against its config, for towers built from a stored state (the weight
+ * cache): a state the forward pass would trip over is refused here, at construction, with E_FORMAT.
+ * Packed weights must be whole (row0 0): row views are derived from them, never stored.
+ */
+export function expectPackedState(what: string, w: unknown, n: number | undefined, k: number): PackedWeight {
+  if (!(w instanceof PackedWeight)) throw stateError(`${what} is not a packed weight`);
+  if (w.row0 !== 0) throw stateError(`${what} is a row range of a packed weight, not a whole one`);
+  if ((n !== undefined && w.n !== n) || w.k !== k) throw stateError(`${what} is [${w.n}, ${w.k}], expected [${n ?? '*'}, ${k}]`);
+  return w;
+}
+
+export function expectTensorState(what: string, t: unknown, shape: readonly (number | undefined)[]): Tensor {
+  if (!(t instanceof Tensor) || t.dtype !== 'float32') throw stateError(`${what} is not a float32 tensor`);
+  if (t.shape.length !== shape.length || shape.some((d, i) => d !== undefined && d !== t.shape[i]))
+    throw stateError(`${what} is [${t.shape.join(', ')}], expected [${shape.map((d) => d ?? '*').join(', ')}]`);
+  return t;
+}
+
+export function expectNormState(what: string, n: Norm | undefined, width: number): void {
+  if (n === null || typeof n !== 'object') throw stateError(`${what} is missing`);
+  expectTensorState(`${what}.weight`, n.weight, [width]);
+  expectTensorState(`${what}.bias`, n.bias, [width]);
+}
+
+export function expectLinearState(what: string, l: PackedLinear | undefined, n: number | undefined, k: number, bias = true): void {
+  if (l === null || typeof l !== 'object') throw stateError(`${what} is missing`);
+  const w = expectPackedState(`${what}.weight`, l.weight, n, k);
+  if (bias) expectTensorState(`${what}.bias`, l.bias, [w.n]);
+  else if (l.bias !== undefined) expectTensorState(`${what}.bias`, l.bias, [w.n]);
+}
+
+/** layers: `count` pre-LN layers of width W and MLP width I. */
+export function expectPreNormLayers(what: string, layers: PackedPreNormLayer[], count: number, width: number, inter: number): void {
+  if (!Array.isArray(layers) || layers.length !== count) throw stateError(`${what} has ${Array.isArray(layers) ? layers.length : 'no'} layers, expected ${count}`);
+  layers.forEach((l, i) => {
+    const p = `${what}[${i}]`;
+    expectNormState(`${p}.layerNorm1`, l.layerNorm1, width);
+    expectLinearState(`${p}.qkv`, l.qkv, 3 * width, width);
+    expectLinearState(`${p}.out`, l.out, width, width);
+    expectNormState(`${p}.layerNorm2`, l.layerNorm2, width);
+    expectLinearState(`${p}.fc1`, l.fc1, inter, width);
+    expectLinearState(`${p}.fc2`, l.fc2, width, inter);
+  });
+}
+
+export function stateError(problem: string): ClipkitError {
+  return new ClipkitError('E_FORMAT', `Invalid tower state: ${problem}`);
 }

@@ -16,7 +16,7 @@ import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_emb
 import { Tensor } from '../tensor';
 import { BlockSettings, collectStates, HiddenStates, preNormLastLayer, preNormMlp, preNormQkv } from './blocks';
 import { OpQueue } from './op_queue';
-import { keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings } from './packing';
+import { expectNormState, expectPackedState, expectPreNormLayers, expectTensorState, keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings, stateError } from './packing';
 import { fresh, Workspace, WorkspacePool } from './workspace';
 import { VisionConfig } from '../loading/config';
 import { Norm, VisionWeights } from '../loading/weights';
@@ -28,31 +28,76 @@ export interface VisionOutput {
   embeds: Tensor;
 }
 
+/**
+ * Everything the image tower computes with: a tree whose leaves are float32 Tensors and whole
+ * PackedWeights, as packed at load or rebuilt from the weight cache (which stores exactly this tree).
+ */
+export interface VisionState {
+  /** The conv weight packed as [W, C·patch·patch] (packPatchWeight). */
+  patchEmbedding: PackedWeight;
+  classEmbedding: Tensor; // [W]
+  positionEmbedding: Tensor; // [1 + (S/P)^2, W]
+  preLayerNorm: Norm;
+  layers: PackedPreNormLayer[];
+  postLayerNorm: Norm;
+  projection: PackedWeight; // [E, W]
+  projectionBias?: Tensor; // [E] (EasyNLP)
+}
+
 export class VisionTower {
+  private readonly embed: PatchEmbedWeights;
+  private readonly preLayerNorm: Norm;
+  private readonly layers: PackedPreNormLayer[];
+  private readonly postLayerNorm: Norm;
+  private readonly projection: PackedWeight;
+  private readonly projectionBias: Tensor | undefined;
+
   private constructor(
     readonly config: VisionConfig,
-    private readonly embed: PatchEmbedWeights,
-    private readonly preLayerNorm: Norm,
-    private readonly layers: PackedPreNormLayer[],
-    private readonly postLayerNorm: Norm,
-    private readonly projection: PackedWeight,
-    private readonly projectionBias: Tensor | undefined,
-  ) {}
+    /** @internal What the tower was built from (the weight cache writes it). */
+    readonly state: VisionState,
+  ) {
+    this.embed = { weight: state.patchEmbedding, patch: config.patchSize, classEmbedding: state.classEmbedding, positionEmbedding: state.positionEmbedding };
+    this.preLayerNorm = state.preLayerNorm;
+    this.layers = state.layers;
+    this.postLayerNorm = state.postLayerNorm;
+    this.projection = state.projection;
+    this.projectionBias = state.projectionBias;
+  }
 
   private readonly workspaces = new WorkspacePool();
 
   /** Packs every weight once (fp32, or bf16 for the fast mode). */
   static async load(w: VisionWeights, config: VisionConfig, s: PackSettings): Promise<VisionTower> {
-    const embed: PatchEmbedWeights = {
-      weight: await packPatchWeight(w.patchEmbedding, s),
-      patch: config.patchSize,
-      classEmbedding: keep(w.classEmbedding, s),
-      positionEmbedding: keep(w.positionEmbedding, s),
-    };
+    const patchEmbedding = await packPatchWeight(w.patchEmbedding, s);
     const layers: PackedPreNormLayer[] = [];
     for (const l of w.layers) layers.push(await packPreNormLayer(l, s));
     const projection = await packWeight(w.projection, s);
-    return new VisionTower(config, embed, keepNorm(w.preLayerNorm, s), layers, keepNorm(w.postLayerNorm, s), projection, w.projectionBias && keep(w.projectionBias, s));
+    return new VisionTower(config, {
+      patchEmbedding,
+      classEmbedding: keep(w.classEmbedding, s),
+      positionEmbedding: keep(w.positionEmbedding, s),
+      preLayerNorm: keepNorm(w.preLayerNorm, s),
+      layers,
+      postLayerNorm: keepNorm(w.postLayerNorm, s),
+      projection,
+      ...(w.projectionBias && { projectionBias: keep(w.projectionBias, s) }),
+    });
+  }
+
+  /** The tower over a state packed earlier (nothing is packed or copied); E_FORMAT when it does not fit the config. */
+  static fromState(state: VisionState, config: VisionConfig): VisionTower {
+    const c = config, w = c.hiddenSize, grid = Math.floor(c.imageSize / c.patchSize);
+    if (state === null || typeof state !== 'object') throw stateError('the vision state is missing');
+    expectPackedState('vision.patchEmbedding', state.patchEmbedding, w, c.numChannels * c.patchSize * c.patchSize);
+    expectTensorState('vision.classEmbedding', state.classEmbedding, [w]);
+    expectTensorState('vision.positionEmbedding', state.positionEmbedding, [1 + grid * grid, w]);
+    expectNormState('vision.preLayerNorm', state.preLayerNorm, w);
+    expectPreNormLayers('vision.layers', state.layers, c.numHiddenLayers, w, c.intermediateSize);
+    expectNormState('vision.postLayerNorm', state.postLayerNorm, w);
+    const projection = expectPackedState('vision.projection', state.projection, undefined, w);
+    if (state.projectionBias !== undefined) expectTensorState('vision.projectionBias', state.projectionBias, [projection.n]);
+    return new VisionTower(config, state);
   }
 
   private get settings(): BlockSettings {
