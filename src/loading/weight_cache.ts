@@ -496,7 +496,7 @@ export async function readCacheFile(file: string, key: CacheKey, formatVersion =
     const state = decodeState(index.state, buffer, h);
     // Last used, for `clipkit cache ls` and prune --older-than; a failure changes nothing else.
     const now = new Date();
-    fsp.utimes(file, now, now).catch(() => undefined);
+    await fsp.utimes(file, now, now).catch(() => undefined);
     return { meta: index.meta, state };
   } catch (err) {
     return err instanceof CacheMiss ? err : new CacheMiss(`unreadable: ${(err as Error).message}`);

@@ -462,6 +462,13 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
       loaded.cache = key
         ? { ...(await storeInCache(cacheFolder, key, packed.files, packed.meta, { vision: loaded.vision.state, text: loaded.text.state })), ...reason }
         : { status: 'uncacheable' };
+      // The file just written, mapped: this process then holds the same shared, file-backed pages
+      // as every later one, and the weights packed in memory (and the checkpoint they were packed
+      // over) are left to be collected, instead of staying private for the life of the process.
+      if (loaded.cache.status === 'built' && cacheFile && key) {
+        const again = await fromWeightCache(dir, cacheFile, key);
+        if (again && !(again instanceof CacheMiss)) loaded = { ...again, cache: loaded.cache };
+      }
     }
   }
   const { config, vision, text, logitScale, sideFiles: source } = loaded;
