@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "gemm_kernel.h"
 #include "gemm_plan.h"
@@ -66,6 +67,19 @@ PackedWeight::~PackedWeight() {
   if (owned) std::free(data);
 }
 
+// Points `out` at new panels (freeing the ones it owned): every way of making a packed weight ends here.
+static void set_packed(PackedWeight* out, void* data, size_t bytes, size_t n, size_t k, WeightType type, bool owned,
+                       std::vector<const char*> panels = {}) {
+  if (out->owned) std::free(out->data);
+  out->n = n;
+  out->k = k;
+  out->type = type;
+  out->data = data;
+  out->bytes = bytes;
+  out->owned = owned;
+  out->panels = std::move(panels);
+}
+
 ck_status pack_weight_parts_in_place(float* const* parts, const size_t* ns, size_t count, size_t k, PackedWeight* out) {
   if (!out || (count && (!parts || !ns))) return CK_ERR_ARG;
   size_t n = 0, total = 0;
@@ -88,16 +102,9 @@ ck_status pack_weight_parts_in_place(float* const* parts, const size_t* ns, size
       panel_ptrs.push_back(reinterpret_cast<const char*>(parts[i]) + p * k * kPanelCols * sizeof(float));
     total += bytes;
   }
-  if (out->owned) std::free(out->data);
-  out->n = n;
-  out->k = k;
-  out->type = WeightType::F32;
-  out->data = count ? parts[0] : nullptr;
-  out->bytes = total;
-  out->owned = false;
   // One part is contiguous: its panels need no table.
-  if (count > 1) out->panels = std::move(panel_ptrs);
-  else out->panels.clear();
+  if (count < 2) panel_ptrs.clear();
+  set_packed(out, count ? parts[0] : nullptr, total, n, k, WeightType::F32, false, std::move(panel_ptrs));
   return CK_OK;
 }
 
@@ -116,14 +123,7 @@ ck_status pack_weight(const float* w, size_t n, size_t k, size_t ldw, WeightType
   if (!data) return CK_ERR_NOMEM;
   if (type == WeightType::BF16) pack_panels_bf16(w, ldw, n, k, static_cast<uint16_t*>(data));
   else pack_panels_f32(w, ldw, true, n, k, static_cast<float*>(data));
-  if (out->owned) std::free(out->data);
-  out->n = n;
-  out->k = k;
-  out->type = type;
-  out->data = data;
-  out->bytes = bytes;
-  out->owned = true;
-  out->panels.clear();
+  set_packed(out, data, bytes, n, k, type, true);
   return CK_OK;
 }
 
@@ -180,14 +180,7 @@ ck_status packed_weight_copy(const PackedWeight& w, void* dst, size_t bytes) {
 ck_status pack_weight_adopt(void* data, size_t bytes, size_t n, size_t k, WeightType type, PackedWeight* out) {
   if (!out || bytes != packed_weight_bytes(n, k, type) || (bytes && (!data || reinterpret_cast<uintptr_t>(data) % 64)))
     return CK_ERR_ARG;
-  if (out->owned) std::free(out->data);
-  out->n = n;
-  out->k = k;
-  out->type = type;
-  out->data = data;
-  out->bytes = bytes;
-  out->owned = false;
-  out->panels.clear();
+  set_packed(out, data, bytes, n, k, type, false);
   return CK_OK;
 }
 

@@ -52,4 +52,26 @@ __device__ __forceinline__ void gemm_epilogue_store(const GemmEpilogue& e, size_
   if (r < e.m && c < e.n) static_cast<TY*>(e.y)[r * e.ldy + c] = from_f32<TY>(gemm_epilogue_value<TY>(e, r, c, acc));
 }
 
+// The launches of a grid of (n tiles) × (m tiles): grid.y holds at most 65535 tiles, so a larger m runs
+// as several launches over row ranges. For each, launch(grid, r0, e) is called with the first row r0
+// and the epilogue of rows [r0, r0 + e.m) (y and residual advanced to r0); x must be advanced by the
+// caller's launch. Stops at the first launch error.
+template <class TY, class Launch>
+ckc_status gemm_row_launches(const ckc_gemm_args& a, size_t bm, size_t bn, const char* what, Launch&& launch) {
+  constexpr size_t kMaxGridY = 65535;
+  const unsigned gx = static_cast<unsigned>((a.n + bn - 1) / bn);
+  const size_t mtiles = (a.m + bm - 1) / bm;
+  for (size_t t0 = 0; t0 < mtiles; t0 += kMaxGridY) {
+    const unsigned gy = static_cast<unsigned>(mtiles - t0 < kMaxGridY ? mtiles - t0 : kMaxGridY);
+    const size_t r0 = t0 * bm;
+    GemmEpilogue e = gemm_epilogue_of(a);
+    e.m = a.m - r0 < gy * bm ? a.m - r0 : gy * bm;
+    e.y = static_cast<TY*>(a.y) + r0 * a.ldy;
+    if (e.residual) e.residual = static_cast<const TY*>(a.residual) + r0 * a.ldr;
+    launch(dim3(gx, gy), r0, e);
+    if (ckc_status st = check_launch(what)) return st;
+  }
+  return CKC_OK;
+}
+
 }  // namespace ckc

@@ -20,7 +20,6 @@ constexpr int kThreads = 256;
 // Row pitch of the transposed tiles [k][m]: +4 floats keeps the float4 alignment and puts the two
 // k rows that one warp's stores touch (4 apart) in opposite bank halves.
 constexpr int kPitch = kBM + 4;
-constexpr unsigned kMaxGridY = 65535;
 
 // Four consecutive k of one row, zero beyond the row range or k. vec: the base pointer and ld allow
 // 16-byte loads (then k0 + kc, a multiple of 4, gives an aligned address).
@@ -163,23 +162,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 template <class TY>
 ckc_status launch(ckc_stream* s, const ckc_gemm_args& a) {
-  const unsigned gx = static_cast<unsigned>((a.n + kBN - 1) / kBN);
-  const size_t mtiles = (a.m + kBM - 1) / kBM;
-  // grid.y is limited to 65535 tiles: larger m runs as several launches over row ranges.
-  for (size_t t0 = 0; t0 < mtiles; t0 += kMaxGridY) {
-    const unsigned gy = static_cast<unsigned>(std::min<size_t>(mtiles - t0, kMaxGridY));
-    const size_t r0 = t0 * kBM;
-    GemmEpilogue e = gemm_epilogue_of(a);
-    e.m = std::min<size_t>(a.m - r0, static_cast<size_t>(gy) * kBM);
-    e.y = static_cast<TY*>(a.y) + r0 * a.ldy;
-    if (e.residual) e.residual = static_cast<const TY*>(a.residual) + r0 * a.ldr;
-    gemm_f32_kernel<TY><<<dim3(gx, gy), kThreads, 0, s->stream>>>(static_cast<const float*>(a.x) + r0 * a.ldx,
-                                                                  a.ldx, static_cast<const float*>(a.w), a.ldw,
-                                                                  static_cast<int>(a.k), a.x_act, e);
-    const ckc_status st = check_launch("gemm_f32");
-    if (st != CKC_OK) return st;
-  }
-  return CKC_OK;
+  return gemm_row_launches<TY>(a, kBM, kBN, "gemm_f32", [&](dim3 grid, size_t r0, const GemmEpilogue& e) {
+    gemm_f32_kernel<TY><<<grid, kThreads, 0, s->stream>>>(static_cast<const float*>(a.x) + r0 * a.ldx, a.ldx,
+                                                          static_cast<const float*>(a.w), a.ldw, static_cast<int>(a.k),
+                                                          a.x_act, e);
+  });
 }
 
 }  // namespace

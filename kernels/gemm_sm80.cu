@@ -23,7 +23,6 @@ constexpr int kThreads = 256;
 constexpr int kRowBytes = kBK * 2;
 constexpr int kStageBytes = (kBM + kBN) * kRowBytes;  // A tile, then B tile
 constexpr int kSmemBytes = kStages * kStageBytes;
-constexpr unsigned kMaxGridY = 65535;
 
 // Byte offset of 16-byte chunk c (0..3) of tile row r. The chunk index is XORed with bits 1..2 of
 // the row, so the 8 rows that one ldmatrix phase reads at the same logical chunk (8 consecutive
@@ -253,23 +252,11 @@ ckc_status launch(ckc_stream* s, const ckc_gemm_args& a) {
                         "gemm_sm80: cudaFuncSetAttribute");
   if (st != CKC_OK) return st;
 
-  const unsigned gx = static_cast<unsigned>((a.n + kBN - 1) / kBN);
-  const size_t mtiles = (a.m + kBM - 1) / kBM;
-  // grid.y is limited to 65535 tiles: larger m runs as several launches over row ranges.
-  for (size_t t0 = 0; t0 < mtiles; t0 += kMaxGridY) {
-    const unsigned gy = static_cast<unsigned>(std::min<size_t>(mtiles - t0, kMaxGridY));
-    const size_t r0 = t0 * kBM;
-    GemmEpilogue e = gemm_epilogue_of(a);
-    e.m = std::min<size_t>(a.m - r0, static_cast<size_t>(gy) * kBM);
-    e.y = static_cast<TY*>(a.y) + r0 * a.ldy;
-    if (e.residual) e.residual = static_cast<const TY*>(a.residual) + r0 * a.ldr;
-    kernel<<<dim3(gx, gy), kThreads, kSmemBytes, s->stream>>>(static_cast<const TI*>(a.x) + r0 * a.ldx, a.ldx,
-                                                              static_cast<const TI*>(a.w), a.ldw,
-                                                              static_cast<int>(a.k), a.x_act, e);
-    st = check_launch("gemm_sm80");
-    if (st != CKC_OK) return st;
-  }
-  return CKC_OK;
+  return gemm_row_launches<TY>(a, kBM, kBN, "gemm_sm80", [&](dim3 grid, size_t r0, const GemmEpilogue& e) {
+    kernel<<<grid, kThreads, kSmemBytes, s->stream>>>(static_cast<const TI*>(a.x) + r0 * a.ldx, a.ldx,
+                                                      static_cast<const TI*>(a.w), a.ldw, static_cast<int>(a.k),
+                                                      a.x_act, e);
+  });
 }
 
 }  // namespace
