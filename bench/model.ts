@@ -3,7 +3,7 @@
  * against onnxruntime-node (fp32, same tensors, same process, 2 intra-op threads) as the anchor.
  *
  *   npm ci --prefix bench     # once: the anchor, onnxruntime-node, into bench/node_modules
- *   node dist/bench/model.js [--quick] [--json] [--no-ort] [--model chinese|openai] [--markdown FILE]
+ *   node dist/bench/model.js [--quick] [--json] [--no-ort] [--model chinese|openai] [--load-only] [--markdown FILE]
  *
  * The anchor is not a dependency of clipkit: bench/package.json pins it with a lockfile of its own,
  * so installing or testing clipkit never fetches it. Without it the benchmark runs clipkit alone and
@@ -20,6 +20,7 @@
  * batch), ORT runs them zero-padded to the context as the reference tokenizers give them (and, as a
  * second anchor at batch 1, cut to their true length). Rates are medians; ratio = clipkit / ORT.
  *
+ * --load-only stops after the load rows (time, RSS, peak RSS, PSS of two) of each model.
  * --markdown FILE also writes the table as this machine's `bench:model` section of FILE (heading with
  * the CPU and ISA, date, commit, node, threads, the command), replacing the section an earlier run on
  * the same machine wrote and leaving the rest of FILE as it was (bench/markdown.ts).
@@ -348,6 +349,18 @@ interface LoadResult {
   anonDeltaMiB: number;
   /** Proportional set size after the load (with a second holder of the same mapping, half its pages each). */
   pssMiB: number;
+  /** The process's peak resident set (VmHWM): what loading needed at its most. */
+  hwmMiB: number;
+}
+
+/** VmHWM of /proc/self/status in MiB (Linux); NaN elsewhere. */
+function peakRss(): number {
+  try {
+    const m = fs.readFileSync('/proc/self/status', 'utf8').match(/^VmHWM:\s+(\d+) kB/m);
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Fields of /proc/self/smaps_rollup in MiB (Linux); NaN elsewhere. */
@@ -379,7 +392,7 @@ async function childLoad(dir: string, engine: string, cache: string, hold: boole
   if (global.gc) global.gc();
   await new Promise((r) => setTimeout(r, 300));
   const rss = process.memoryUsage().rss;
-  const out: LoadResult = { ms, rssMiB: rss / 2 ** 20, deltaMiB: (rss - before) / 2 ** 20, anonDeltaMiB: rollup('Anonymous') - anonBefore, pssMiB: rollup('Pss') };
+  const out: LoadResult = { ms, rssMiB: rss / 2 ** 20, deltaMiB: (rss - before) / 2 ** 20, anonDeltaMiB: rollup('Anonymous') - anonBefore, pssMiB: rollup('Pss'), hwmMiB: peakRss() };
   process.stdout.write(JSON.stringify(out) + '\n');
   if (hold) await new Promise((r) => process.stdin.once('data', r));
   void keep;
@@ -441,7 +454,7 @@ type Engine = 'fp32' | 'bf16' | 'ort';
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === '--child-load') return childLoad(argv[1], argv[2], argv[3] ?? 'off', argv[4] === 'hold');
-  const quick = argv.includes('--quick'), json = argv.includes('--json');
+  const quick = argv.includes('--quick'), json = argv.includes('--json'), loadOnly = argv.includes('--load-only');
   const only = argv.includes('--model') ? argv[argv.indexOf('--model') + 1] : undefined;
   const markdown = argv.includes('--markdown') ? argv[argv.indexOf('--markdown') + 1] : undefined;
   if (argv.includes('--markdown') && (!markdown || markdown.startsWith('--'))) {
@@ -495,11 +508,18 @@ async function main(): Promise<void> {
       rows.push(row('load, writing the weight cache', 'ms', (e) => med(e, 'ms', built), false));
       rows.push(row('load, weight cache mapped', 'ms', (e) => med(e, 'ms', mapped), false));
       rows.push(row('RSS after load, no cache', 'MiB', (e) => med(e, 'rssMiB'), false));
+      rows.push(row('RSS after load, weight cache mapped', 'MiB', (e) => med(e, 'rssMiB', mapped), false));
+      rows.push(row('peak RSS, no cache', 'MiB', (e) => med(e, 'hwmMiB'), false));
+      rows.push(row('peak RSS, writing the weight cache', 'MiB', (e) => med(e, 'hwmMiB', built), false));
+      // The bound the streaming build keeps: its peak over what the loaded model holds (a mapped load's RSS).
+      rows.push(row('peak RSS writing / RSS mapped', 'x', (e) => med(e, 'hwmMiB', built) / med(e, 'rssMiB', mapped), false));
       rows.push(row('RSS growth / fp32 weights, no cache', 'x', (e) => med(e, 'deltaMiB') / wMiB, false));
       rows.push(row('private memory growth / fp32 weights, mapped', 'x', (e) => med(e, 'anonDeltaMiB', mapped) / wMiB, false));
       const pss: Partial<Record<Engine, number>> = {};
       for (const e of ['fp32', 'bf16'] as const) pss[e] = await pssOfTwo(folder.dir, e, path.join(cacheRoot, `${e}-0`));
       rows.push(row('PSS of 2 processes / 1, mapped', 'x', (e) => pss[e] ?? NaN, false));
+
+      if (loadOnly) continue;
 
       // Throughput, in this process.
       t0 = performance.now();

@@ -20,6 +20,16 @@
 //   of exactly the packed size of [n, k] (E_SHAPE). The weight holds data's ArrayBuffer until it is
 //   finalized, and, when data lies in a mapFile mapping, that mapping too, even if the ArrayBuffer is
 //   detached and its new owner lets go. data must not be written while the weight is used.
+// packWeightInto({ w: Float32Array, n, k, dtype?, dst: Uint8Array }) -> Promise<void>
+//   W [n, k] packed straight into dst (4-byte aligned, exactly packedWeightBytes({ n, k, dtype })
+//   bytes, not overlapping w): the bytes copyPackedWeight gives for a weight packWeight packed, with
+//   no memory of the addon's own, so that a weight written to a file goes through one reused buffer.
+// dropMappedPages({ data: Uint8Array }) -> number
+//   Lets go of the whole pages inside data, which must lie in a mapFile mapping (E_ARG otherwise):
+//   the process no longer counts them (its resident set shrinks), the page cache keeps them, and the
+//   next read faults them in again. Bytes written through the mapping on those pages are lost (a
+//   later read sees the file's), so only for pages read and never written: a checkpoint streamed
+//   into the weight cache, dropped tensor by tensor once packed. Returns the bytes let go.
 // packedLayoutId() -> string: ck::packed_layout_id(), the part of a cache key the packed bytes depend on.
 // hashBytes({ data: Uint8Array }) -> Promise<string>: ck::hash_bytes as 16 hex digits.
 #include <fcntl.h>
@@ -259,6 +269,40 @@ static Napi::Value AdoptPackedWeight(const Napi::CallbackInfo& info) {
   return ext;
 }
 CK_EXPORT("adoptPackedWeight", AdoptPackedWeight);
+
+static Napi::Value PackWeightInto(const Napi::CallbackInfo& info) {
+  Args a(info, "packWeightInto");
+  const size_t n = a.size("n"), k = a.size("k");
+  const ck::WeightType type = weight_type(a);
+  auto w = a.f32("w");
+  a.expect_length("w", w, a.product({n, k}));
+  View<uint8_t> dst = u8(a, "dst");
+  const size_t bytes = packed_size(a, n, k, type);
+  a.expect_length("dst", dst, bytes);
+  if (reinterpret_cast<uintptr_t>(dst.data) % 4)
+    throw_range(a.env(), "E_ARG", "packWeightInto: expected dst at a 4-byte-aligned address");
+  const char *d = reinterpret_cast<const char*>(dst.data), *wb = reinterpret_cast<const char*>(w.data);
+  if (bytes && (n * k) != 0 && d < wb + n * k * sizeof(float) && wb < d + bytes)
+    throw_range(a.env(), "E_ARG", "packWeightInto: expected dst not to overlap w");
+  return queue_job(a, [wd = w.data, n, k, type, dd = dst.data, bytes] { return ck::pack_weight_into(wd, n, k, k, type, dd, bytes); });
+}
+CK_EXPORT("packWeightInto", PackWeightInto);
+
+static Napi::Value DropMappedPages(const Napi::CallbackInfo& info) {
+  Args a(info, "dropMappedPages");
+  View<uint8_t> data = u8(a, "data");
+  Mapping* m = hold_mapping_of(data.data, data.length);
+  if (!m) throw_range(a.env(), "E_ARG", "dropMappedPages: expected bytes of a mapped file (mapFile)");
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(data.data) + page - 1) / page * page;
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(data.data) + data.length) / page * page;
+  double dropped = 0;
+  // Only pages wholly inside data: a page shared with a neighbour stays (it is dropped with it, or never).
+  if (hi > lo && madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED) == 0) dropped = double(hi - lo);
+  release_mapping(m);
+  return Napi::Number::New(a.env(), dropped);
+}
+CK_EXPORT("dropMappedPages", DropMappedPages);
 
 static Napi::Value PackedLayoutId(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), ck::packed_layout_id()); }
 CK_EXPORT("packedLayoutId", PackedLayoutId);

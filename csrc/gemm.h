@@ -28,6 +28,11 @@ struct PackedWeight {
 // if the panels cannot be allocated.
 ck_status pack_weight(const float* w, size_t n, size_t k, size_t ldw, WeightType type, PackedWeight* out);
 
+// The same panels written into caller memory: dst (4-byte aligned) of exactly
+// packed_weight_bytes(n, k, type) bytes, not overlapping w. For weights streamed to a file, packed
+// through one reused buffer. CK_ERR_ARG otherwise.
+ck_status pack_weight_into(const float* w, size_t n, size_t k, size_t ldw, WeightType type, void* dst, size_t bytes);
+
 // Packs fp32 W [n, k] (row-major, n a multiple of 16) over its own storage: the panels take exactly
 // W's bytes, so no new memory is touched (a fresh allocation costs a page fault per 4 KiB on first
 // use). `out` then points into w, which the caller keeps alive and no longer reads as W.

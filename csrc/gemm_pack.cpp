@@ -112,17 +112,27 @@ ck_status pack_weight_in_place(float* w, size_t n, size_t k, PackedWeight* out) 
   return pack_weight_parts_in_place(&w, &n, 1, k, out);
 }
 
+ck_status pack_weight_into(const float* w, size_t n, size_t k, size_t ldw, WeightType type, void* dst, size_t bytes) {
+  if ((!w && n && k) || ldw < k || bytes != packed_weight_bytes(n, k, type) || (!dst && bytes) ||
+      reinterpret_cast<uintptr_t>(dst) % 4)
+    return CK_ERR_ARG;
+  if (!bytes) return CK_OK;
+  if (type == WeightType::BF16) pack_panels_bf16(w, ldw, n, k, static_cast<uint16_t*>(dst));
+  else pack_panels_f32(w, ldw, true, n, k, static_cast<float*>(dst));
+  return CK_OK;
+}
+
 ck_status pack_weight(const float* w, size_t n, size_t k, size_t ldw, WeightType type, PackedWeight* out) {
   if (!out || (!w && n && k) || ldw < k) return CK_ERR_ARG;
-  const size_t panels = (n + kPanelCols - 1) / kPanelCols;
-  const size_t elem = type == WeightType::BF16 ? 2 : 4;
-  const size_t kpad = type == WeightType::BF16 ? round_up(k, 2) : k;
-  size_t bytes;
-  if (!mul_ok(panels * kPanelCols, kpad, &bytes) || !mul_ok(bytes, elem, &bytes)) return CK_ERR_NOMEM;
+  const size_t bytes = packed_weight_bytes(n, k, type);
+  if (bytes == SIZE_MAX) return CK_ERR_NOMEM;
   void* data = aligned_bytes(bytes);
   if (!data) return CK_ERR_NOMEM;
-  if (type == WeightType::BF16) pack_panels_bf16(w, ldw, n, k, static_cast<uint16_t*>(data));
-  else pack_panels_f32(w, ldw, true, n, k, static_cast<float*>(data));
+  const ck_status st = pack_weight_into(w, n, k, ldw, type, data, bytes);
+  if (st != CK_OK) {
+    std::free(data);
+    return st;
+  }
   set_packed(out, data, bytes, n, k, type, true);
   return CK_OK;
 }

@@ -48,6 +48,10 @@ export interface NativeAddon {
   copyPackedWeight(args: { w: PackedHandle; dst: Uint8Array }): Promise<void>;
   /** A packed weight over data (64-byte aligned, the packed size of [n, k]) without copying; it holds data's buffer. */
   adoptPackedWeight(args: { data: Uint8Array; n: number; k: number; dtype?: string }): PackedHandle;
+  /** W [n, k] packed into dst (4-byte aligned, exactly the packed size), with no memory of the addon's own. */
+  packWeightInto(args: { w: Float32Array; n: number; k: number; dtype?: string; dst: Uint8Array }): Promise<void>;
+  /** Lets go of the whole pages inside data (bytes of a mapFile mapping); the page cache keeps them. Returns the bytes let go. */
+  dropMappedPages(args: { data: Uint8Array }): number;
   /** What the packed bytes depend on (layout version, panel width, element layouts, byte order). */
   packedLayoutId(): string;
   /** A 64-bit hash of the bytes as 16 hex digits, the same whatever the thread count or ISA. */

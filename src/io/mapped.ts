@@ -50,3 +50,31 @@ export async function hashBytes(data: Uint8Array): Promise<string> {
   if (!(data instanceof Uint8Array)) throw typeError('E_ARG', `Expected a Uint8Array for data but received ${describe(data)}`);
   return native().hashBytes({ data });
 }
+
+/**
+ * Lets go of the whole pages inside `data`, bytes of a mapFile mapping (E_ARG otherwise): the
+ * process's resident set no longer counts them, the page cache keeps them, and a later read faults
+ * them in again. Bytes written through the mapping on those pages are lost (a later read sees the
+ * file's), so only for bytes that were read and never written: a checkpoint streamed into the
+ * weight cache, let go of tensor by tensor once packed. Returns the bytes let go.
+ */
+export function dropMappedPages(data: Uint8Array): number {
+  if (!(data instanceof Uint8Array)) throw typeError('E_ARG', `Expected a Uint8Array for data but received ${describe(data)}`);
+  try {
+    return native().dropMappedPages({ data });
+  } catch (err) {
+    throw new ClipkitError('E_ARG', (err as Error).message);
+  }
+}
+
+/**
+ * dropMappedPages for a typed array that may or may not lie in a mapping (a tensor of a checkpoint
+ * read from a mapped file, or a widened copy of one): 0 for one that does not.
+ */
+export function dropIfMapped(data: ArrayBufferView): number {
+  try {
+    return native().dropMappedPages({ data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+  } catch {
+    return 0; // not mapped: the collector frees it
+  }
+}

@@ -48,6 +48,7 @@ import { ELEMENT_BYTES, StorageDType } from './dtype';
 import { TensorEntry, elementCount, gatherStrided, lazyTensorEntry } from './tensor_entry';
 import { crc32, readZipDirectory, storedData } from './zip';
 import { openRegularFile } from './read_file';
+import { mappedBytes, ReadOptions } from './safetensors';
 
 export type TorchFormat = 'zip' | 'legacy' | 'torchscript';
 
@@ -115,10 +116,24 @@ class TensorRef {
   ) {}
 }
 
-/** Reads a torch.save file (zip or legacy format) into memory once and returns its state dict's tensors. */
-export function readTorchCheckpoint(file: string): TorchCheckpoint {
+/**
+ * Reads a torch.save file (zip or legacy format) into memory once and returns its state dict's
+ * tensors; a file in `o.mapped` is parsed where it is mapped instead of read.
+ */
+export function readTorchCheckpoint(file: string, o: ReadOptions = {}): TorchCheckpoint {
   expectPath('file', file);
   const { fd, size: fileSize } = openRegularFile(file, 'PyTorch checkpoint');
+  let mapped: ArrayBuffer | undefined;
+  try {
+    mapped = mappedBytes(o.mapped, file, fileSize);
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+  if (mapped) {
+    fs.closeSync(fd);
+    return parseTorchCheckpoint(new Uint8Array(mapped), file);
+  }
   // The whole file is one Buffer (the zip directory and the tensors are views into it): at most what
   // this platform holds in one (4 GiB on Node 20). A limit of the platform, said as one.
   if (fileSize > bufferConstants.MAX_LENGTH) {

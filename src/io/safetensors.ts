@@ -64,22 +64,46 @@ export interface SafetensorsCheckpoint {
 
 const formatError = (file: string, problem: string) => new ClipkitError('E_FORMAT', `Invalid safetensors file ${file}: ${problem}`);
 
-/** Reads a safetensors file: one read of the header, one of the data section, views into it. */
-export function readSafetensors(file: string): SafetensorsFile {
+/**
+ * Files already in memory, by absolute path (path.resolve): whole-file mappings (io/mapped.ts
+ * mapFile) that a reader takes its bytes from instead of reading the file, so that tensors are
+ * views into the page cache's pages (the weight cache's build streams a checkpoint so, letting go
+ * of each tensor's pages once it is packed).
+ */
+export type MappedFiles = ReadonlyMap<string, ArrayBuffer>;
+
+export interface ReadOptions {
+  mapped?: MappedFiles;
+}
+
+/**
+ * Reads a safetensors file: one read of the header, one of the data section, views into it; or,
+ * for a file in `o.mapped`, views into its mapping, checked as a read file is.
+ */
+export function readSafetensors(file: string, o: ReadOptions = {}): SafetensorsFile {
   expectPath('file', file);
   const { fd } = openRegularFile(file, 'safetensors file');
   try {
-    return readOpen(fd, file);
+    return readOpen(fd, file, mappedBytes(o.mapped, file, fs.fstatSync(fd).size));
   } finally {
     fs.closeSync(fd);
   }
 }
 
-function readOpen(fd: number, file: string): SafetensorsFile {
+/** `file`'s mapping in `mapped`, if any, once its length is the file's size (E_IO when the file changed since it was mapped). */
+export function mappedBytes(mapped: MappedFiles | undefined, file: string, size: number): ArrayBuffer | undefined {
+  const m = mapped?.get(path.resolve(file));
+  if (m && m.byteLength !== size)
+    throw new ClipkitError('E_IO', `${file} has ${size} bytes, but ${m.byteLength} when it was mapped: it changed while being read`);
+  return m;
+}
+
+function readOpen(fd: number, file: string, mapped: ArrayBuffer | undefined): SafetensorsFile {
   const size = fs.fstatSync(fd).size;
   if (size < 8) throw formatError(file, `file is ${size} bytes, shorter than the 8-byte header length`);
   const prefix = Buffer.alloc(8);
-  readExactly(fd, prefix, 0, file);
+  if (mapped) prefix.set(new Uint8Array(mapped, 0, 8));
+  else readExactly(fd, prefix, 0, file);
   const headerLen = prefix.readBigUInt64LE(0);
   if (headerLen === 0n) throw formatError(file, 'header length is 0');
   if (headerLen > BigInt(size - 8))
@@ -88,10 +112,15 @@ function readOpen(fd: number, file: string): SafetensorsFile {
     throw formatError(file, `header length ${headerLen} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
   const n = Number(headerLen);
   const headerBytes = Buffer.allocUnsafe(n);
-  readExactly(fd, headerBytes, 8, file);
+  if (mapped) headerBytes.set(new Uint8Array(mapped, 8, n));
+  else readExactly(fd, headerBytes, 8, file);
   const dataStart = 8 + n;
   const dataLen = size - dataStart;
   const header = parseHeader(headerBytes, file, dataLen);
+  if (mapped) {
+    const tensors = new Map(header.entries.map((e) => [e.name, makeTensor(e, mapped, dataStart + e.begin, file)]));
+    return { path: file, tensors, metadata: header.metadata };
+  }
 
   const addon = loadAddon();
   const tensors = new Map<string, SafetensorsTensor>();
@@ -340,7 +369,7 @@ function makeTensor(e: Entry, data: ArrayBuffer, byteOffset: number, file: strin
  * A sharded checkpoint: `<dir>/model.safetensors.index.json` maps each tensor name to its shard
  * (`weight_map`). Every shard is read once; every listed name must be in its shard.
  */
-export function readSafetensorsIndex(dir: string, indexName = 'model.safetensors.index.json'): SafetensorsCheckpoint {
+export function readSafetensorsIndex(dir: string, indexName = 'model.safetensors.index.json', o: ReadOptions = {}): SafetensorsCheckpoint {
   expectPath('dir', dir);
   expectPath('indexName', indexName);
   const indexPath = path.join(dir, indexName);
@@ -363,7 +392,7 @@ export function readSafetensorsIndex(dir: string, indexName = 'model.safetensors
     const shardPath = path.join(dir, shard);
     if (!fs.existsSync(shardPath))
       throw new ClipkitError('E_IO', `Shard ${shard} listed in ${indexPath} (for ${names.length} tensors, e.g. ${JSON.stringify(names[0])}) does not exist`);
-    const f = readSafetensors(shardPath);
+    const f = readSafetensors(shardPath, o);
     for (const name of names) {
       const t = f.tensors.get(name);
       if (!t) throw bad(`tensor ${JSON.stringify(name)} is listed in shard ${shard} but ${shardPath} does not contain it`);

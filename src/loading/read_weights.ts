@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { ClipkitError } from '../errors';
 import { readTorchCheckpoint, TorchFormat } from '../io/pytorch';
 import { readJson } from '../io/read_json';
-import { readSafetensors, readSafetensorsIndex } from '../io/safetensors';
+import { ReadOptions, readSafetensors, readSafetensorsIndex } from '../io/safetensors';
 import { TensorEntry } from '../io/tensor_entry';
 import { GeometryOptions, HfConfigJson } from './infer_geometry';
 import { CheckpointLayout, toHfLayout } from './layouts';
@@ -66,8 +66,8 @@ export function readWeights(location: string, options: HfNameOptions = {}): Mode
  * A folder's weights (the first of the files the file comment lists), or a checkpoint file's.
  * What is not a folder is read as a file, so a missing path is the file reader's E_IO naming it.
  */
-export function readStoredWeights(location: string): StoredWeights {
-  return isDirectory(location) ? readFolderWeights(location) : readWeightFile(location);
+export function readStoredWeights(location: string, o: ReadOptions = {}): StoredWeights {
+  return isDirectory(location) ? readFolderWeights(location, o) : readWeightFile(location, o);
 }
 
 /** Tensors under Hugging Face names: kept as they are (HF names and a config.json), else renamed by layouts.ts. */
@@ -80,22 +80,25 @@ export function toHfWeights(stored: StoredWeights, options: HfNameOptions = {}):
   return { ...stored, tensors: hf.tensors, storedCount, layout: hf.layout, inferred: hf.config, unused: hf.unused };
 }
 
-/** One checkpoint file: `.safetensors` by its extension, anything else read as a PyTorch file. */
-export function readWeightFile(file: string): StoredWeights {
-  if (path.extname(file).toLowerCase() === '.safetensors') return { tensors: readSafetensors(file).tensors, files: [file], format: 'safetensors', source: file };
-  const ckpt = readTorchCheckpoint(file);
+/**
+ * One checkpoint file: `.safetensors` by its extension, anything else read as a PyTorch file.
+ * `o.mapped`: files already mapped, whose tensors are then views into their mappings.
+ */
+export function readWeightFile(file: string, o: ReadOptions = {}): StoredWeights {
+  if (path.extname(file).toLowerCase() === '.safetensors') return { tensors: readSafetensors(file, o).tensors, files: [file], format: 'safetensors', source: file };
+  const ckpt = readTorchCheckpoint(file, o);
   return { tensors: ckpt.tensors, files: [file], format: ckpt.format, source: file };
 }
 
-function readFolderWeights(dir: string): StoredWeights {
+function readFolderWeights(dir: string, o: ReadOptions): StoredWeights {
   const at = (f: string) => path.join(dir, f);
-  if (fs.existsSync(at('model.safetensors'))) return readWeightFile(at('model.safetensors'));
+  if (fs.existsSync(at('model.safetensors'))) return readWeightFile(at('model.safetensors'), o);
   if (fs.existsSync(at('model.safetensors.index.json'))) {
-    const ck = readSafetensorsIndex(dir);
+    const ck = readSafetensorsIndex(dir, undefined, o);
     return sharded(ck.tensors, ck.files.map(at), 'safetensors', at('model.safetensors.index.json'));
   }
-  for (const name of ['pytorch_model.bin', 'model.bin']) if (fs.existsSync(at(name))) return readWeightFile(at(name));
-  if (fs.existsSync(at('pytorch_model.bin.index.json'))) return readTorchShards(dir, at('pytorch_model.bin.index.json'));
+  for (const name of ['pytorch_model.bin', 'model.bin']) if (fs.existsSync(at(name))) return readWeightFile(at(name), o);
+  if (fs.existsSync(at('pytorch_model.bin.index.json'))) return readTorchShards(dir, at('pytorch_model.bin.index.json'), o);
   throw new ClipkitError(
     'E_IO',
     `No weights in ${dir}: expected model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json`,
@@ -129,7 +132,7 @@ function sharded(tensors: ReadonlyMap<string, TensorEntry>, files: string[], for
 }
 
 /** pytorch_model.bin.index.json: `weight_map` name → shard file; every shard read once. */
-function readTorchShards(dir: string, indexPath: string): StoredWeights {
+function readTorchShards(dir: string, indexPath: string, o: ReadOptions): StoredWeights {
   const map = readJson(indexPath, 'PyTorch index').weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map))
     throw new ClipkitError('E_FORMAT', `Invalid ${indexPath}: expected a weight_map object`);
@@ -140,7 +143,7 @@ function readTorchShards(dir: string, indexPath: string): StoredWeights {
   for (const shard of shards) {
     if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\') || shard.startsWith('.'))
       throw new ClipkitError('E_FORMAT', `Invalid ${indexPath}: shard ${JSON.stringify(shard)} is not a file name in the folder`);
-    const ckpt = readTorchCheckpoint(path.join(dir, shard));
+    const ckpt = readTorchCheckpoint(path.join(dir, shard), o);
     format ??= ckpt.format;
     for (const [name, t] of ckpt.tensors) if (weightMap[name] === shard) tensors.set(name, t);
   }

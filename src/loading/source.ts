@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { ClipkitError } from '../errors';
 import { readFileBounded, readTextBounded } from '../io/read_file';
 import { readJson } from '../io/read_json';
+import { ReadOptions } from '../io/safetensors';
 import { TensorEntry } from '../io/tensor_entry';
 import { BertWordPieceTokenizer, ClipBpeTokenizer, loadTokenizer, Tokenizer } from '../tokenizers';
 import { ClipConfig, parseClipConfig, parsePreprocessConfig, PreprocessConfig, readPreprocessConfig } from './config';
@@ -46,14 +47,15 @@ const TOKENIZER_FILES = ['tokenizer_config.json', 'vocab.txt', 'vocab.json', 'se
  * Reads a model folder or checkpoint file (see the file comment). `layout` names the geometry of
  * an original checkpoint (e.g. `{ model: 'ViT-B-16' }`, checked against its shapes) or its
  * activation (`hiddenAct: 'gelu'` for LAION's open_clip models); Hugging Face folders ignore it.
+ * `read.mapped`: weight files already mapped, whose tensors are then views into their mappings.
  */
-export function readModelSource(location: string, layout: LayoutOptions = {}): ModelSource {
+export function readModelSource(location: string, layout: LayoutOptions = {}, read: ReadOptions = {}): ModelSource {
   const stat = fs.statSync(location, { throwIfNoEntry: false });
   if (!stat) throw new ClipkitError('E_IO', `No such model folder or checkpoint file: ${location}`);
   if (stat.isFile() && !CHECKPOINT_EXTENSIONS.includes(path.extname(location).toLowerCase()))
     throw new ClipkitError('E_UNSUPPORTED', `Cannot load ${location}: expected a model folder or a checkpoint file (${CHECKPOINT_EXTENSIONS.join(', ')})`);
   const dir = stat.isFile() ? path.dirname(location) : location;
-  const stored = readStoredWeights(location);
+  const stored = readStoredWeights(location, read);
   const configPath = path.join(dir, 'config.json');
   const configJson = fs.existsSync(configPath) ? readJson(configPath, 'config') : undefined;
   // Hugging Face names with a config.json: as they are (this also covers AltCLIP, whose geometry shapes cannot give).

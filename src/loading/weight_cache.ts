@@ -16,26 +16,30 @@
  * File layout (little-endian):
  *
  *   [0, 4096)         header page: magic "CLIPKITW", format u32, index length u32, index sha256
- *                     (32 bytes), data offset u64, data length u64, data hash (hashBytes: 16 hex
- *                     digits as ASCII), zeros to the end of the page
- *   [4096, +index)    the index, UTF-8 JSON: { key, meta, state }: meta what the caller keeps
- *                     besides the weights (loadModel: the config and logit scale), state the
- *                     towers' state tree with each Tensor / PackedWeight replaced by a leaf
+ *                     (32 bytes), data offset u64 (4096), data length u64, data hash (hashBytes:
+ *                     16 hex digits as ASCII), index offset u64, zeros to the end of the page
+ *   [4096, +data)     the data region: each leaf 64-byte aligned, 4096 from one page up
+ *   [index offset, …) right after the data, the index, UTF-8 JSON: { key, meta, state }: meta what
+ *                     the caller keeps besides the weights (loadModel: the config and logit scale),
+ *                     state the towers' state tree with each Tensor / PackedWeight replaced by a leaf
  *                       { kind: 'tensor', offset, byteLength, shape, dtype: 'float32' }
  *                       { kind: 'packed', offset, byteLength, n, k, dtype: 'float32' | 'bfloat16' }
- *                     (offsets relative to the data region); zeros up to the data offset
- *   [data offset, …)  the data region, 4096-aligned; each leaf 64-byte aligned, 4096 from one page
- *                     up; the file ends where the data region does
+ *                     (offsets relative to the data region); the file ends where the index does
  *
- * A file is trusted only after every check passes: the magic and format, the file size (data offset
- * + length), the zero padding, the index sha256, the key, the data hash over the whole mapped data
- * region, and each leaf inside the region and of its stated size. Anything else (a truncated,
- * zero-filled or bit-flipped file, or one from another build) is a miss, never an error.
+ * The index comes last so that the file is written front to back as the model is packed, leaf by
+ * leaf (CacheWriter), without knowing the tree first: a first load holds about one weight at a time
+ * besides what it keeps, and lets go of each checkpoint tensor's pages once it is written.
+ *
+ * A file is trusted only after every check passes: the magic and format, the file size (index
+ * offset + length, the index right after the data), the header's zero padding, the index sha256,
+ * the key, the data hash over the whole mapped data region, and each leaf inside the region and of
+ * its stated size. Anything else (a truncated, zero-filled or bit-flipped file, or one from
+ * another build) is a miss, never an error.
  *
  * Writes go to `.<name>.<pid>.<random>.tmp` in the same folder, are fsync'd and renamed over the
  * final name, so no reader ever sees a half-written file: processes that build the same model at
  * once each rename a complete file, and the last one stays. A write that fails (a read-only folder,
- * a full disk) leaves the model as packed in memory with one warning.
+ * a full disk) leaves the model packed in memory instead, with one warning.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -44,9 +48,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClipkitError } from '../errors';
 import { expandHome } from '../io/hub_cache';
-import { hashBytes, mapFile } from '../io/mapped';
+import { dropIfMapped, hashBytes, mapFile } from '../io/mapped';
 import { MAX_HEADER_BYTES } from '../io/safetensors';
-import { adoptPacked, copyPacked, packedBytes, packedLayoutId, PackedWeight, WeightDType } from '../ops/gemm';
+import { adoptPacked, copyPacked, packedBytes, packedBytesFor, packedLayoutId, PackedWeight, packInto, WeightDType } from '../ops/gemm';
 import { Tensor } from '../tensor';
 import { parseClipConfig } from './config';
 import { weightFileList } from './read_weights';
@@ -56,7 +60,7 @@ import { weightFileList } from './read_weights';
  * store (vit.ts, bert.ts, clip_text.ts). Bump it whenever any of them changes shape or meaning, so
  * that files written before are rebuilt instead of misread.
  */
-export const CACHE_FORMAT_VERSION = 1;
+export const CACHE_FORMAT_VERSION = 2;
 
 const MAGIC = 'CLIPKITW';
 const PAGE = 4096;
@@ -69,7 +73,7 @@ const ENDS_BYTES = 64 * 1024;
 const WRITE_CHUNK = 1 << 30;
 
 // Header fields, at these byte offsets of the first page.
-const H_MAGIC = 0, H_FORMAT = 8, H_INDEX_LENGTH = 12, H_INDEX_SHA = 16, H_DATA_OFFSET = 48, H_DATA_LENGTH = 56, H_DATA_HASH = 64, H_END = 80;
+const H_MAGIC = 0, H_FORMAT = 8, H_INDEX_LENGTH = 12, H_INDEX_SHA = 16, H_DATA_OFFSET = 48, H_DATA_LENGTH = 56, H_DATA_HASH = 64, H_INDEX_OFFSET = 80, H_END = 88;
 
 /** One weight file as the key records it. */
 export interface SourceFile {
@@ -228,48 +232,43 @@ export function keyFileName(key: CacheKey): string {
 
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
-interface Leaf {
-  value: Tensor | PackedWeight;
-  offset: number;
-  byteLength: number;
+/**
+ * A leaf already written to a cache file being built, standing in for its Tensor or PackedWeight in
+ * the state tree handed to CacheWriter.finish. Its fields are what the index records for it.
+ */
+export class StoredLeaf {
+  constructor(
+    readonly kind: 'tensor' | 'packed',
+    readonly offset: number,
+    readonly byteLength: number,
+    readonly shape: readonly number[] | undefined,
+    readonly n: number | undefined,
+    readonly k: number | undefined,
+    readonly dtype: WeightDType,
+  ) {}
+
+  toJSON(): unknown {
+    const { kind, offset, byteLength, shape, n, k, dtype } = this;
+    return kind === 'tensor' ? { kind, offset, byteLength, shape, dtype } : { kind, offset, byteLength, n, k, dtype };
+  }
 }
 
-/** The index tree of `state` (leaves with their data offsets), and the leaves in data order. */
-function encodeState(state: StateTree): { tree: unknown; leaves: Leaf[]; dataLength: number } {
-  const leaves: Leaf[] = [];
-  let end = 0;
-  const place = (value: Tensor | PackedWeight, byteLength: number) => {
-    const offset = alignUp(end, byteLength >= PAGE ? PAGE : LEAF_ALIGN);
-    end = offset + byteLength;
-    leaves.push({ value, offset, byteLength });
-    return offset;
-  };
-  const encode = (v: unknown, where: string): unknown => {
-    if (v instanceof Tensor) {
-      if (v.dtype !== 'float32') throw new ClipkitError('E_ARG', `Cannot store ${where}: a ${v.dtype} tensor (only float32 ones are stored)`);
-      const byteLength = v.data.byteLength;
-      return { kind: 'tensor', offset: place(v, byteLength), byteLength, shape: [...v.shape], dtype: 'float32' };
+/** The index tree of a state whose leaves are StoredLeaf (objects and arrays as they are, undefined left out). */
+function encodeState(state: unknown, where = 'state'): unknown {
+  if (state instanceof StoredLeaf) return state.toJSON();
+  if (state instanceof Tensor || state instanceof PackedWeight) throw new ClipkitError('E_ARG', `Cannot index ${where}: it was not written (CacheWriter.tensor / packed)`);
+  if (Array.isArray(state)) return state.map((x, i) => encodeState(x, `${where}[${i}]`));
+  if (state !== null && typeof state === 'object' && Object.getPrototypeOf(state) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(state)) {
+      if (x === undefined) continue;
+      // Leaves are told apart from inner objects by their `kind`.
+      if (k === 'kind') throw new ClipkitError('E_ARG', `Cannot store ${where}: an inner object may not have a key named kind`);
+      out[k] = encodeState(x, `${where}.${k}`);
     }
-    if (v instanceof PackedWeight) {
-      if (v.row0 !== 0) throw new ClipkitError('E_ARG', `Cannot store ${where}: a row range of a packed weight (the state holds whole weights)`);
-      const byteLength = packedBytes(v);
-      return { kind: 'packed', offset: place(v, byteLength), byteLength, n: v.n, k: v.k, dtype: v.dtype };
-    }
-    if (Array.isArray(v)) return v.map((x, i) => encode(x, `${where}[${i}]`));
-    if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-      const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) {
-        if (x === undefined) continue;
-        // Leaves are told apart from inner objects by their `kind`.
-        if (k === 'kind') throw new ClipkitError('E_ARG', `Cannot store ${where}: an inner object may not have a key named kind`);
-        out[k] = encode(x, `${where}.${k}`);
-      }
-      return out;
-    }
-    throw new ClipkitError('E_ARG', `Cannot store ${where}: expected a Tensor, a PackedWeight, an array or a plain object`);
-  };
-  const tree = encode(state, 'state');
-  return { tree, leaves, dataLength: end };
+    return out;
+  }
+  throw new ClipkitError('E_ARG', `Cannot store ${where}: expected a Tensor, a PackedWeight, an array or a plain object`);
 }
 
 async function writeAll(fh: fsp.FileHandle, bytes: Uint8Array, position: number): Promise<void> {
@@ -292,71 +291,191 @@ export interface WriteOptions {
   beforeRename?: (tempFile: string) => Promise<void>;
 }
 
+const asBytes = (d: ArrayBufferView) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+
+/**
+ * A cache file being written, leaf by leaf: each Tensor or packed weight goes to the file as it
+ * comes (packed through one reused buffer, its checkpoint pages let go of once written), and
+ * finish() writes the index of the state tree made of the returned StoredLeafs, the header, syncs,
+ * renames and maps the file. So a model's first load holds, besides what it keeps, about one
+ * weight at a time. Also the sink of PackSettings (see packing.ts).
+ */
+export class CacheWriter {
+  private end = 0; // data bytes placed so far
+  private scratch = new Uint8Array(0);
+  private open = true;
+
+  private constructor(
+    readonly folder: string,
+    readonly key: CacheKey,
+    readonly tempFile: string,
+    private readonly fh: fsp.FileHandle,
+    private readonly o: WriteOptions,
+  ) {}
+
+  /** A new temporary file in `folder` (created if need be). Throws when the folder cannot be written. */
+  static async create(folder: string, key: CacheKey, o: WriteOptions = {}): Promise<CacheWriter> {
+    await fsp.mkdir(folder, { recursive: true });
+    const tmp = path.join(folder, tempName(keyFileName(key)));
+    return new CacheWriter(folder, key, tmp, await fsp.open(tmp, 'wx', 0o644), o);
+  }
+
+  private place(byteLength: number): number {
+    if (!this.open) throw new ClipkitError('E_ARG', 'The cache file is already finished');
+    const offset = alignUp(this.end, byteLength >= PAGE ? PAGE : LEAF_ALIGN);
+    this.end = offset + byteLength;
+    return offset;
+  }
+
+  private scratchOf(bytes: number): Uint8Array {
+    if (this.scratch.byteLength < bytes) this.scratch = new Uint8Array(bytes);
+    return this.scratch.subarray(0, bytes);
+  }
+
+  /** t (float32) as it is. */
+  async tensor(t: Tensor): Promise<Tensor> {
+    if (!(t instanceof Tensor) || t.dtype !== 'float32') throw new ClipkitError('E_ARG', `Cannot store a ${t instanceof Tensor ? t.dtype : describeValue(t)} tensor (only float32 ones are stored)`);
+    const bytes = asBytes(t.data);
+    const offset = this.place(bytes.byteLength);
+    await writeAll(this.fh, bytes, PAGE + offset);
+    dropIfMapped(t.data);
+    return new StoredLeaf('tensor', offset, bytes.byteLength, [...t.shape], undefined, undefined, 'float32') as unknown as Tensor;
+  }
+
+  /** The parts [N_i, K] stacked along N, packed as dtype (packInto). */
+  async packed(parts: readonly Tensor[], dtype: WeightDType): Promise<PackedWeight> {
+    const k = parts[0].shape[1], n = parts.reduce((a, p) => a + p.shape[0], 0);
+    const byteLength = packedBytesFor(n, k, dtype);
+    const offset = this.place(byteLength);
+    const bytes = this.scratchOf(byteLength);
+    await packInto(parts, bytes, dtype);
+    await writeAll(this.fh, bytes, PAGE + offset);
+    for (const p of parts) dropIfMapped(p.data);
+    return new StoredLeaf('packed', offset, byteLength, undefined, n, k, dtype) as unknown as PackedWeight;
+  }
+
+  /** A weight packed earlier, its panels copied out (whole weights only). */
+  async packedWeight(w: PackedWeight): Promise<PackedWeight> {
+    if (w.row0 !== 0) throw new ClipkitError('E_ARG', 'Cannot store a row range of a packed weight (the state holds whole weights)');
+    const byteLength = packedBytes(w);
+    const offset = this.place(byteLength);
+    const bytes = this.scratchOf(byteLength);
+    await copyPacked(w, bytes);
+    await writeAll(this.fh, bytes, PAGE + offset);
+    return new StoredLeaf('packed', offset, byteLength, undefined, w.n, w.k, w.dtype) as unknown as PackedWeight;
+  }
+
+  consumed(t: Tensor): void {
+    dropIfMapped(t.data);
+  }
+
+  /**
+   * Every Tensor and PackedWeight of `state` written, in tree order; the same tree with StoredLeafs
+   * in their places.
+   */
+  async writeState(state: StateTree): Promise<unknown> {
+    const walk = async (v: unknown): Promise<unknown> => {
+      if (v instanceof Tensor) return this.tensor(v);
+      if (v instanceof PackedWeight) return this.packedWeight(v);
+      if (Array.isArray(v)) {
+        const out: unknown[] = [];
+        for (const x of v) out.push(await walk(x));
+        return out;
+      }
+      if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+        const out: Record<string, unknown> = {};
+        for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = await walk(x);
+        return out;
+      }
+      return v; // encodeState says what is wrong with it
+    };
+    return walk(state);
+  }
+
+  /**
+   * Writes the index of `state` (whose leaves are this writer's StoredLeafs) and `meta` (any JSON)
+   * and the header, syncs and closes the file, maps it and returns what it holds over the mapping.
+   * `publish` (the default): renamed to keyFileName(key) in the folder, whose path is returned;
+   * otherwise removed once mapped (the towers use it; no later load finds it).
+   */
+  async finish(meta: unknown, state: unknown, o: { publish?: boolean } = {}): Promise<{ file?: string; hit: CacheHit }> {
+    this.place(0);
+    this.open = false;
+    const index = Buffer.from(JSON.stringify({ key: this.key, meta, state: encodeState(state) }), 'utf8');
+    if (index.length > 0xffffffff) throw new ClipkitError('E_LIMIT', `The weight cache index has ${index.length} bytes, more than its u32 length field holds`);
+    const dataLength = this.end, indexOffset = PAGE + dataLength;
+    await writeAll(this.fh, index, indexOffset);
+    await this.fh.truncate(indexOffset + index.length);
+    // The data hash over the bytes as they are in the file, read back through a mapping of it (the
+    // page cache), not a copy; the same mapping then holds the towers' weights.
+    const mapped = await mapFile(this.tempFile, { populate: true });
+    const h: CacheHeader = {
+      format: this.o.formatVersion ?? CACHE_FORMAT_VERSION,
+      dataOffset: PAGE,
+      dataLength,
+      dataHash: await hashBytes(new Uint8Array(mapped, PAGE, dataLength)),
+      indexOffset,
+      indexLength: index.length,
+      indexSha256: sha256(index),
+    };
+    await writeAll(this.fh, headerPage(h), 0);
+    await this.fh.sync();
+    await this.fh.close();
+    const hit = { meta, state: decodeState(JSON.parse(index.toString('utf8')).state, mapped, h) };
+    if (o.publish === false) {
+      await fsp.rm(this.tempFile, { force: true });
+      return { hit };
+    }
+    await this.o.beforeRename?.(this.tempFile);
+    const file = path.join(this.folder, keyFileName(this.key));
+    try {
+      await fsp.rename(this.tempFile, file);
+    } catch (err) {
+      // Where a file in use cannot be replaced (Windows), another process's file is in place:
+      // keep it (its reader verifies it like any other).
+      if (process.platform !== 'win32' || !fs.existsSync(file)) throw err;
+      await fsp.rm(this.tempFile, { force: true });
+      return { file, hit };
+    }
+    await syncFolder(this.folder);
+    return { file, hit };
+  }
+
+  /** Closes and removes the temporary file (after a failure); never throws. */
+  async abort(): Promise<void> {
+    this.open = false;
+    await this.fh.close().catch(() => undefined);
+    await fsp.rm(this.tempFile, { force: true }).catch(() => undefined);
+  }
+}
+
+const describeValue = (v: unknown) => (v === null ? 'null' : typeof v);
+
+/** The header page of `h` (see the file comment). */
+function headerPage(h: CacheHeader): Buffer {
+  const header = Buffer.alloc(PAGE);
+  header.write(MAGIC, H_MAGIC, 'latin1');
+  header.writeUInt32LE(h.format, H_FORMAT);
+  header.writeUInt32LE(h.indexLength, H_INDEX_LENGTH);
+  h.indexSha256.copy(header, H_INDEX_SHA);
+  header.writeBigUInt64LE(BigInt(h.dataOffset), H_DATA_OFFSET);
+  header.writeBigUInt64LE(BigInt(h.dataLength), H_DATA_LENGTH);
+  header.write(h.dataHash, H_DATA_HASH, 'latin1');
+  header.writeBigUInt64LE(BigInt(h.indexOffset), H_INDEX_OFFSET);
+  return header;
+}
+
 /**
  * Writes `state` (and `meta`, any JSON) under `key` into `folder`: a temporary file, fsync'd,
  * renamed to keyFileName(key). Returns the file's path. Throws on any failure, leaving no file
  * under the final name and removing its temporary file.
  */
 export async function writeCacheFile(folder: string, key: CacheKey, meta: unknown, state: StateTree, o: WriteOptions = {}): Promise<string> {
-  const name = keyFileName(key);
-  const { tree, leaves, dataLength } = encodeState(state);
-  const index = Buffer.from(JSON.stringify({ key, meta, state: tree }), 'utf8');
-  if (index.length > 0xffffffff) throw new ClipkitError('E_LIMIT', `The weight cache index has ${index.length} bytes, more than its u32 length field holds`);
-  const dataOffset = alignUp(PAGE + index.length, PAGE);
-  await fsp.mkdir(folder, { recursive: true });
-  const tmp = path.join(folder, tempName(name));
-  const fh = await fsp.open(tmp, 'wx', 0o644);
-  let closed = false;
+  const w = await CacheWriter.create(folder, key, o);
   try {
-    await writeAll(fh, index, PAGE);
-    // Packed panels live in native memory: each is copied out through one scratch buffer, as large
-    // as the largest, then written; tensors are written from their own storage.
-    const largest = Math.max(0, ...leaves.filter((l) => l.value instanceof PackedWeight).map((l) => l.byteLength));
-    const scratch = new Uint8Array(largest);
-    for (const leaf of leaves) {
-      let bytes: Uint8Array;
-      if (leaf.value instanceof Tensor) {
-        const d = leaf.value.data;
-        bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-      } else {
-        bytes = scratch.subarray(0, leaf.byteLength);
-        await copyPacked(leaf.value, bytes);
-      }
-      await writeAll(fh, bytes, dataOffset + leaf.offset);
-    }
-    await fh.truncate(dataOffset + dataLength);
-    // The data hash over the bytes as they are in the file, read back through a mapping of it (the
-    // page cache), not a second in-memory copy of the model.
-    const mapped = await mapFile(tmp, { populate: true });
-    const dataHash = await hashBytes(new Uint8Array(mapped, dataOffset, dataLength));
-    const header = Buffer.alloc(PAGE);
-    header.write(MAGIC, H_MAGIC, 'latin1');
-    header.writeUInt32LE(o.formatVersion ?? CACHE_FORMAT_VERSION, H_FORMAT);
-    header.writeUInt32LE(index.length, H_INDEX_LENGTH);
-    sha256(index).copy(header, H_INDEX_SHA);
-    header.writeBigUInt64LE(BigInt(dataOffset), H_DATA_OFFSET);
-    header.writeBigUInt64LE(BigInt(dataLength), H_DATA_LENGTH);
-    header.write(dataHash, H_DATA_HASH, 'latin1');
-    await writeAll(fh, header, 0);
-    await fh.sync();
-    await fh.close();
-    closed = true;
-    await o.beforeRename?.(tmp);
-    const file = path.join(folder, name);
-    try {
-      await fsp.rename(tmp, file);
-    } catch (err) {
-      // Where a file in use cannot be replaced (Windows), another process's file is in place:
-      // keep it (its reader verifies it like any other).
-      if (process.platform !== 'win32' || !fs.existsSync(file)) throw err;
-      await fsp.rm(tmp, { force: true });
-      return file;
-    }
-    await syncFolder(folder);
-    return file;
+    return (await w.finish(meta, await w.writeState(state))).file!;
   } catch (err) {
-    if (!closed) await fh.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    await w.abort();
     throw err;
   }
 }
@@ -380,6 +499,7 @@ export class CacheMiss extends Error {}
 
 export interface CacheHeader {
   format: number;
+  indexOffset: number;
   indexLength: number;
   indexSha256: Buffer;
   dataOffset: number;
@@ -400,10 +520,11 @@ export function parseHeader(page: Uint8Array, fileSize: number, formatVersion = 
   const dataHash = b.toString('latin1', H_DATA_HASH, H_DATA_HASH + 16);
   if (!/^[0-9a-f]{16}$/.test(dataHash)) throw new CacheMiss('the data hash is not 16 hex digits');
   for (let i = H_END; i < PAGE; i++) if (b[i] !== 0) throw new CacheMiss(`header byte ${i} is not zero`);
-  if (indexLength === 0 || dataOffset % PAGE !== 0 || dataOffset < alignUp(PAGE + indexLength, PAGE) || !Number.isSafeInteger(dataOffset + dataLength))
-    throw new CacheMiss(`index length ${indexLength} and data offset ${dataOffset} do not fit together`);
-  if (fileSize !== dataOffset + dataLength) throw new CacheMiss(`${fileSize} bytes, but the header says ${dataOffset} + ${dataLength}`);
-  return { format, indexLength, indexSha256: Buffer.from(b.subarray(H_INDEX_SHA, H_INDEX_SHA + 32)), dataOffset, dataLength, dataHash };
+  const indexOffset = Number(b.readBigUInt64LE(H_INDEX_OFFSET));
+  if (indexLength === 0 || dataOffset !== PAGE || indexOffset !== dataOffset + dataLength || !Number.isSafeInteger(indexOffset + indexLength))
+    throw new CacheMiss(`data offset ${dataOffset}, data length ${dataLength} and index offset ${indexOffset} do not fit together`);
+  if (fileSize !== indexOffset + indexLength) throw new CacheMiss(`${fileSize} bytes, but the header says ${indexOffset} + ${indexLength}`);
+  return { format, indexOffset, indexLength, indexSha256: Buffer.from(b.subarray(H_INDEX_SHA, H_INDEX_SHA + 32)), dataOffset, dataLength, dataHash };
 }
 
 interface CacheIndex {
@@ -412,11 +533,9 @@ interface CacheIndex {
   state: unknown;
 }
 
-/** The index JSON after its sha256 and the zeros after it are checked. Throws CacheMiss. */
-function parseIndex(file: Uint8Array, h: CacheHeader): CacheIndex {
-  const bytes = file.subarray(PAGE, PAGE + h.indexLength);
-  if (!sha256(bytes).equals(h.indexSha256)) throw new CacheMiss('the index does not match its sha256');
-  for (let i = PAGE + h.indexLength; i < h.dataOffset; i++) if (file[i] !== 0) throw new CacheMiss(`padding byte ${i} is not zero`);
+/** The index JSON (its h.indexLength bytes) after its sha256 is checked. Throws CacheMiss. */
+function parseIndex(bytes: Uint8Array, h: CacheHeader): CacheIndex {
+  if (bytes.byteLength !== h.indexLength || !sha256(bytes).equals(h.indexSha256)) throw new CacheMiss('the index does not match its sha256');
   let index: CacheIndex;
   try {
     index = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
@@ -490,7 +609,7 @@ export async function readCacheFile(file: string, key: CacheKey, formatVersion =
     const bytes = new Uint8Array(buffer);
     // Checked on the mapping itself: a rename between the stat and the map gives another (whole) file.
     const h = parseHeader(bytes, buffer.byteLength, formatVersion);
-    const index = parseIndex(bytes, h);
+    const index = parseIndex(bytes.subarray(h.indexOffset, h.indexOffset + h.indexLength), h);
     if (JSON.stringify(index.key) !== JSON.stringify(key)) return new CacheMiss('written for another key');
     if ((await hashBytes(new Uint8Array(buffer, h.dataOffset, h.dataLength))) !== h.dataHash) return new CacheMiss('the data does not match its hash');
     const state = decodeState(index.state, buffer, h);
@@ -526,11 +645,7 @@ export async function readCacheEntry(file: string): Promise<CacheEntry> {
     try {
       const page = await readAt(fh, 0, PAGE);
       const h = parseHeader(page, st.size);
-      const rest = await readAt(fh, PAGE, h.dataOffset - PAGE);
-      const head = new Uint8Array(h.dataOffset);
-      head.set(page, 0);
-      head.set(rest, PAGE);
-      const index = parseIndex(head, h);
+      const index = parseIndex(await readAt(fh, h.indexOffset, h.indexLength), h);
       return { ...base, key: index.key, meta: index.meta };
     } finally {
       await fh.close();

@@ -20,12 +20,12 @@
  */
 import { attentionRagged } from '../ops/attention';
 import { embedding } from '../ops/embedding';
-import { linear, packWeight } from '../ops/gemm';
+import { linear } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import { collectStates, HiddenStates, lastLayerAttention, pickRows, TextOutput } from './blocks';
 import { OpQueue } from './op_queue';
-import { expectLinearState, expectNormState, expectTensorState, keep, keepNorm, PackedLinear, packLinear, packQkv, PackSettings, stateError } from './packing';
+import { expectLinearState, expectNormState, expectTensorState, keep, keepNorm, pack, PackedLinear, packLinear, packQkv, PackSettings, stateError } from './packing';
 import { encodeInGroups, keyMaskOf, RaggedBatch, raggedBatch } from './ragged';
 import { fresh, Workspace, WorkspacePool } from './workspace';
 import { BertTextConfig } from '../loading/config';
@@ -83,29 +83,34 @@ export class BertTower {
   private readonly workspaces = new WorkspacePool();
 
   static async load(w: BertTextWeights, config: BertTextConfig, s: PackSettings): Promise<BertTower> {
+    return new BertTower(config, await BertTower.packState(w, s));
+  }
+
+  /** The state load() builds, leaf by leaf in a fixed order (with a sink, its stand-ins: see PackSettings). */
+  static async packState(w: BertTextWeights, s: PackSettings): Promise<BertState> {
+    const kept: BertEmbeddings = {
+      wordEmbeddings: await keep(w.wordEmbeddings, s),
+      positionEmbeddings: await keep(w.positionEmbeddings, s),
+      tokenTypeEmbeddings: await keep(w.tokenTypeEmbeddings, s),
+      embeddingsLayerNorm: await keepNorm(w.embeddingsLayerNorm, s),
+    };
     const layers: PackedBertLayer[] = [];
     for (const l of w.layers)
       layers.push({
         qkv: await packQkv(l.query, l.key, l.value, s),
         attentionOutput: await packLinear(l.attentionOutput, s),
-        attentionLayerNorm: keepNorm(l.attentionLayerNorm, s),
+        attentionLayerNorm: await keepNorm(l.attentionLayerNorm, s),
         intermediate: await packLinear(l.intermediate, s),
         output: await packLinear(l.output, s),
-        outputLayerNorm: keepNorm(l.outputLayerNorm, s),
+        outputLayerNorm: await keepNorm(l.outputLayerNorm, s),
       });
-    const kept: BertEmbeddings = {
-      wordEmbeddings: keep(w.wordEmbeddings, s),
-      positionEmbeddings: keep(w.positionEmbeddings, s),
-      tokenTypeEmbeddings: keep(w.tokenTypeEmbeddings, s),
-      embeddingsLayerNorm: keepNorm(w.embeddingsLayerNorm, s),
-    };
     const head = w.preLayerNorm && w.transformation
-      ? { preLayerNorm: keepNorm(w.preLayerNorm, s), transformation: await packLinear(w.transformation, s) }
+      ? { preLayerNorm: await keepNorm(w.preLayerNorm, s), transformation: await packLinear(w.transformation, s) }
       : undefined;
     const pooler = w.pooler && (await packLinear(w.pooler, s));
-    const weight = await packWeight(w.projection, s);
-    const projection: PackedLinear = w.projectionBias ? { weight, bias: keep(w.projectionBias, s) } : { weight };
-    return new BertTower(config, { ...kept, layers, ...(head && { head }), ...(pooler && { pooler }), projection });
+    const weight = await pack(w.projection, s);
+    const projection: PackedLinear = w.projectionBias ? { weight, bias: await keep(w.projectionBias, s) } : { weight };
+    return { ...kept, layers, ...(head && { head }), ...(pooler && { pooler }), projection };
   }
 
   /** The tower over a state packed earlier (nothing is packed or copied); E_FORMAT when it does not fit the config. */

@@ -12,12 +12,12 @@
  */
 import { attentionRagged } from '../ops/attention';
 import { embedding } from '../ops/embedding';
-import { linear, PackedWeight, packWeight } from '../ops/gemm';
+import { linear, PackedWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
 import { Tensor } from '../tensor';
 import { BlockSettings, collectStates, HiddenStates, preNormLastLayer, preNormMlp, preNormQkv, TextOutput } from './blocks';
 import { OpQueue } from './op_queue';
-import { expectNormState, expectPackedState, expectPreNormLayers, expectTensorState, keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings, stateError } from './packing';
+import { expectNormState, expectPackedState, expectPreNormLayers, expectTensorState, keep, keepNorm, pack, PackedPreNormLayer, packPreNormLayer, PackSettings, stateError } from './packing';
 import { encodeInGroups, keyMaskOf, RaggedBatch, raggedBatch } from './ragged';
 import { fresh, Workspace, WorkspacePool } from './workspace';
 import { ClipTextConfig } from '../loading/config';
@@ -56,15 +56,18 @@ export class ClipTextTower {
   private readonly workspaces = new WorkspacePool();
 
   static async load(w: ClipTextWeights, config: ClipTextConfig, s: PackSettings): Promise<ClipTextTower> {
+    return new ClipTextTower(config, await ClipTextTower.packState(w, s));
+  }
+
+  /** The state load() builds, leaf by leaf in a fixed order (with a sink, its stand-ins: see PackSettings). */
+  static async packState(w: ClipTextWeights, s: PackSettings): Promise<ClipTextState> {
+    const tokenEmbedding = await keep(w.tokenEmbedding, s);
+    const positionEmbedding = await keep(w.positionEmbedding, s);
     const layers: PackedPreNormLayer[] = [];
     for (const l of w.layers) layers.push(await packPreNormLayer(l, s));
-    return new ClipTextTower(config, {
-      tokenEmbedding: keep(w.tokenEmbedding, s),
-      positionEmbedding: keep(w.positionEmbedding, s),
-      finalLayerNorm: keepNorm(w.finalLayerNorm, s),
-      layers,
-      projection: await packWeight(w.projection, s),
-    });
+    const finalLayerNorm = await keepNorm(w.finalLayerNorm, s);
+    const projection = await pack(w.projection, s);
+    return { tokenEmbedding, positionEmbedding, finalLayerNorm, layers, projection };
   }
 
   /** The tower over a state packed earlier (nothing is packed or copied); E_FORMAT when it does not fit the config. */

@@ -31,14 +31,16 @@ import { Tensor } from '../tensor';
 import { loadTokenizer, Tokenizer } from '../tokenizers';
 import { BertTower } from './bert';
 import { HiddenStates, TextOutput } from './blocks';
-import { PackSettings } from './packing';
+import { memorySink, PackSettings } from './packing';
 import { ClipTextTower } from './clip_text';
 import { ClipConfig, ModelType, PreprocessConfig } from '../loading/config';
 import { TEMPLATES, TemplateSet } from './templates';
 import { VisionOutput, VisionTower } from './vit';
 import { modelSideFiles, readModelSource } from '../loading/source';
-import { CacheKey, CacheMiss, keyFileName, modelKey, readCacheFile, StateTree, weightCacheFolder, writeCacheFile } from '../loading/weight_cache';
+import { CacheHit, CacheKey, CacheMiss, CacheWriter, keyFileName, modelKey, readCacheFile, weightCacheFolder } from '../loading/weight_cache';
 import { checkClipWeights } from '../loading/weights';
+import { weightFileList } from '../loading/read_weights';
+import { mapFile } from '../io/mapped';
 import { BertState } from './bert';
 import { ClipTextState } from './clip_text';
 import { VisionState } from './vit';
@@ -452,24 +454,16 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
   const key = cacheFolder === undefined ? undefined : await cacheKeyOf(dir, weightDType, opts.checkpoint);
   const cacheFile = cacheFolder !== undefined && key ? path.join(cacheFolder, keyFileName(key)) : undefined;
   const mapped = cacheFile && key ? await fromWeightCache(dir, cacheFile, key) : undefined;
-  let loaded: LoadedTowers;
+  let loaded: LoadedTowers | undefined;
   if (mapped && !(mapped instanceof CacheMiss)) loaded = mapped;
   else {
-    const packed = await packModel(dir, weightDType, opts.checkpoint);
-    loaded = packed.towers;
-    if (cacheFolder !== undefined) {
-      const reason = mapped && mapped.message !== 'absent' ? { reason: mapped.message } : {};
-      loaded.cache = key
-        ? { ...(await storeInCache(cacheFolder, key, packed.files, packed.meta, { vision: loaded.vision.state, text: loaded.text.state })), ...reason }
-        : { status: 'uncacheable' };
-      // The file just written, mapped: this process then holds the same shared, file-backed pages
-      // as every later one, and the weights packed in memory (and the checkpoint they were packed
-      // over) are left to be collected, instead of staying private for the life of the process.
-      if (loaded.cache.status === 'built' && cacheFile && key) {
-        const again = await fromWeightCache(dir, cacheFile, key);
-        if (again && !(again instanceof CacheMiss)) loaded = { ...again, cache: loaded.cache };
-      }
+    const reason = mapped && mapped.message !== 'absent' ? { reason: mapped.message } : {};
+    if (cacheFolder !== undefined && key) loaded = await buildInCache(dir, cacheFolder, key, weightDType, opts.checkpoint);
+    if (!loaded) {
+      loaded = (await packModel(dir, weightDType, opts.checkpoint)).towers;
+      if (cacheFolder !== undefined) loaded.cache = { status: key && unwritable.has(cacheFolder) ? 'unwritable' : 'uncacheable' };
     }
+    if (cacheFolder !== undefined) loaded.cache = { ...loaded.cache, ...reason };
   }
   const { config, vision, text, logitScale, sideFiles: source } = loaded;
   const positions = config.text.maxPositionEmbeddings - (config.text.kind === 'bert' ? config.text.positionOffset : 0);
@@ -532,45 +526,125 @@ async function fromWeightCache(dir: string, file: string, key: CacheKey): Promis
   const hit = await readCacheFile(file, key);
   if (hit instanceof CacheMiss) return hit;
   try {
-    const meta = hit.meta as CacheMeta, state = hit.state as unknown as ModelState, config = meta.config;
-    if (typeof meta.logitScale !== 'number' || config?.modelType !== meta.modelType) throw new Error('the stored config does not match its model type');
-    const vision = VisionTower.fromState(state.vision, config.vision);
-    const text = config.text.kind === 'clip' ? ClipTextTower.fromState(state.text as ClipTextState, config.text) : BertTower.fromState(state.text as BertState, config.text);
-    return { config, vision, text, logitScale: meta.logitScale, sideFiles: modelSideFiles(dir, config), cache: { status: 'mapped', file } };
+    return { ...towersOf(dir, hit), cache: { status: 'mapped', file } };
   } catch (err) {
     return new CacheMiss(`its state does not fit the model: ${(err as Error).message}`);
   }
 }
 
-/** Reads the checkpoint and packs the towers (the load without a usable cache file). */
-async function packModel(dir: string, dtype: WeightDType, checkpoint: LoadModelOptions['checkpoint']): Promise<{ towers: LoadedTowers; files: string[]; meta: CacheMeta }> {
-  const source = readModelSource(dir, checkpoint ?? {});
+/** The towers over a cache file's state (E_FORMAT when it does not fit its config). */
+function towersOf(dir: string, hit: CacheHit): Omit<LoadedTowers, 'cache'> {
+  const meta = hit.meta as CacheMeta, state = hit.state as unknown as ModelState, config = meta.config;
+  if (typeof meta.logitScale !== 'number' || config?.modelType !== meta.modelType) throw new Error('the stored config does not match its model type');
+  const vision = VisionTower.fromState(state.vision, config.vision);
+  const text = config.text.kind === 'clip' ? ClipTextTower.fromState(state.text as ClipTextState, config.text) : BertTower.fromState(state.text as BertState, config.text);
+  return { config, vision, text, logitScale: meta.logitScale, sideFiles: modelSideFiles(dir, config) };
+}
+
+/**
+ * Reads the checkpoint and packs the towers (the load without a usable cache file). fp32 reads the
+ * files whole and packs over them (their storage becomes the panels: nothing new is touched); bf16
+ * maps them and packs tensor by tensor into new memory, letting go of each tensor's pages once
+ * packed (memorySink), so that its peak is what it keeps rather than the fp32 file plus that.
+ */
+async function packModel(dir: string, dtype: WeightDType, checkpoint: LoadModelOptions['checkpoint']): Promise<{ towers: LoadedTowers }> {
+  const streamed = dtype === 'bfloat16';
+  const source = readModelSource(dir, checkpoint ?? {}, streamed ? { mapped: await mapWeightFiles(dir) } : {});
   const config = source.config;
   const weights = checkClipWeights(source.tensors, config, source.files.length === 1 ? source.files[0] : dir, source.files);
   // Tensors read from safetensors files under Hugging Face names are this load's own, one per
   // parameter, never shared (the reader refuses overlapping ranges): fp32 weights are packed over them.
   const inPlace = source.layout === 'hf' && source.files.every((f) => f.toLowerCase().endsWith('.safetensors'));
-  const packing: PackSettings = { dtype, inPlace };
+  const packing: PackSettings = streamed ? { dtype, inPlace: false, sink: memorySink } : { dtype, inPlace };
   const vision = await VisionTower.load(weights.vision, config.vision, packing);
   const text =
     weights.modelType === 'clip'
       ? await ClipTextTower.load(weights.text, weights.config.text, packing)
       : await BertTower.load(weights.text, weights.config.text, packing);
-  return {
-    towers: { config, vision, text, logitScale: weights.logitScale, sideFiles: source, cache: { status: 'off' } },
-    files: source.files,
-    meta: { modelType: config.modelType, config, logitScale: weights.logitScale },
-  };
+  return { towers: { config, vision, text, logitScale: weights.logitScale, sideFiles: source, cache: { status: 'off' } } };
+}
+
+/**
+ * The weight files of the model at `dir`, mapped (not read: pages are faulted in as they are used),
+ * by absolute path. Files that cannot be listed or mapped are left out: the reader then reads them,
+ * and its error is the one a user sees.
+ */
+async function mapWeightFiles(dir: string): Promise<Map<string, ArrayBuffer>> {
+  const mapped = new Map<string, ArrayBuffer>();
+  let files: string[];
+  try {
+    files = weightFileList(dir);
+  } catch {
+    return mapped;
+  }
+  for (const f of files) {
+    try {
+      mapped.set(path.resolve(f), await mapFile(f));
+    } catch {
+      // read instead
+    }
+  }
+  return mapped;
 }
 
 /** Folders a write already failed in (and warned about), in this process. */
 const unwritable = new Set<string>();
 
 /**
- * Writes the packed state under `key`, when the files read are the ones keyed and did not change
- * while they were read. A write that fails is a warning (once per folder), never an error.
+ * The first load with the cache on: the checkpoint, mapped, is packed leaf by leaf straight into a
+ * new cache file (CacheWriter), each tensor's pages let go of once written, and the towers are then
+ * built over the file, mapped: the load holds about one weight at a time besides what it keeps,
+ * and afterwards the same shared, file-backed pages as every later load. When the files read are
+ * not the ones keyed, or changed while read, the towers still come from the file, which is then
+ * removed instead of kept ('uncacheable').
+ *
+ * Undefined when the folder cannot be written, or a write fails (a full disk): a warning, once per
+ * folder, and the caller packs in memory. Errors of the checkpoint itself are thrown as they are.
  */
-async function storeInCache(folder: string, key: CacheKey, files: readonly string[], meta: CacheMeta, state: ModelState): Promise<WeightCacheInfo> {
+async function buildInCache(
+  dir: string,
+  folder: string,
+  key: CacheKey,
+  dtype: WeightDType,
+  checkpoint: LoadModelOptions['checkpoint'],
+): Promise<LoadedTowers | undefined> {
+  let writer: CacheWriter;
+  try {
+    writer = await CacheWriter.create(folder, key);
+  } catch (err) {
+    return cannotWrite(folder, err);
+  }
+  let failed = true;
+  try {
+    // Mapped, not read: the tensors are views into the page cache, faulted in as they are packed.
+    const source = readModelSource(dir, checkpoint ?? {}, { mapped: await mapWeightFiles(dir) });
+    const config = source.config;
+    const weights = checkClipWeights(source.tensors, config, source.files.length === 1 ? source.files[0] : dir, source.files);
+    const s: PackSettings = { dtype, inPlace: false, sink: writer };
+    const vision = await VisionTower.packState(weights.vision, s);
+    const text = weights.modelType === 'clip' ? await ClipTextTower.packState(weights.text, s) : await BertTower.packState(weights.text, s);
+    const meta: CacheMeta = { modelType: config.modelType, config, logitScale: weights.logitScale };
+    const keyed = await readAsKeyed(key, source.files);
+    let done: Awaited<ReturnType<CacheWriter['finish']>>;
+    try {
+      done = await writer.finish(meta, { vision, text }, { publish: keyed });
+    } catch (err) {
+      return cannotWrite(folder, err);
+    }
+    failed = false;
+    const towers = towersOf(dir, done.hit);
+    return { ...towers, cache: done.file ? { status: 'built', file: done.file } : { status: 'uncacheable' } };
+  } catch (err) {
+    // A write error (ENOSPC, EIO) is the cache's; anything else is the checkpoint's, thrown as it is.
+    if (isWriteError(err)) return cannotWrite(folder, err);
+    throw err;
+  } finally {
+    if (failed) await writer.abort();
+  }
+}
+
+/** Whether the files read are the ones the key names, unchanged since it was made. */
+async function readAsKeyed(key: CacheKey, files: readonly string[]): Promise<boolean> {
   const real = (f: string) => {
     try {
       return realpathSync(f);
@@ -579,22 +653,25 @@ async function storeInCache(folder: string, key: CacheKey, files: readonly strin
     }
   };
   const read = files.map(real).sort(), keyed = key.files.map((f) => f.path).sort();
-  if (read.length !== keyed.length || read.some((f, i) => f !== keyed[i])) return { status: 'uncacheable' };
+  if (read.length !== keyed.length || read.some((f, i) => f !== keyed[i])) return false;
   const after = await cacheKeyOf(key.location, key.dtype, key.checkpoint as LoadModelOptions['checkpoint']);
-  if (!after || JSON.stringify(after) !== JSON.stringify(key)) return { status: 'uncacheable' };
-  try {
-    return { status: 'built', file: await writeCacheFile(folder, key, meta, state as unknown as StateTree) };
-  } catch (err) {
-    if (!unwritable.has(folder)) {
-      unwritable.add(folder);
-      process.emitWarning(
-        `clipkit cannot write its weight cache in ${folder} (${(err as Error).message}); the model was packed in memory and will be packed again on every load. ` +
-          'Point CLIPKIT_CACHE (or the weightCache option) at a writable folder, or set CLIPKIT_CACHE=off (weightCache: false) to load without the cache.',
-        { type: 'ClipkitWarning', code: 'CLIPKIT_WEIGHT_CACHE' },
-      );
-    }
-    return { status: 'unwritable' };
+  return !!after && JSON.stringify(after) === JSON.stringify(key);
+}
+
+const WRITE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES', 'EPERM', 'EFBIG']);
+const isWriteError = (err: unknown) => WRITE_ERRORS.has((err as NodeJS.ErrnoException)?.code ?? '');
+
+/** A write into `folder` failed: one warning per folder, and the load packs in memory instead. */
+function cannotWrite(folder: string, err: unknown): undefined {
+  if (!unwritable.has(folder)) {
+    unwritable.add(folder);
+    process.emitWarning(
+      `clipkit cannot write its weight cache in ${folder} (${(err as Error).message}); the model was packed in memory and will be packed again on every load. ` +
+        'Point CLIPKIT_CACHE (or the weightCache option) at a writable folder, or set CLIPKIT_CACHE=off (weightCache: false) to load without the cache.',
+      { type: 'ClipkitWarning', code: 'CLIPKIT_WEIGHT_CACHE' },
+    );
   }
+  return undefined;
 }
 
 function expectImage(x: unknown, name: string): void {

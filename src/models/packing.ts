@@ -4,6 +4,7 @@
  */
 import { ClipkitError } from '../errors';
 import { PackedWeight, packWeight, packWeightParts, WeightDType } from '../ops/gemm';
+import { dropIfMapped } from '../io/mapped';
 import { Tensor } from '../tensor';
 import { Linear, Norm, PreNormLayer } from '../loading/weights';
 
@@ -18,14 +19,53 @@ export interface PackedLinear {
  * loader's alone (read from a safetensors file for this model), so fp32 weights are packed over
  * their own storage (no new memory: each fresh 4 KiB page costs a fault on first touch) and the
  * tensors that run unpacked stay views into it (it is kept alive by the packed weights anyway).
+ *
+ * `sink`: every leaf goes to the sink, one at a time, and the state holds what the sink returns:
+ * the weight cache's CacheWriter (its stand-ins, for the file's index: no tower's state), or
+ * memorySink (the leaves in memory). inPlace is ignored with a sink.
  */
 export interface PackSettings {
   dtype: WeightDType;
   inPlace: boolean;
+  sink?: WeightSink;
+}
+
+/** Where a streaming build puts each leaf of a tower's state (weight_cache.ts CacheWriter). */
+export interface WeightSink {
+  /** The parts [N_i, K] stacked along N, packed and stored; resolves to the weight's stand-in. */
+  packed(parts: readonly Tensor[], dtype: WeightDType): Promise<PackedWeight>;
+  /** t stored as it is; resolves to its stand-in. */
+  tensor(t: Tensor): Promise<Tensor>;
+  /** t's values were used some other way (copied into a leaf of another shape) and are not needed again. */
+  consumed(t: Tensor): void;
+}
+
+/**
+ * Every leaf kept in memory (packed weights in the addon's, tensors as copies of their own), each
+ * source tensor's pages in a mapped checkpoint let go of once used (dropIfMapped): a load that
+ * packs a mapped checkpoint holds about one weight of it at a time besides what it keeps.
+ */
+export const memorySink: WeightSink = {
+  async packed(parts, dtype) {
+    const w = parts.length === 1 ? await packWeight(parts[0], { dtype }) : await packWeightParts([...parts], { dtype });
+    for (const p of parts) dropIfMapped(p.data);
+    return w;
+  },
+  async tensor(t) {
+    const copy = new Tensor((t.data as Float32Array).slice(), t.shape);
+    dropIfMapped(t.data);
+    return copy;
+  },
+  consumed: (t) => void dropIfMapped(t.data),
+};
+
+/** w [N, K] packed for `linear`, or stored by the sink. */
+export function pack(w: Tensor, s: PackSettings): Promise<PackedWeight> {
+  return s.sink ? s.sink.packed([w], s.dtype) : packWeight(w, { dtype: s.dtype, inPlace: s.inPlace });
 }
 
 export async function packLinear(l: Linear, s: PackSettings): Promise<PackedLinear> {
-  return { weight: await packWeight(l.weight, s), bias: l.bias && keep(l.bias, s) };
+  return { weight: await pack(l.weight, s), bias: l.bias && (await keep(l.bias, s)) };
 }
 
 /** q, k, v [W, W] each → one packed [3W, W] weight and a [3W] bias: one GEMM gives q | k | v per row. */
@@ -33,16 +73,26 @@ export async function packQkv(q: Linear, k: Linear, v: Linear, s: PackSettings):
   const n = q.weight.shape[0];
   const b = new Float32Array(3 * n);
   [q, k, v].forEach((l, i) => b.set(l.bias.data, i * n));
-  return { weight: await packWeightParts([q.weight, k.weight, v.weight], s), bias: new Tensor(b, [3 * n]) };
+  const parts = [q.weight, k.weight, v.weight];
+  if (s.sink) {
+    const weight = await s.sink.packed(parts, s.dtype);
+    for (const l of [q, k, v]) s.sink.consumed(l.bias);
+    return { weight, bias: await s.sink.tensor(new Tensor(b, [3 * n])) };
+  }
+  return { weight: await packWeightParts(parts, { dtype: s.dtype, inPlace: s.inPlace }), bias: new Tensor(b, [3 * n]) };
 }
 
-/** What a tower keeps unpacked: a view when the checkpoint stays alive anyway (in place), else its own copy. */
-export function keep(t: Tensor, s: PackSettings): Tensor {
+/**
+ * What a tower keeps unpacked: a view when the checkpoint stays alive anyway (in place), else its
+ * own copy; with a sink, the sink's stand-in.
+ */
+export async function keep(t: Tensor, s: PackSettings): Promise<Tensor> {
+  if (s.sink) return s.sink.tensor(t);
   return s.inPlace && s.dtype === 'float32' ? t : own(t);
 }
 
-export function keepNorm(n: Norm, s: PackSettings): Norm {
-  return { weight: keep(n.weight, s), bias: keep(n.bias, s) };
+export async function keepNorm(n: Norm, s: PackSettings): Promise<Norm> {
+  return { weight: await keep(n.weight, s), bias: await keep(n.bias, s) };
 }
 
 /**
@@ -69,10 +119,10 @@ export interface PackedPreNormLayer {
 
 export async function packPreNormLayer(l: PreNormLayer, s: PackSettings): Promise<PackedPreNormLayer> {
   return {
-    layerNorm1: keepNorm(l.layerNorm1, s),
+    layerNorm1: await keepNorm(l.layerNorm1, s),
     qkv: await packQkv(l.q, l.k, l.v, s),
     out: await packLinear(l.out, s),
-    layerNorm2: keepNorm(l.layerNorm2, s),
+    layerNorm2: await keepNorm(l.layerNorm2, s),
     fc1: await packLinear(l.fc1, s),
     fc2: await packLinear(l.fc2, s),
   };

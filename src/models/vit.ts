@@ -10,13 +10,13 @@
  * alone (keys and values still come from every row) and runs its out_proj, MLP and norms on that row.
  */
 import { attentionPacked } from '../ops/attention';
-import { linear, PackedWeight, packWeight } from '../ops/gemm';
+import { linear, PackedWeight } from '../ops/gemm';
 import { layerNorm } from '../ops/layer_norm';
-import { packPatchWeight, patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
+import { patchEmbed, PatchEmbedWeights } from '../ops/patch_embed';
 import { Tensor } from '../tensor';
 import { BlockSettings, collectStates, HiddenStates, preNormLastLayer, preNormMlp, preNormQkv } from './blocks';
 import { OpQueue } from './op_queue';
-import { expectNormState, expectPackedState, expectPreNormLayers, expectTensorState, keep, keepNorm, PackedPreNormLayer, packPreNormLayer, PackSettings, stateError } from './packing';
+import { expectNormState, expectPackedState, expectPreNormLayers, expectTensorState, keep, keepNorm, pack, PackedPreNormLayer, packPreNormLayer, PackSettings, stateError } from './packing';
 import { fresh, Workspace, WorkspacePool } from './workspace';
 import { VisionConfig } from '../loading/config';
 import { Norm, VisionWeights } from '../loading/weights';
@@ -69,20 +69,23 @@ export class VisionTower {
 
   /** Packs every weight once (fp32, or bf16 for the fast mode). */
   static async load(w: VisionWeights, config: VisionConfig, s: PackSettings): Promise<VisionTower> {
-    const patchEmbedding = await packPatchWeight(w.patchEmbedding, s);
+    return new VisionTower(config, await VisionTower.packState(w, s));
+  }
+
+  /** The state load() builds, leaf by leaf in a fixed order (with a sink, its stand-ins: see PackSettings). */
+  static async packState(w: VisionWeights, s: PackSettings): Promise<VisionState> {
+    // The conv weight [W, C, P, P] as the GEMM's [W, C·P·P] (what packPatchWeight packs).
+    const [d, ...kernel] = w.patchEmbedding.shape;
+    const patchEmbedding = await pack(w.patchEmbedding.reshape([d, kernel.reduce((a, b) => a * b, 1)]), s);
+    const classEmbedding = await keep(w.classEmbedding, s);
+    const positionEmbedding = await keep(w.positionEmbedding, s);
+    const preLayerNorm = await keepNorm(w.preLayerNorm, s);
     const layers: PackedPreNormLayer[] = [];
     for (const l of w.layers) layers.push(await packPreNormLayer(l, s));
-    const projection = await packWeight(w.projection, s);
-    return new VisionTower(config, {
-      patchEmbedding,
-      classEmbedding: keep(w.classEmbedding, s),
-      positionEmbedding: keep(w.positionEmbedding, s),
-      preLayerNorm: keepNorm(w.preLayerNorm, s),
-      layers,
-      postLayerNorm: keepNorm(w.postLayerNorm, s),
-      projection,
-      ...(w.projectionBias && { projectionBias: keep(w.projectionBias, s) }),
-    });
+    const postLayerNorm = await keepNorm(w.postLayerNorm, s);
+    const projection = await pack(w.projection, s);
+    const projectionBias = w.projectionBias && (await keep(w.projectionBias, s));
+    return { patchEmbedding, classEmbedding, positionEmbedding, preLayerNorm, layers, postLayerNorm, projection, ...(projectionBias && { projectionBias }) };
   }
 
   /** The tower over a state packed earlier (nothing is packed or copied); E_FORMAT when it does not fit the config. */

@@ -217,6 +217,40 @@ export async function copyPacked(w: PackedWeight, dst: Uint8Array): Promise<void
 }
 
 /**
+ * The parts [N_i, K] stacked along N (one weight, or q, k, v) packed straight into dst: exactly the
+ * bytes copyPacked gives for packWeightParts(parts, { dtype }), with no packed weight made. dst is
+ * packedBytesFor(ΣN_i, K, dtype) long (E_SHAPE) and 4-byte aligned (E_ARG). For weights written to a
+ * file through one reused buffer (the weight cache's streaming build). Parts whose N_i are
+ * multiples of panelWidth() are packed where they lie (their panels are the stacked weight's);
+ * others are stacked into one array first.
+ */
+export async function packInto(parts: readonly Tensor[], dst: Uint8Array, dtype: WeightDType = 'float32'): Promise<void> {
+  if (!Array.isArray(parts) || parts.length === 0) throw typeError('E_ARG', `Expected a non-empty array of weights but received ${describe(parts)}`);
+  if (!(dst instanceof Uint8Array)) throw typeError('E_ARG', `Expected a Uint8Array for dst but received ${describe(dst)}`);
+  expectOneOf('dtype', dtype, ['float32', 'bfloat16'] as const);
+  const k = expectShape('parts[0]', expectTensor('parts[0]', parts[0], 'float32'), [-1, -1])[1];
+  const ns = parts.map((p, i) => expectShape(`parts[${i}]`, expectTensor(`parts[${i}]`, p, 'float32'), [-1, k])[0]);
+  const n = ns.reduce((a, b) => a + b, 0);
+  const bytes = packedBytesFor(n, k, dtype);
+  if (dst.length !== bytes) throw rangeError('E_SHAPE', `Expected dst of ${bytes} bytes (the packed size of [${n}, ${k}] ${dtype}) but received ${dst.length}`);
+  if (parts.length > 1 && ns.some((ni) => ni % panelWidth() !== 0)) {
+    const w = new Float32Array(n * k);
+    let row = 0;
+    parts.forEach((p, i) => {
+      w.set(p.data as Float32Array, row * k);
+      row += ns[i];
+    });
+    return native().packWeightInto({ w, n, k, dtype, dst });
+  }
+  let at = 0;
+  for (let i = 0; i < parts.length; i++) {
+    const size = packedBytesFor(ns[i], k, dtype);
+    await native().packWeightInto({ w: parts[i].data as Float32Array, n: ns[i], k, dtype, dst: dst.subarray(at, at + size) });
+    at += size;
+  }
+}
+
+/**
  * A packed weight [n, k] over bytes copyPacked wrote (on a machine of the same packedLayoutId()),
  * without copying them: linear() on it gives bit for bit what it gave on the weight they came from.
  * data must be 64-byte aligned in memory (E_ARG; a mapped file's bytes at an offset that is a

@@ -2,7 +2,8 @@
  * mapFile: a whole file as a copy-on-write mapping (its bytes exactly, writes never reaching the
  * file, populate sharing the page cache's pages instead of copying them) and its refusals; hashBytes:
  * the same value whatever the thread count, the ISA or the buffer, a fixed value for fixed bytes, and
- * a different one after any bit flip or a zeroed range.
+ * a different one after any bit flip or a zeroed range; dropMappedPages: pages let go of, read back
+ * as the file's.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
@@ -10,8 +11,8 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { setThreads } from '../../src';
-import { hashBytes, mapFile } from '../../src/io/mapped';
-import { isas, onIsa, rejectsCode, rng, tempDir } from '../helpers';
+import { dropMappedPages, hashBytes, mapFile } from '../../src/io/mapped';
+import { isas, onIsa, rejectsCode, rng, tempDir, throwsCode } from '../helpers';
 
 const Mapped = suite('mapFile');
 const Hash = suite('hashBytes');
@@ -83,6 +84,29 @@ function smapsOf(file: string): { rss: number; anonymous: number } {
   const after = smapsOf(file);
   assert.ok(after.anonymous > 0 && after.anonymous <= 2048, `one page (or one huge page) copied on write: ${after.anonymous} KiB`);
   assert.is(ab.byteLength, 64 << 20);
+});
+
+/** This process's resident file-backed pages, in bytes (Linux: /proc/self/status RssFile). */
+function rssFile(): number {
+  const m = /RssFile:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+Mapped('dropMappedPages: the whole pages inside the range are let go of (the resident set shrinks) and read back as the file\'s bytes', async () => {
+  const file = bigFile('drop.bin', 64), want = readFileSync(file);
+  const mapped = await mapFile(file, { populate: true });
+  const bytes = new Uint8Array(mapped);
+  const before = rssFile();
+  // A range starting one byte into a page: that page and the partial last one stay.
+  assert.is(dropMappedPages(bytes.subarray(1, 4096 * 5 + 7)), 4096 * 4);
+  assert.is(dropMappedPages(bytes.subarray(4096, 4096 + 100)), 0);
+  const dropped = dropMappedPages(bytes);
+  assert.is(dropped, 64 << 20);
+  if (process.platform === 'linux') assert.ok(before - rssFile() > 48 << 20, `RssFile ${before} → ${rssFile()}`);
+  assert.ok(Buffer.from(bytes).equals(want), 'the bytes read after dropping are not the file\'s');
+  if (process.platform === 'linux') assert.ok(rssFile() - before > -(16 << 20), 'reading them again did not fault them back in');
+  throwsCode(() => dropMappedPages(new Uint8Array(8192)), 'E_ARG', /mapped file/);
+  throwsCode(() => dropMappedPages([] as never), 'E_ARG', /Uint8Array/, TypeError);
 });
 
 Mapped('refusals: a missing file, a folder, an empty file, a FIFO, bad arguments', async () => {

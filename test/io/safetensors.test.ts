@@ -461,3 +461,39 @@ Big('a single file whose data section passes 4 GiB loads, tensor by tensor, with
 });
 
 Big.run();
+
+const Mapped = suite('safetensors: read from a mapping');
+
+Mapped('a mapped file gives the same tensors as a read one, as views into the mapping; a file changed since it was mapped is E_IO', async () => {
+  const { mapFile } = require('../../src/io/mapped') as typeof import('../../src/io/mapped');
+  const { dir, cleanup } = tempDir('clipkit-st-mapped-');
+  const file = path.join(dir, 'w.safetensors');
+  const values = Array.from({ length: 63 }, (_, i) => Math.sin(i + 1) * 3);
+  const half = new Uint8Array(new Uint16Array(values.slice(0, 7).map((v) => f16Bits(v))).buffer);
+  // align 4: the F32 tensor starts 4-byte aligned (a view); the second one follows an F16 of 7 values (14 bytes), so it is not (a copy).
+  fs.writeFileSync(file, safetensorsBytes([
+    { name: 'a', dtype: 'F32', shape: [7, 9], bytes: f32Bytes(values) },
+    { name: 'h', dtype: 'F16', shape: [7], bytes: half },
+    { name: 'b', dtype: 'F32', shape: [3], bytes: f32Bytes(values.slice(0, 3)) },
+  ], { align: 4 }));
+  const read = readSafetensors(file);
+  const mapped = await mapFile(file);
+  const viaMap = readSafetensors(file, { mapped: new Map([[path.resolve(file), mapped]]) });
+  for (const name of ['a', 'h', 'b']) {
+    assert.equal([...viaMap.tensors.get(name)!.data()], [...read.tensors.get(name)!.data()], name);
+    assert.equal(viaMap.tensors.get(name)!.shape, read.tensors.get(name)!.shape, name);
+  }
+  assert.is(viaMap.tensors.get('a')!.data().buffer, mapped, 'an aligned F32 tensor is a view into the mapping');
+  fs.appendFileSync(file, Buffer.alloc(8));
+  throwsCode(() => readSafetensors(file, { mapped: new Map([[path.resolve(file), mapped]]) }), 'E_IO', /changed while being read/);
+  cleanup();
+});
+
+/** float16 bits of a value (round to nearest even is not needed: any f16 values do here). */
+function f16Bits(v: number): number {
+  const f = new Float32Array([v]), u = new Uint32Array(f.buffer)[0];
+  const sign = (u >>> 16) & 0x8000, exp = ((u >>> 23) & 0xff) - 127 + 15, mant = (u >>> 13) & 0x3ff;
+  return exp <= 0 ? sign : exp >= 31 ? sign | 0x7c00 : sign | (exp << 10) | mant;
+}
+
+Mapped.run();

@@ -6,7 +6,7 @@
  * rename; a folder that cannot be written; and the switches that turn the cache off.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -17,6 +17,8 @@ import {
   CACHE_FORMAT_VERSION, CacheKey, CacheMiss, defaultWeightCacheFolder, keyFileName, modelKey, pruneWeightCache, readCacheFile, weightCacheFolder, writeCacheFile,
 } from '../../src/loading/weight_cache';
 import { packedLayoutId } from '../../src/ops/gemm';
+import { readSafetensors } from '../../src/io/safetensors';
+import { writeSafetensorsFile } from '../../src/io/safetensors_writer';
 import { rejectsCode, tempDir } from '../helpers';
 import { modelDir, TinyName } from '../models/reference';
 import { REF_CHECKPOINTS } from '../reference_fixtures';
@@ -84,9 +86,58 @@ roundTrip('an original checkpoint file (OpenAI .pt, geometry from its shapes) is
   const warm = await load(file, cache);
   assert.equal([cold.weightCache.status, warm.weightCache.status], ['built', 'mapped']);
   sameBits(await embedBytes(warm), await embedBytes(cold), 'checkpoint');
+  sameBits(await embedBytes(cold), await embedBytes(await load(file, false)), 'checkpoint, no cache');
   const key = await modelKey(file, { dtype: 'float32' });
   assert.is(key.config, null); // no config.json beside it: the shapes, keyed through the file, give the geometry
   assert.match(key.files[0].header, /^ends:[0-9a-f]{64}$/);
+});
+
+/** A copy of chinese_clip_tiny's folder whose weights are stored another way. */
+function storedAs(how: 'pytorch_model.bin' | 'shards' | 'bf16 safetensors'): string {
+  const dir = modelCopy('chinese_clip_tiny');
+  const st = readSafetensors(join(dir, 'model.safetensors'));
+  const all = [...st.tensors.values()];
+  rmSync(join(dir, 'model.safetensors'));
+  if (how === 'pytorch_model.bin') copyFileSync(join(REF_CHECKPOINTS, 'chinese_clip_tiny.pytorch_model.bin'), join(dir, 'pytorch_model.bin'));
+  else if (how === 'shards') {
+    const half = all.length >> 1, names = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+    writeSafetensorsFile(join(dir, names[0]), all.slice(0, half));
+    writeSafetensorsFile(join(dir, names[1]), all.slice(half));
+    const weightMap = Object.fromEntries(all.map((t, i) => [t.name, names[i < half ? 0 : 1]]));
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  } else {
+    // float32 → bfloat16 by truncation: any bf16 values will do, the no-cache load of the same folder is the reference.
+    const bf16 = (t: (typeof all)[number]) => {
+      const d = t.data(), out = new Uint16Array(d.length);
+      new Uint32Array(d.buffer, d.byteOffset, d.length).forEach((u, i) => (out[i] = u >>> 16));
+      return new Uint8Array(out.buffer);
+    };
+    writeSafetensorsFile(join(dir, 'model.safetensors'), all.map((t) => ({ name: t.name, dtype: t.dtype === 'F32' ? 'BF16' : t.dtype, shape: t.shape, bytes: () => (t.dtype === 'F32' ? bf16(t) : t.bytes()) })));
+  }
+  return dir;
+}
+
+for (const how of ['pytorch_model.bin', 'shards', 'bf16 safetensors'] as const) {
+  roundTrip(`weights stored as ${how}: built from the mapped files, then mapped, bit for bit as no cache`, async () => {
+    const dir = storedAs(how), cache = cacheDir();
+    for (const dtype of ['fp32', 'bf16'] as const) {
+      const want = await embedBytes(await load(dir, false, { dtype }));
+      const cold = await load(dir, cache, { dtype });
+      assert.is(cold.weightCache.status, 'built', `${how} ${dtype}`);
+      sameBits(await embedBytes(cold), want, `${how} ${dtype} cold`);
+      const warm = await load(dir, cache, { dtype });
+      assert.is(warm.weightCache.status, 'mapped', `${how} ${dtype}`);
+      sameBits(await embedBytes(warm), want, `${how} ${dtype} warm`);
+    }
+  });
+}
+
+roundTrip('a checkpoint that fails to load leaves no file behind, and its error is the reader\'s', async () => {
+  const dir = modelCopy('chinese_clip_tiny'), cache = cacheDir();
+  const st = readSafetensors(join(dir, 'model.safetensors'));
+  writeSafetensorsFile(join(dir, 'model.safetensors'), [...st.tensors.values()].filter((t) => !t.name.includes('layer.0.output.dense.weight')));
+  await rejectsCode(load(dir, cache), 'E_WEIGHTS', /layer\.0\.output\.dense\.weight/);
+  assert.equal([ckwFiles(cache), tempFiles(cache)], [[], []]);
 });
 
 roundTrip('fp32 and bf16 of one model are two files side by side', async () => {
@@ -257,7 +308,12 @@ damage.before(async (ctx) => {
   ctx.want = await embedBytes(m);
 });
 
-const header = (b: Buffer) => ({ indexLength: b.readUInt32LE(12), dataOffset: Number(b.readBigUInt64LE(48)), dataLength: Number(b.readBigUInt64LE(56)) });
+const header = (b: Buffer) => ({
+  indexLength: b.readUInt32LE(12),
+  dataOffset: Number(b.readBigUInt64LE(48)),
+  dataLength: Number(b.readBigUInt64LE(56)),
+  indexOffset: Number(b.readBigUInt64LE(80)),
+});
 
 /** Each damage: what it does to a copy of the good file, and the reason the reader gives. */
 const DAMAGES: [string, (b: Buffer) => Buffer, RegExp][] = [
@@ -266,25 +322,27 @@ const DAMAGES: [string, (b: Buffer) => Buffer, RegExp][] = [
   ['truncated to the header page', (b) => b.subarray(0, 4096), /bytes, but the header says/],
   ['truncated by a byte', (b) => b.subarray(0, b.length - 1), /bytes, but the header says/],
   ['truncated by a page', (b) => b.subarray(0, b.length - 4096), /bytes, but the header says/],
+  ['truncated to the end of the data', (b) => b.subarray(0, header(b).indexOffset), /bytes, but the header says/],
   ['a byte appended', (b) => Buffer.concat([b, Buffer.alloc(1)]), /bytes, but the header says/],
   ['all zeros', (b) => Buffer.alloc(b.length), /no CLIPKITW magic/],
   ['zeros over the header', (b) => zero(b, 0, 64), /no CLIPKITW magic/],
-  ['zeros over the index', (b) => zero(b, 4096 + 100, 4096 + 200), /index does not match its sha256/],
+  ['zeros over the index', (b) => zero(b, header(b).indexOffset + 100, header(b).indexOffset + 200), /index does not match its sha256/],
   ['zeros over a page of data', (b) => zero(b, header(b).dataOffset + 8192, header(b).dataOffset + 12288), /data does not match its hash/],
-  ['zeros over the last bytes of data', (b) => zero(b, b.length - 16, b.length), /data does not match its hash/],
+  ['zeros over the last bytes of data', (b) => zero(b, header(b).indexOffset - 16, header(b).indexOffset), /data does not match its hash/],
   ['a flipped bit in the magic', (b) => flip(b, 3), /no CLIPKITW magic/],
   ['a flipped bit in the format version', (b) => flip(b, 8), /format/],
-  ['a flipped bit in the index length', (b) => flip(b, 12), /index|fit together/],
+  ['a flipped bit in the index length', (b) => flip(b, 12), /index|header says/],
   ['a flipped bit in the index sha256', (b) => flip(b, 20), /index does not match its sha256/],
-  ['a flipped bit in the data offset', (b) => flip(b, 49), /fit together|header says/],
-  ['a flipped bit in the data length', (b) => flip(b, 57), /header says/],
+  ['a flipped bit in the data offset', (b) => flip(b, 49), /fit together/],
+  ['a flipped bit in the data length', (b) => flip(b, 57), /fit together/],
   ['a flipped bit in the data hash', (b) => flip(b, 70, 0x01), /hash/],
+  ['a flipped bit in the index offset', (b) => flip(b, 81), /fit together/],
   ['a flipped bit in the header padding', (b) => flip(b, 2000), /header byte 2000 is not zero/],
-  ['a flipped bit in the index', (b) => flip(b, 4096 + (header(b).indexLength >> 1)), /index does not match its sha256/],
-  ['a flipped bit in the padding after the index', (b) => flip(b, header(b).dataOffset - 1), /padding byte/],
+  ['a flipped bit in the index', (b) => flip(b, header(b).indexOffset + (header(b).indexLength >> 1)), /index does not match its sha256/],
+  ['a flipped bit in the last byte of the index', (b) => flip(b, b.length - 1, 0x80), /index does not match its sha256/],
   ['a flipped bit at the start of the data', (b) => flip(b, header(b).dataOffset), /data does not match its hash/],
   ['a flipped bit in the middle of the data', (b) => flip(b, header(b).dataOffset + (header(b).dataLength >> 1)), /data does not match its hash/],
-  ['a flipped bit in the last byte', (b) => flip(b, b.length - 1, 0x80), /data does not match its hash/],
+  ['a flipped bit in the last byte of the data', (b) => flip(b, header(b).indexOffset - 1, 0x80), /data does not match its hash/],
 ];
 
 function zero(b: Buffer, start: number, end: number): Buffer {

@@ -4,6 +4,7 @@
  * mapped file), and linear() on it gives bit for bit what the original weight gives, on every ISA,
  * whether that weight was packed as a copy, in place or in parts. The bytes are the same whatever ISA
  * packed them (why packedLayoutId() names none), and an adopted weight keeps its memory alive.
+ * packInto writes those same bytes straight into a buffer, for the weight cache's streaming build.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
@@ -13,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { linear, packWeight, packWeightParts, PackedWeight, Tensor } from '../../src';
 import { mapFile } from '../../src/io/mapped';
 import { native } from '../../src/native';
-import { adoptPacked, copyPacked, packedBytes, packedBytesFor, packedLayoutId, panelWidth, WeightDType } from '../../src/ops/gemm';
+import { adoptPacked, copyPacked, packedBytes, packedBytesFor, packedLayoutId, packInto, panelWidth, WeightDType } from '../../src/ops/gemm';
 import { isas, normal, onIsa, tempDir, throwsCode, rejectsCode, uniform } from '../helpers';
 
 const Packed = suite('packed bytes');
@@ -193,6 +194,49 @@ for (const dtype of DTYPES)
       }
     }
   });
+
+Packed('packInto: the bytes copyPacked gives for the same weight packed, one weight or stacked parts, on every ISA', async () => {
+  for (const isa of isas)
+    await onIsa(isa, async () => {
+      for (const dtype of DTYPES)
+        for (const k of KS) {
+          // One weight, n not a multiple of the panel width among them.
+          for (const n of [1, 7, ...NS]) {
+            const w = new Tensor(normal(n * k, n + k, 0.3), [n, k]);
+            const want = new Uint8Array(packedBytesFor(n, k, dtype));
+            await copyPacked(await packWeight(w, { dtype }), want);
+            const got = new Uint8Array(want.length).fill(0xa5);
+            await packInto([w], got, dtype);
+            assert.ok(Buffer.from(got).equals(Buffer.from(want)), `${isa} ${dtype} ${n}x${k}`);
+          }
+          // q | k | v: parts of a panel multiple are packed where they lie, others stacked first.
+          for (const n of [16, 7, 48]) {
+            const parts = [0, 1, 2].map((i) => new Tensor(normal(n * k, 7 * n + k + i, 0.3), [n, k]));
+            const want = new Uint8Array(packedBytesFor(3 * n, k, dtype));
+            await copyPacked(await packWeightParts(parts, { dtype }), want);
+            const got = new Uint8Array(want.length).fill(0x5a);
+            await packInto(parts, got, dtype);
+            assert.ok(Buffer.from(got).equals(Buffer.from(want)), `${isa} ${dtype} parts 3x${n}x${k}`);
+          }
+        }
+    });
+});
+
+Packed('packInto refusals: a dst of the wrong length (E_SHAPE), misaligned (E_ARG) or over w (E_ARG), parts that do not stack', async () => {
+  const [n, k] = [32, 7];
+  const w = new Tensor(normal(n * k, 3), [n, k]);
+  const bytes = packedBytesFor(n, k);
+  await rejectsCode(packInto([w], new Uint8Array(bytes - 4)), 'E_SHAPE', /Expected dst of/, Error);
+  await rejectsCode(packInto([w], new Uint8Array(bytes + 4)), 'E_SHAPE', /Expected dst of/, Error);
+  await rejectsCode(packInto([w], new Uint8Array(new ArrayBuffer(bytes + 4), 1, bytes)), 'E_ARG', /4-byte-aligned/, Error);
+  const shared = new Float32Array(n * k + bytes / 4);
+  const inside = new Tensor(shared.subarray(0, n * k), [n, k]);
+  await rejectsCode(packInto([inside], new Uint8Array(shared.buffer, 4 * 8, bytes)), 'E_ARG', /not to overlap/, Error);
+  await rejectsCode(packInto([], new Uint8Array(bytes)), 'E_ARG', /non-empty array/, Error);
+  await rejectsCode(packInto([w, new Tensor(normal(16 * 8, 4), [16, 8])], new Uint8Array(packedBytesFor(48, 7))), 'E_SHAPE', undefined, Error);
+  await rejectsCode(packInto([w], new Uint8Array(bytes), 'float16' as never), 'E_ARG', /dtype/, Error);
+  await rejectsCode(packInto([w], [] as never), 'E_ARG', /Uint8Array/, Error);
+});
 
 Packed('refusals: wrong length (E_SHAPE), misaligned data (E_ARG), rows() views and bad arguments', async () => {
   const [n, k] = [48, 7];
