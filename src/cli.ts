@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The clipkit command line: one file per command under src/cli/ (classify, embed, search, eval,
- * convert, cache), and `clipkit bench` for the kernel microbenchmarks.
+ * convert, cache, serve), and `clipkit bench` for the kernel microbenchmarks.
  */
 import { Command, Option } from 'commander';
 import { registerCache } from './cli/cache';
@@ -11,6 +11,7 @@ import { registerConvert } from './cli/convert';
 import { registerEmbed } from './cli/embed';
 import { registerEval } from './cli/eval';
 import { registerSearch } from './cli/search';
+import { registerServe } from './cli/serve';
 import { loadModel } from './models';
 import { cpuInfo, ISAS, setIsa } from './runtime';
 
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerEmbed(program);
   registerEval(program);
   registerSearch(program);
+  registerServe(program);
   registerCache(program);
   registerBench(program);
   return program;
