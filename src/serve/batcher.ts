@@ -134,8 +134,20 @@ export class Batcher {
       });
     });
     this.kick();
+    // Given up (deadline or client gone): its items still queued leave the queue now, unrun.
+    const abandon = (why: string) => {
+      for (const queue of [this.texts, this.images] as Item[][])
+        for (let j = queue.length - 1; j >= 0; j--)
+          if (queue[j].request === request) queue.splice(j, 1)[0].reject(new Abandoned(why));
+    };
+    const timer = setTimeout(() => abandon('the deadline passed'), Math.max(0, o.deadline - performance.now()));
+    const onAbort = () => abandon('the client went away');
+    o.signal?.addEventListener('abort', onAbort, { once: true });
     // Settled one by one: all are awaited, so that no rejection is left unhandled, and the first failure by index wins.
-    const settled = await Promise.allSettled(results);
+    const settled = await Promise.allSettled(results).finally(() => {
+      clearTimeout(timer);
+      o.signal?.removeEventListener('abort', onAbort);
+    });
     const failed = settled.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
     if (failed) throw failed.reason;
     let tokens = 0;

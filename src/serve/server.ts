@@ -107,7 +107,7 @@ const ERROR_TYPES: Record<number, string> = {
 
 export function createServer(o: ServerOptions): EmbeddingServer {
   const opt = { ...DEFAULTS, ...definedOnly(o) };
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: opt.bodyLimit, return503OnClosing: true });
+  const app = Fastify({ logger: o.logger ?? false, bodyLimit: opt.bodyLimit, return503OnClosing: false });
   let model: ClipModel | undefined;
   let batcher: Batcher | undefined;
   let draining = false;
@@ -133,6 +133,11 @@ export function createServer(o: ServerOptions): EmbeddingServer {
     if (!given || !keys.some((k) => k.length === given.length && timingSafeEqual(k, given)))
       throw new HttpError(401, 'A valid API key is required: Authorization: Bearer <key>', 'invalid_api_key');
   });
+  // While draining, each answer closes its connection: a keep-alive one would otherwise hold the
+  // process open until its idle timeout after the last request is answered.
+  app.addHook('onSend', async (_req, reply) => {
+    if (draining) void reply.header('connection', 'close');
+  });
   app.addHook('onResponse', async (req, reply) => {
     metrics.requests.inc({ route: req.routeOptions.url ?? 'unknown', code: String(reply.statusCode) });
   });
@@ -146,7 +151,6 @@ export function createServer(o: ServerOptions): EmbeddingServer {
     else if (err instanceof ItemError) e = bad(err.message, itemCode(err.reason), { index: err.index });
     else if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new HttpError(413, `The request body is larger than the limit of ${opt.bodyLimit} bytes`, 'payload_too_large');
     else if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) e = new HttpError(err.statusCode, err.message, err.code ?? 'invalid_request');
-    else if (err instanceof ClipkitError && err.code === 'E_ARG' && draining) e = new HttpError(503, 'The service is shutting down', 'draining');
     else {
       reply.log.error({ err }, 'request failed');
       e = new HttpError(500, err.message, 'internal_error');
@@ -159,7 +163,8 @@ export function createServer(o: ServerOptions): EmbeddingServer {
 
   /** The model and batcher, or 503 while loading or draining. */
   const serving = (reply: FastifyReply): { model: ClipModel; batcher: Batcher } => {
-    if (draining) throw new HttpError(503, 'The service is shutting down', 'draining', {}, { 'retry-after': '1' });
+    // While draining, requests that reach a handler are served: the listener is closed, so they
+    // came on connections already open (in flight when the signal came).
     if (!model || !batcher) {
       void reply.header('retry-after', '1');
       throw new HttpError(503, 'The model is loading', 'loading', {}, { 'retry-after': '1' });
