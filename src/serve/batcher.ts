@@ -41,6 +41,13 @@ export class Overloaded extends Error {
   }
 }
 
+/** The batcher was drained: it takes no more work (503 upstream). */
+export class ShuttingDown extends Error {
+  constructor() {
+    super('The service is shutting down');
+  }
+}
+
 /** An item dropped unrun because its request gave up (deadline or client gone). */
 export class Abandoned extends Error {}
 
@@ -115,7 +122,7 @@ export class Batcher {
    * first failure by index is reported), Abandoned when the deadline passes or `signal` aborts first.
    */
   async embed(inputs: readonly Input[], o: { deadline: number; signal?: AbortSignal }): Promise<{ embeddings: Float32Array[]; tokens: number }> {
-    if (this.stopped) throw new ClipkitError('E_ARG', 'The service is shutting down');
+    if (this.stopped) throw new ShuttingDown();
     if (this.queued + inputs.length > this.o.maxQueue) throw new Overloaded(this.retryAfter());
     const request: RequestState = { deadline: o.deadline, signal: o.signal };
     // Texts are tokenized now (off the JS thread when long), so that a batch only stacks rows.

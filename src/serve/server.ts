@@ -26,7 +26,7 @@ import { ClipkitError } from '../errors';
 import { ClipModel } from '../models/model';
 import { l2Normalize } from '../ops/l2_normalize';
 import { Tensor } from '../tensor';
-import { Abandoned, Batcher, Input, ItemError, Overloaded } from './batcher';
+import { Abandoned, Batcher, Input, ItemError, Overloaded, ShuttingDown } from './batcher';
 import { serviceMetrics } from './metrics';
 
 export interface ServerOptions {
@@ -147,6 +147,7 @@ export function createServer(o: ServerOptions): EmbeddingServer {
     if (err instanceof HttpError) e = err;
     else if (err instanceof Overloaded)
       e = new HttpError(429, `The queue is full; retry in ${err.retryAfterS} s`, 'queue_full', {}, { 'retry-after': String(err.retryAfterS) });
+    else if (err instanceof ShuttingDown) e = new HttpError(503, err.message, 'draining', {}, { 'retry-after': '1' });
     else if (err instanceof Abandoned) e = new HttpError(504, `The request was not computed: ${err.message}`, 'timeout');
     else if (err instanceof ItemError) e = bad(err.message, itemCode(err.reason), { index: err.index });
     else if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new HttpError(413, `The request body is larger than the limit of ${opt.bodyLimit} bytes`, 'payload_too_large');

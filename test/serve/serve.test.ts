@@ -264,6 +264,46 @@ limits('the deadline: an item still queued when its request\'s time is up is ans
   await server.drain();
 });
 
+limits('a caller that hangs up: its inputs still queued leave the queue unrun', async () => {
+  const g = gate(await modelOnce());
+  const { server, url } = await start({ model: g.model });
+  const first = post(`${url}/v1/embeddings`, { input: ['running'] });
+  await settle(50);
+  const gone = new AbortController();
+  const hungUp = fetch(`${url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: [{ image: b64(IMAGES[0]) }, { image: b64(IMAGES[1]) }] }), signal: gone.signal }).catch((e) => e);
+  await settle(100);
+  gone.abort();
+  await hungUp;
+  await settle(100);
+  g.release();
+  assert.is((await first).status, 200);
+  await settle(50);
+  assert.is(g.calls.image, 0, 'the images of a caller that hung up were computed');
+  await server.drain();
+});
+
+limits('an image over the pixel limit is 400 naming it, before it is decoded', async () => {
+  const { server, url } = await start();
+  // A 24-bit BMP whose header declares 100000 x 100000 pixels, and no pixels after it.
+  const dib = Buffer.alloc(40);
+  dib.writeUInt32LE(40, 0);
+  dib.writeInt32LE(100000, 4);
+  dib.writeInt32LE(100000, 8);
+  dib.writeUInt16LE(1, 12);
+  dib.writeUInt16LE(24, 14);
+  const head = Buffer.alloc(14);
+  head.write('BM', 0, 'latin1');
+  head.writeUInt32LE(54, 2);
+  head.writeUInt32LE(54, 10);
+  const huge = Buffer.concat([head, dib]);
+  const r = await post(`${url}/v1/embeddings`, { input: ['fine', { image: b64(huge) }] });
+  assert.is(r.status, 400);
+  const e = (await r.json()).error;
+  assert.equal([e.index, e.code], [1, 'input_too_large']);
+  assert.match(e.message, /over the limit/);
+  await server.drain();
+});
+
 limits('API keys: 401 without or with a wrong Bearer key on /v1, 200 with one; /health and /ready stay open', async () => {
   const { server, url } = await start({ apiKeys: ['k1', 'k2'] });
   assert.is((await post(`${url}/v1/embeddings`, { input: 'a' })).status, 401);
