@@ -15,8 +15,8 @@
  *     429 upstream), before any of its items is queued;
  *   - an item whose request gave up (its deadline passed, or the client went away) is dropped
  *     before it is computed;
- *   - images are decoded on the native pool ahead of their batch (the next batch's while the
- *     current one runs), at most a batch ahead, so decoded pixels held stay bounded.
+ *   - images are decoded on the native pool ahead of their batch, as they arrive, while the batch
+ *     before them runs: the first maxBatch queued at most, so decoded pixels held stay bounded.
  */
 import { ClipkitError } from '../errors';
 import { ClipModel } from '../models/model';
@@ -140,6 +140,9 @@ export class Batcher {
         } else this.images.push({ ...base, bytes: x.image });
       });
     });
+    // Images of the next batch start decoding as they arrive, so that those coming in while a batch
+    // runs are ready when it ends.
+    this.prefetch();
     this.kick();
     // Given up (deadline or client gone): its items still queued leave the queue now, unrun.
     const abandon = (why: string) => {
