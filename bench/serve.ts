@@ -9,7 +9,7 @@
  *   saturation   autocannon, closed loop, enough connections to keep the queue full: served
  *                inputs/s over in-process encodeImage / encodeText at the server's mean batch size
  *                (read off /metrics), the same inputs (image bytes in, decoding included)
- *   idle         one connection, one request at a time: p50 latency minus in-process batch-1 latency
+ *   idle         one request at a time, alternating with in-process batch-1 calls: the p50 difference
  *   70 %         open loop (requests sent on a fixed schedule whatever the answers, so a slow
  *                server is not given time to catch up): p50 / p99 latency
  *   2x overload  open loop at twice the capacity: goodput over capacity, 429s and their latency,
@@ -205,7 +205,6 @@ async function main(): Promise<void> {
     };
     for (const t of targets.filter((x) => !only || x.tower === only)) {
       const unit = t.tower === 'image' ? 'img/s' : 'text/s';
-      const b1 = await inProcess(t.tower, 1, quick ? 5 : 15);
       // Batches of 16 (the server's --max-batch), before the server starts and again after its saturation run.
       const batchMs = await inProcess(t.tower, 16, quick ? 2 : 4);
       const port = await freePort();
@@ -224,9 +223,15 @@ async function main(): Promise<void> {
         const afterMs = await inProcess(t.tower, B, quick ? 2 : 4);
         const inProc = (B * 1000) / (B === 16 ? (afterMs + batchMs) / 2 : afterMs);
         log(`${t.tower}: saturation ${served.toFixed(2)} ${unit} served at mean batch ${batch.toFixed(1)}, in-process ${inProc.toFixed(2)} at ${B}: ${(served / inProc).toFixed(3)}x; non-2xx ${sat.non2xx}`);
-        // Idle: one request at a time.
-        const idle = await autocannon({ url: `http://127.0.0.1:${port}${t.path}`, method: 'POST', headers: t.headers, body: t.body(), connections: 1, amount: quick ? 10 : 30 });
-        log(`${t.tower}: idle p50 ${idle.latency.p50} ms, in-process batch 1 ${b1.toFixed(1)} ms: +${(idle.latency.p50 - b1).toFixed(1)} ms`);
+        // Idle: one request at a time, alternating with an in-process batch of 1 (this host's speed drifts).
+        const servedMs: number[] = [], ownMs: number[] = [];
+        for (let i = 0; i < (quick ? 10 : 30); i++) {
+          servedMs.push((await send(port, t)).ms);
+          ownMs.push(await inProcess(t.tower, 1, 1));
+        }
+        const idle = { latency: { p50: quantile(servedMs, 0.5) } };
+        const b1Now = quantile(ownMs, 0.5);
+        log(`${t.tower}: idle p50 ${idle.latency.p50.toFixed(1)} ms, in-process batch 1 ${b1Now.toFixed(1)} ms: ${idle.latency.p50 - b1Now >= 0 ? '+' : ''}${(idle.latency.p50 - b1Now).toFixed(1)} ms`);
         // 70 % of capacity, open loop.
         const capacity = served;
         const at70 = await openLoop(port, t, 0.7 * capacity, span * 1.5);
@@ -250,7 +255,7 @@ async function main(): Promise<void> {
         log(`${t.tower}: 2x (${(2 * capacity).toFixed(2)}/s): goodput ${(over.goodput / capacity).toFixed(3)}x capacity (p50 ${over.p50.toFixed(0)} ms, p99 ${over.p99.toFixed(0)} ms), ${over.limited} of ${over.sent} answered 429 (p99 ${over.limitedP99.toFixed(1)} ms), ${over.failed} 5xx or failed, RSS ${rssBefore.toFixed(0)} → ${rssAfter.toFixed(0)} MiB, back to idle latency ${recovered.toFixed(1)} s after`);
         rows.push({
           tower: t.tower, unit, served, inProcess: inProc, batch, ratio: served / inProc,
-          idleP50: idle.latency.p50, batch1: b1,
+          idleP50: idle.latency.p50, batch1: b1Now,
           p50at70: at70.p50, p99at70: at70.p99,
           goodputRatio: over.goodput / capacity, p99over: over.p99, limited: over.limited, sent: over.sent, limitedP99: over.limitedP99, failed: over.failed + at70.failed,
           rssBefore, rssAfter, recoveredS: recovered,
