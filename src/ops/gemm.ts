@@ -88,13 +88,18 @@ export async function packWeightParts(parts: Tensor[], opts: PackOptions = {}): 
     const handle = (await native().packWeight({ parts: parts.map((p) => p.data), ns, k, inPlace: true })) as PackedHandle;
     return new PackedWeight(handle, n, k, dtype);
   }
-  const w = new Float32Array(n * k);
+  return packWeight(new Tensor(stackParts(parts, ns, k), [n, k]), { dtype, inPlace: opts.inPlace });
+}
+
+/** The parts [ns[i], k] one after another as one row-major array [Σns, k]. */
+function stackParts(parts: readonly Tensor[], ns: readonly number[], k: number): Float32Array {
+  const w = new Float32Array(ns.reduce((a, b) => a + b, 0) * k);
   let row = 0;
   parts.forEach((p, i) => {
     w.set(p.data as Float32Array, row * k);
     row += ns[i];
   });
-  return packWeight(new Tensor(w, [n, k]), { dtype, inPlace: opts.inPlace });
+  return w;
 }
 
 export type Activation = 'gelu' | 'quick_gelu';
@@ -234,13 +239,7 @@ export async function packInto(parts: readonly Tensor[], dst: Uint8Array, dtype:
   const bytes = packedBytesFor(n, k, dtype);
   if (dst.length !== bytes) throw rangeError('E_SHAPE', `Expected dst of ${bytes} bytes (the packed size of [${n}, ${k}] ${dtype}) but received ${dst.length}`);
   if (parts.length > 1 && ns.some((ni) => ni % panelWidth() !== 0)) {
-    const w = new Float32Array(n * k);
-    let row = 0;
-    parts.forEach((p, i) => {
-      w.set(p.data as Float32Array, row * k);
-      row += ns[i];
-    });
-    return native().packWeightInto({ w, n, k, dtype, dst });
+    return native().packWeightInto({ w: stackParts(parts, ns, k), n, k, dtype, dst });
   }
   let at = 0;
   for (let i = 0; i < parts.length; i++) {

@@ -163,13 +163,10 @@ export function createServer(o: ServerOptions): EmbeddingServer {
   });
 
   /** The model and batcher, or 503 while loading or draining. */
-  const serving = (reply: FastifyReply): { model: ClipModel; batcher: Batcher } => {
+  const serving = (): { model: ClipModel; batcher: Batcher } => {
     // While draining, requests that reach a handler are served: the listener is closed, so they
     // came on connections already open (in flight when the signal came).
-    if (!model || !batcher) {
-      void reply.header('retry-after', '1');
-      throw new HttpError(503, 'The model is loading', 'loading', {}, { 'retry-after': '1' });
-    }
+    if (!model || !batcher) throw new HttpError(503, 'The model is loading', 'loading', {}, { 'retry-after': '1' });
     return { model, batcher };
   };
 
@@ -216,7 +213,7 @@ export function createServer(o: ServerOptions): EmbeddingServer {
   });
 
   app.post('/v1/embeddings', async (req, reply) => {
-    const { model: m, batcher: b } = serving(reply);
+    const { model: m, batcher: b } = serving();
     const body = expectObject(req.body);
     checkModel(body.model);
     const format = body.encoding_format ?? 'float';
@@ -228,7 +225,7 @@ export function createServer(o: ServerOptions): EmbeddingServer {
   });
 
   app.post('/v1/embeddings/image', async (req, reply) => {
-    const { batcher: b } = serving(reply);
+    const { batcher: b } = serving();
     if (!Buffer.isBuffer(req.body) || req.body.length === 0) throw bad('Expected the image file as the request body, with Content-Type image/*', 'invalid_input');
     const q = req.query as Record<string, string | undefined>;
     const format = q.encoding_format ?? 'float';
@@ -238,7 +235,7 @@ export function createServer(o: ServerOptions): EmbeddingServer {
   });
 
   app.post('/v1/classify', async (req, reply) => {
-    const { model: m, batcher: b } = serving(reply);
+    const { model: m, batcher: b } = serving();
     const body = expectObject(req.body);
     checkModel(body.model);
     const images = body.images ?? (body.image !== undefined ? [body.image] : undefined);
@@ -264,7 +261,7 @@ export function createServer(o: ServerOptions): EmbeddingServer {
   });
 
   app.post('/v1/similarity', async (req, reply) => {
-    const { batcher: b } = serving(reply);
+    const { batcher: b } = serving();
     const body = expectObject(req.body);
     checkModel(body.model);
     const a = parseItems(body.a, 'a'), c = parseItems(body.b, 'b');
